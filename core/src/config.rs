@@ -1,0 +1,383 @@
+//! Typed configuration, read once from the environment at start-up.
+//!
+//! Development needs no configuration at all: every value has a default, and the
+//! secrets fall back to well-known development values. Production refuses to start
+//! while any secret is missing or still a development default, and names each one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Development fallbacks. Production refuses every one of them.
+const DEV_SECRET_KEY: &str = "plinth-development-secret-key-do-not-use-in-production";
+const DEV_JWT_SECRET: &str = "plinth-development-jwt-secret-do-not-use-in-production";
+/// Secrets shorter than this are refused in production (256 bits as hex or base64 is longer).
+const MIN_SECRET_LEN: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines, the development default.
+    Pretty,
+    /// One JSON object per line, the production default.
+    Json,
+}
+
+/// A secret value: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything Plinth reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `PLINTH_ENV`: `development` (default) or `production`.
+    pub env: Environment,
+    /// `DATABASE_URL`: `sqlite://PATH`; default `sqlite://plinth.db` in the working directory.
+    pub database_path: PathBuf,
+    /// `SECRET_KEY`: keys hashes of single-use tokens and other server-side secrets.
+    pub secret_key: Secret,
+    /// `JWT_SECRET`: signs access tokens (HS256).
+    pub jwt_secret: Secret,
+    /// `STRIPE_SECRET_KEY`: billing talks to Stripe only when set.
+    pub stripe_secret_key: Option<Secret>,
+    /// `STRIPE_WEBHOOK_SECRET`: verifies Stripe webhook signatures.
+    pub stripe_webhook_secret: Option<Secret>,
+    /// `SMTP_URL`: e.g. `smtp://user:pass@host:587`; unset in development means mail
+    /// goes to the outbox table and the log only.
+    pub smtp_url: Option<Secret>,
+    /// `APP_URL`: the frontend's origin, used in links in emails and as the CORS origin.
+    pub app_url: String,
+    /// `PLINTH_ADDR`: listen address, default `127.0.0.1:8000`.
+    pub addr: SocketAddr,
+    /// `PLINTH_DISABLED_PLUGINS`: comma-separated plugin names to leave out.
+    pub disabled_plugins: Vec<String>,
+    /// `PLINTH_LOG_FORMAT`: `pretty` or `json`; default by environment.
+    pub log_format: LogFormat,
+    /// `PLINTH_LOG` (or `RUST_LOG`): tracing filter, default `info`.
+    pub log_filter: String,
+    /// `PLINTH_BODY_LIMIT`: maximum request body in bytes, default 1 MiB.
+    pub body_limit: usize,
+    /// `PLINTH_DB_POOL_SIZE`: pooled SQLite connections, default 8.
+    pub db_pool_size: u32,
+    /// `PLINTH_JOB_WORKERS`: concurrent background job workers, default 2.
+    pub job_workers: usize,
+    /// `PLINTH_JOB_POLL_MS`: how often idle workers look for due jobs, default 1000.
+    pub job_poll_interval: Duration,
+    /// `PLINTH_JOB_BACKOFF_MS`: first retry delay, doubled per attempt, default 2000.
+    pub job_backoff_base: Duration,
+    /// `PLINTH_JOB_MAX_ATTEMPTS`: attempts before a job is dead, default 5.
+    pub job_max_attempts: u32,
+    /// `PLINTH_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may take to finish.
+    pub shutdown_timeout: Duration,
+    /// `PLINTH_METRICS_TOKEN`: when set, /metrics requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<Secret>,
+}
+
+/// Why the configuration was refused: every problem found, not only the first.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads configuration from explicit variables (tests use this instead of the
+    /// process environment, which is shared between parallel tests).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let mut problems = Vec::new();
+        let get = |name: &str| vars.get(name).map(|v| v.trim().to_string());
+
+        let env = match get("PLINTH_ENV").as_deref() {
+            None | Some("development") | Some("dev") => Environment::Development,
+            Some("production") | Some("prod") => Environment::Production,
+            Some(other) => {
+                problems.push(format!(
+                    "PLINTH_ENV must be `development` or `production`, not `{other}`"
+                ));
+                Environment::Development
+            }
+        };
+        let production = env == Environment::Production;
+
+        let database_path = match get("DATABASE_URL") {
+            None => PathBuf::from("plinth.db"),
+            Some(url) => match parse_database_url(&url) {
+                Ok(path) => path,
+                Err(msg) => {
+                    problems.push(msg);
+                    PathBuf::from("plinth.db")
+                }
+            },
+        };
+        if production && get("DATABASE_URL").is_none() {
+            problems.push("DATABASE_URL is required in production (sqlite://PATH)".into());
+        }
+
+        let mut secret = |name: &str, dev_default: &str| -> Secret {
+            match get(name) {
+                Some(v) if production && v == dev_default => {
+                    problems.push(format!("{name} is the development default; set a real secret"));
+                    Secret(v)
+                }
+                Some(v) if production && v.len() < MIN_SECRET_LEN => {
+                    problems.push(format!(
+                        "{name} is too short ({} characters); use at least {MIN_SECRET_LEN} random characters",
+                        v.len()
+                    ));
+                    Secret(v)
+                }
+                Some(v) => Secret(v),
+                None => {
+                    if production {
+                        problems.push(format!("{name} is required in production"));
+                    }
+                    Secret(dev_default.to_string())
+                }
+            }
+        };
+        let secret_key = secret("SECRET_KEY", DEV_SECRET_KEY);
+        let jwt_secret = secret("JWT_SECRET", DEV_JWT_SECRET);
+        if production && secret_key == jwt_secret {
+            problems.push("SECRET_KEY and JWT_SECRET must differ".into());
+        }
+
+        let stripe_secret_key = get("STRIPE_SECRET_KEY").map(Secret);
+        let stripe_webhook_secret = get("STRIPE_WEBHOOK_SECRET").map(Secret);
+        if stripe_secret_key.is_some() && stripe_webhook_secret.is_none() {
+            problems.push(
+                "STRIPE_WEBHOOK_SECRET is required when STRIPE_SECRET_KEY is set (webhooks could not be verified)"
+                    .into(),
+            );
+        }
+
+        let smtp_url = get("SMTP_URL").map(Secret);
+        if let Some(url) = &smtp_url {
+            if !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://")) {
+                problems.push("SMTP_URL must start with smtp:// or smtps://".into());
+            }
+        } else if production {
+            problems.push("SMTP_URL is required in production (emails would not be delivered)".into());
+        }
+
+        let app_url = match get("APP_URL") {
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    problems.push(format!("APP_URL must be an http(s) URL, not `{url}`"));
+                }
+                url.trim_end_matches('/').to_string()
+            }
+            None => {
+                if production {
+                    problems.push("APP_URL is required in production (email links, CORS origin)".into());
+                }
+                "http://localhost:3000".to_string()
+            }
+        };
+
+        let addr = match get("PLINTH_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+            Some(a) => a.parse().unwrap_or_else(|_| {
+                problems.push(format!("PLINTH_ADDR must be HOST:PORT, not `{a}`"));
+                SocketAddr::from(([127, 0, 0, 1], 8000))
+            }),
+        };
+
+        let disabled_plugins = get("PLINTH_DISABLED_PLUGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let log_format = match get("PLINTH_LOG_FORMAT").as_deref() {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                problems.push(format!(
+                    "PLINTH_LOG_FORMAT must be `json` or `pretty`, not `{other}`"
+                ));
+                LogFormat::Pretty
+            }
+        };
+        let log_filter = get("PLINTH_LOG")
+            .or_else(|| get("RUST_LOG"))
+            .unwrap_or_else(|| "info".into());
+
+        let mut number = |name: &str, default: u64, min: u64, max: u64| -> u64 {
+            match get(name) {
+                None => default,
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => n,
+                    _ => {
+                        problems.push(format!(
+                            "{name} must be a whole number from {min} to {max}, not `{v}`"
+                        ));
+                        default
+                    }
+                },
+            }
+        };
+        let body_limit = number("PLINTH_BODY_LIMIT", 1024 * 1024, 1024, 256 * 1024 * 1024) as usize;
+        let db_pool_size = number("PLINTH_DB_POOL_SIZE", 8, 1, 256) as u32;
+        let job_workers = number("PLINTH_JOB_WORKERS", 2, 1, 64) as usize;
+        let job_poll_interval = Duration::from_millis(number("PLINTH_JOB_POLL_MS", 1000, 10, 600_000));
+        let job_backoff_base = Duration::from_millis(number("PLINTH_JOB_BACKOFF_MS", 2000, 1, 3_600_000));
+        let job_max_attempts = number("PLINTH_JOB_MAX_ATTEMPTS", 5, 1, 100) as u32;
+        let shutdown_timeout = Duration::from_secs(number("PLINTH_SHUTDOWN_TIMEOUT_SECS", 30, 1, 3600));
+        let metrics_token = get("PLINTH_METRICS_TOKEN").map(Secret);
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(Config {
+            env,
+            database_path,
+            secret_key,
+            jwt_secret,
+            stripe_secret_key,
+            stripe_webhook_secret,
+            smtp_url,
+            app_url,
+            addr,
+            disabled_plugins,
+            log_format,
+            log_filter,
+            body_limit,
+            db_pool_size,
+            job_workers,
+            job_poll_interval,
+            job_backoff_base,
+            job_max_attempts,
+            shutdown_timeout,
+            metrics_token,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// Whether a plugin of this name is switched off by configuration.
+    pub fn plugin_disabled(&self, name: &str) -> bool {
+        self.disabled_plugins.iter().any(|d| d == name)
+    }
+}
+
+/// Accepts `sqlite://PATH`, `sqlite:PATH` and `sqlite:///ABSOLUTE/PATH`.
+fn parse_database_url(url: &str) -> Result<PathBuf, String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| format!("DATABASE_URL must look like sqlite://PATH, not `{url}`"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(
+            "DATABASE_URL must name a file (sqlite://PATH); in-memory databases cannot be shared by the pool"
+                .into(),
+        );
+    }
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_needs_no_configuration() {
+        let config = Config::from_vars(Vec::<(String, String)>::new()).expect("defaults");
+        assert_eq!(config.env, Environment::Development);
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.database_path, PathBuf::from("plinth.db"));
+    }
+
+    #[test]
+    fn production_names_every_missing_secret() {
+        let err = Config::from_vars([("PLINTH_ENV", "production")]).expect_err("refused");
+        let text = err.to_string();
+        for name in ["SECRET_KEY", "JWT_SECRET", "DATABASE_URL", "SMTP_URL", "APP_URL"] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_development_defaults_and_short_secrets() {
+        let err = Config::from_vars([
+            ("PLINTH_ENV", "production"),
+            ("SECRET_KEY", DEV_SECRET_KEY),
+            ("JWT_SECRET", "short"),
+            ("DATABASE_URL", "sqlite:///var/lib/plinth.db"),
+            ("SMTP_URL", "smtp://mail:25"),
+            ("APP_URL", "https://app.example.com"),
+        ])
+        .expect_err("refused");
+        assert!(
+            err.problems
+                .iter()
+                .any(|p| p.contains("SECRET_KEY is the development default"))
+        );
+        assert!(err.problems.iter().any(|p| p.contains("JWT_SECRET is too short")));
+        assert_eq!(err.problems.len(), 2, "{:?}", err.problems);
+    }
+
+    #[test]
+    fn database_url_forms() {
+        assert_eq!(
+            parse_database_url("sqlite://data/x.db"),
+            Ok(PathBuf::from("data/x.db"))
+        );
+        assert_eq!(
+            parse_database_url("sqlite:///abs/x.db"),
+            Ok(PathBuf::from("/abs/x.db"))
+        );
+        assert!(parse_database_url("postgres://x").is_err());
+        assert!(parse_database_url("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let config = Config::from_vars([("JWT_SECRET", "super-secret-value")]).expect("config");
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+}

@@ -1,0 +1,375 @@
+//! Durable background jobs: a SQLite table and a pool of tokio workers.
+//!
+//! A job is enqueued in the caller's transaction (so it exists exactly when the change
+//! that asked for it commits), claimed by one worker with a single atomic UPDATE,
+//! retried with exponential backoff when its handler fails or panics, and marked
+//! `dead` after its maximum attempts. Jobs left `running` by a crash or a kill are
+//! queued again when the server starts: handlers must be idempotent.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use crate::db::{now_millis, now_rfc3339};
+use crate::error::Result;
+use crate::platform::Platform;
+
+/// Retries never wait longer than this, however many attempts failed.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Done,
+    Dead,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Dead => "dead",
+        }
+    }
+}
+
+/// What a handler receives.
+pub struct JobContext {
+    pub id: String,
+    pub kind: String,
+    pub payload: Value,
+    /// 1 on the first run.
+    pub attempt: u32,
+    pub platform: Platform,
+}
+
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// A plugin's handler for one kind of job.
+#[derive(Clone)]
+pub struct JobHandler {
+    pub kind: &'static str,
+    run: Arc<dyn Fn(JobContext) -> JobFuture + Send + Sync>,
+}
+
+impl JobHandler {
+    /// `f` returns `Err(message)` to ask for a retry; the message is stored on the job.
+    pub fn new<F, Fut>(kind: &'static str, f: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        JobHandler {
+            kind,
+            run: Arc::new(move |ctx| Box::pin(f(ctx))),
+        }
+    }
+}
+
+/// Options for one enqueued job.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    /// Run no earlier than this many milliseconds from now.
+    pub delay: Option<Duration>,
+    /// Overrides the configured maximum attempts.
+    pub max_attempts: Option<u32>,
+}
+
+/// The queue handle in [`Platform`]: enqueueing, and waking idle workers.
+#[derive(Clone)]
+pub struct Jobs {
+    wake: Arc<Notify>,
+    max_attempts: u32,
+    backoff_base: Duration,
+}
+
+impl Jobs {
+    pub(crate) fn new(max_attempts: u32, backoff_base: Duration) -> Self {
+        Jobs {
+            wake: Arc::new(Notify::new()),
+            max_attempts,
+            backoff_base,
+        }
+    }
+
+    /// Enqueues a job on `conn`, normally the caller's open transaction.
+    pub fn enqueue(&self, conn: &Connection, kind: &str, payload: &Value) -> Result<Uuid> {
+        self.enqueue_with(conn, kind, payload, EnqueueOptions::default())
+    }
+
+    pub fn enqueue_with(
+        &self,
+        conn: &Connection,
+        kind: &str,
+        payload: &Value,
+        options: EnqueueOptions,
+    ) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        let run_at = now_millis() + options.delay.map_or(0, |d| d.as_millis() as i64);
+        let now = now_rfc3339();
+        conn.prepare_cached(
+            "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            id.to_string(),
+            kind,
+            serde_json::to_string(payload)?,
+            options.max_attempts.unwrap_or(self.max_attempts),
+            run_at,
+            now
+        ])?;
+        // Workers that wake before the caller commits find nothing and sleep until
+        // the next poll; waking them is only a latency optimisation.
+        self.wake.notify_waiters();
+        Ok(id)
+    }
+
+    /// Delay before the next attempt after `attempts` failed ones: base * 2^(n-1),
+    /// capped, with up to 10 % jitter so retries of a burst do not align.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let exp = self
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1)))
+            .min(MAX_BACKOFF);
+        let jitter = rand::rng().random_range(0.0..0.1);
+        exp.mul_f64(1.0 + jitter)
+    }
+}
+
+/// Queues again the jobs a previous process left running. Called once at start-up,
+/// before any worker runs, so no live job is touched.
+pub fn recover(conn: &Connection) -> Result<usize> {
+    let n = conn.execute(
+        "UPDATE jobs SET status = 'queued', run_at = ?1, updated_at = ?2 WHERE status = 'running'",
+        params![now_millis(), now_rfc3339()],
+    )?;
+    Ok(n)
+}
+
+/// Counts jobs per status (metrics, admin).
+pub fn counts(conn: &Connection) -> Result<HashMap<&'static str, i64>> {
+    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM jobs GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out: HashMap<&'static str, i64> = JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for row in rows {
+        let (status, n) = row?;
+        if let Some(s) = JobStatus::ALL.iter().find(|s| s.as_str() == status) {
+            out.insert(s.as_str(), n);
+        }
+    }
+    Ok(out)
+}
+
+struct Claimed {
+    id: String,
+    kind: String,
+    payload: Value,
+    attempts: u32,
+}
+
+fn claim(conn: &Connection, kinds: &str) -> Result<Option<Claimed>> {
+    let row = conn
+        .prepare_cached(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2
+             WHERE id = (SELECT id FROM jobs
+                         WHERE status = 'queued' AND run_at <= ?1
+                           AND kind IN (SELECT value FROM json_each(?3))
+                         ORDER BY run_at, id LIMIT 1)
+             RETURNING id, kind, payload, attempts",
+        )?
+        .query_row(params![now_millis(), now_rfc3339(), kinds], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, kind, payload, attempts)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Claimed {
+        id,
+        kind,
+        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        attempts,
+    }))
+}
+
+fn finish(conn: &Connection, id: &str) -> Result<()> {
+    let now = now_rfc3339();
+    conn.prepare_cached(
+        "UPDATE jobs SET status = 'done', last_error = NULL, updated_at = ?2, finished_at = ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    Ok(())
+}
+
+/// Records a failure: queued again after the backoff, or dead when out of attempts.
+/// Returns whether the job is now dead.
+fn fail(conn: &Connection, id: &str, error: &str, next_run_at: i64) -> Result<bool> {
+    let now = now_rfc3339();
+    let status: String = conn
+        .prepare_cached(
+            "UPDATE jobs SET
+                status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+                run_at = ?3, last_error = ?2, updated_at = ?4,
+                finished_at = CASE WHEN attempts >= max_attempts THEN ?4 ELSE NULL END
+             WHERE id = ?1 RETURNING status",
+        )?
+        .query_row(params![id, error, next_run_at, now], |r| r.get(0))?;
+    Ok(status == "dead")
+}
+
+/// The running worker pool; stopped by [`Workers::shutdown`].
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `count` workers for the given handlers. Jobs of kinds nobody handles
+    /// (a disabled plugin's) stay queued instead of failing.
+    pub fn start(platform: Platform, handlers: Vec<JobHandler>, count: usize, poll: Duration) -> Workers {
+        let (stop, stop_rx) = watch::channel(false);
+        let handlers: Arc<HashMap<&'static str, JobHandler>> =
+            Arc::new(handlers.into_iter().map(|h| (h.kind, h)).collect());
+        let kinds: Arc<str> = serde_json::to_string(&handlers.keys().collect::<Vec<_>>())
+            .unwrap_or_else(|_| "[]".into())
+            .into();
+        let tasks = if handlers.is_empty() {
+            Vec::new()
+        } else {
+            (0..count)
+                .map(|_| {
+                    tokio::spawn(worker(
+                        platform.clone(),
+                        handlers.clone(),
+                        kinds.clone(),
+                        poll,
+                        stop_rx.clone(),
+                    ))
+                })
+                .collect()
+        };
+        Workers { stop, tasks }
+    }
+
+    /// Stops claiming new jobs and waits for the running ones to finish.
+    pub async fn shutdown(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            tracing::warn!(
+                "background jobs still running at shutdown; they will be retried on the next start"
+            );
+        }
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn worker(
+    platform: Platform,
+    handlers: Arc<HashMap<&'static str, JobHandler>>,
+    kinds: Arc<str>,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let wake = platform.jobs().wake.clone();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let db = platform.db().clone();
+        let k = kinds.clone();
+        let claimed = db
+            .call(move |conn| claim(conn, &k))
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "could not claim a job"))
+            .ok()
+            .flatten();
+        match claimed {
+            Some(job) => run_one(&platform, &handlers, job).await,
+            None => {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+async fn run_one(platform: &Platform, handlers: &HashMap<&'static str, JobHandler>, job: Claimed) {
+    let Some(handler) = handlers.get(job.kind.as_str()) else {
+        return; // unreachable: claims filter on handled kinds
+    };
+    let ctx = JobContext {
+        id: job.id.clone(),
+        kind: job.kind.clone(),
+        payload: job.payload,
+        attempt: job.attempts,
+        platform: platform.clone(),
+    };
+    let started = std::time::Instant::now();
+    // Spawned so that a panicking handler fails its job instead of killing the worker.
+    let outcome = match tokio::spawn((handler.run)(ctx)).await {
+        Ok(result) => result,
+        Err(join) => Err(if join.is_panic() {
+            "handler panicked".to_string()
+        } else {
+            join.to_string()
+        }),
+    };
+    let metrics = platform.metrics();
+    let id = job.id.clone();
+    let db = platform.db().clone();
+    let result = match outcome {
+        Ok(()) => {
+            metrics.job_finished(&job.kind, "done", started.elapsed());
+            let id = id.clone();
+            db.call(move |conn| finish(conn, &id)).await
+        }
+        Err(message) => {
+            let next = now_millis() + platform.jobs().backoff(job.attempts).as_millis() as i64;
+            let msg = message.clone();
+            let job_id = id.clone();
+            let dead = db.call(move |conn| fail(conn, &job_id, &msg, next)).await;
+            if let Ok(dead) = dead {
+                let status = if dead { "dead" } else { "retry" };
+                metrics.job_finished(&job.kind, status, started.elapsed());
+                tracing::warn!(job = %id, kind = %job.kind, attempt = job.attempts, dead, error = %message, "job failed");
+            }
+            dead.map(|_| ())
+        }
+    };
+    if let Err(e) = result {
+        tracing::error!(job = %id, error = %e, "could not record a job's outcome; it will run again after a restart");
+    }
+}

@@ -1,0 +1,36 @@
+//! plinth-core: the platform every Plinth feature area stands on.
+//!
+//! It owns configuration, the SQLite pool and migrations, the HTTP assembly
+//! (middleware, problem+json errors, ops endpoints, the merged OpenAPI document),
+//! the plugin contract, the domain-event bus, durable background jobs, the cache and
+//! identity. Plugins depend on this crate and never on each other; whatever crosses
+//! feature areas goes through the seams defined here.
+
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod identity;
+pub mod jobs;
+pub mod logging;
+pub mod metrics;
+pub mod migrations;
+pub mod openapi;
+mod ops;
+pub mod platform;
+pub mod plugin;
+pub mod seed;
+pub mod server;
+
+pub use config::{Config, Environment};
+pub use error::{Error, FieldError, Problem, Result};
+pub use platform::Platform;
+pub use plugin::{ApiPart, Plugin};
+pub use server::App;
+
+/// Re-exported so plugins build their APIs against the exact versions core uses.
+pub use poem;
+pub use poem_openapi;
+pub use rusqlite;

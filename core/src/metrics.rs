@@ -1,0 +1,222 @@
+//! Process metrics in the Prometheus (OpenMetrics) text format, served at /metrics.
+//!
+//! Counters and histograms are updated on the request path without locks beyond
+//! prometheus-client's per-family map; gauges that describe state (pool, caches,
+//! jobs) are read at scrape time instead of being kept up to date on every change.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NameLabel {
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~3.3 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+type SizeFn = Box<dyn Fn() -> u64 + Send + Sync>;
+
+/// All metrics of the process; one instance lives in the platform.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    http_in_flight: Gauge,
+    jobs: Family<JobLabels, Counter>,
+    job_duration: Family<NameLabel, Histogram, fn() -> Histogram>,
+    db_pool: Family<StateLabel, Gauge>,
+    cache_entries: Family<NameLabel, Gauge>,
+    jobs_by_status: Family<StateLabel, Gauge>,
+    caches: Arc<Mutex<Vec<(&'static str, SizeFn)>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("plinth");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        let http_duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_duration.clone(),
+        );
+        let http_in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being served",
+            http_in_flight.clone(),
+        );
+        let jobs = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "jobs_finished",
+            "Background job runs by kind and outcome",
+            jobs.clone(),
+        );
+        let job_duration =
+            Family::<NameLabel, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "job_duration_seconds",
+            "Background job run time by kind",
+            job_duration.clone(),
+        );
+        let db_pool = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Pooled SQLite connections by state",
+            db_pool.clone(),
+        );
+        let cache_entries = Family::<NameLabel, Gauge>::default();
+        registry.register(
+            "cache_entries",
+            "Entries per in-process cache",
+            cache_entries.clone(),
+        );
+        let jobs_by_status = Family::<StateLabel, Gauge>::default();
+        registry.register("jobs", "Background jobs by status", jobs_by_status.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            http_requests,
+            http_duration,
+            http_in_flight,
+            jobs,
+            job_duration,
+            db_pool,
+            cache_entries,
+            jobs_by_status,
+            caches: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Marks a request as started; the guard records it when dropped.
+    pub fn request_started(&self) -> InFlight {
+        self.http_in_flight.inc();
+        InFlight(self.http_in_flight.clone())
+    }
+
+    pub fn request_finished(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn job_finished(&self, kind: &str, outcome: &str, elapsed: Duration) {
+        self.jobs
+            .get_or_create(&JobLabels {
+                kind: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        self.job_duration
+            .get_or_create(&NameLabel {
+                name: kind.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Makes a cache's size visible at /metrics.
+    pub fn register_cache(&self, name: &'static str, size: impl Fn() -> u64 + Send + Sync + 'static) {
+        if let Ok(mut caches) = self.caches.lock() {
+            caches.push((name, Box::new(size)));
+        }
+    }
+
+    /// Encodes everything, after reading the state gauges.
+    pub fn render(&self, pool: r2d2::State, pool_max: u32, jobs: &[(&str, i64)]) -> String {
+        let in_use = pool.connections.saturating_sub(pool.idle_connections);
+        for (state, value) in [
+            ("idle", pool.idle_connections),
+            ("in_use", in_use),
+            ("max", pool_max),
+        ] {
+            self.db_pool
+                .get_or_create(&StateLabel { state: state.into() })
+                .set(i64::from(value));
+        }
+        if let Ok(caches) = self.caches.lock() {
+            for (name, size) in caches.iter() {
+                self.cache_entries
+                    .get_or_create(&NameLabel { name: (*name).into() })
+                    .set(size() as i64);
+            }
+        }
+        for (status, n) in jobs {
+            self.jobs_by_status
+                .get_or_create(&StateLabel {
+                    state: (*status).into(),
+                })
+                .set(*n);
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when the request is done (even on panic).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,400 @@
+//! Versioned SQL migrations, owned by core or by a plugin.
+//!
+//! Files live in `data/migrations/<owner>/NNNN_verb_object.sql` and are embedded in
+//! the binary by the owning crate. Each applied migration is recorded in
+//! `plinth_migrations` with a SHA-256 of its text; an applied migration whose text
+//! changed stops the runner before anything is applied, because the database no
+//! longer matches what the code believes it is. Applied migrations are never edited:
+//! add a new one.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use crate::db::{in_transaction, now_rfc3339};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migration {
+    pub owner: Cow<'static, str>,
+    pub version: u32,
+    pub name: Cow<'static, str>,
+    pub sql: Cow<'static, str>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MigrationError {
+    #[error("migration file name `{0}` must look like NNNN_description.sql")]
+    BadFileName(String),
+    #[error(
+        "applied migration {owner}/{version:04} ({name}) was changed after it was applied; restore the original file and add a new migration instead"
+    )]
+    Changed {
+        owner: String,
+        version: u32,
+        name: String,
+    },
+    #[error("applied migration {owner}/{version:04} ({name}) is missing from this build")]
+    Missing {
+        owner: String,
+        version: u32,
+        name: String,
+    },
+    #[error(
+        "migration {owner}/{version:04} is new but {owner}/{applied:04} is already applied; number new migrations after the last applied one"
+    )]
+    OutOfOrder {
+        owner: String,
+        version: u32,
+        applied: u32,
+    },
+    #[error("two migrations share the version {owner}/{version:04}")]
+    Duplicate { owner: String, version: u32 },
+    #[error("migration {owner}/{version:04} ({name}) failed: {cause}")]
+    Failed {
+        owner: String,
+        version: u32,
+        name: String,
+        cause: String,
+    },
+}
+
+impl From<MigrationError> for Error {
+    fn from(e: MigrationError) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl Migration {
+    /// A migration from a file name (`0001_create_users.sql`) and its text.
+    pub fn from_file(
+        owner: impl Into<Cow<'static, str>>,
+        file_name: &'static str,
+        sql: &'static str,
+    ) -> Result<Self, MigrationError> {
+        let (version, name) = parse_file_name(file_name)?;
+        Ok(Migration {
+            owner: owner.into(),
+            version,
+            name: Cow::Owned(name),
+            sql: Cow::Borrowed(sql),
+        })
+    }
+
+    /// Reads every `*.sql` file of a directory (external plugins, tests).
+    pub fn load_dir(owner: &str, dir: &Path) -> Result<Vec<Migration>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(Error::internal)? {
+            let path = entry.map_err(Error::internal)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+                continue;
+            }
+            let file_name = path
+                .file_name()
+                .and_then(|f| f.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let (version, name) = parse_file_name(&file_name)?;
+            let sql = std::fs::read_to_string(&path).map_err(Error::internal)?;
+            out.push(Migration {
+                owner: Cow::Owned(owner.to_string()),
+                version,
+                name: Cow::Owned(name),
+                sql: Cow::Owned(sql),
+            });
+        }
+        out.sort_by_key(|m| m.version);
+        Ok(out)
+    }
+
+    pub fn checksum(&self) -> String {
+        hex::encode(Sha256::digest(self.sql.as_bytes()))
+    }
+
+    pub fn id(&self) -> String {
+        format!("{}/{:04}_{}", self.owner, self.version, self.name)
+    }
+}
+
+/// Embeds migration files of one owner:
+/// `embed_migrations!("teams", "../../data/migrations/teams/", ["0001_create_invitations.sql"])`.
+/// The directory is relative to the calling crate's Cargo.toml.
+#[macro_export]
+macro_rules! embed_migrations {
+    ($owner:literal, $dir:literal, [$($file:literal),* $(,)?]) => {
+        vec![$(
+            $crate::migrations::Migration::from_file(
+                $owner,
+                $file,
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir, $file)),
+            )
+        ),*]
+        .into_iter()
+        .collect::<::std::result::Result<::std::vec::Vec<_>, _>>()
+    };
+}
+
+/// Core's own migrations. A test checks that every file of data/migrations/core is listed.
+pub fn core_migrations() -> Result<Vec<Migration>> {
+    Ok(crate::embed_migrations!(
+        "core",
+        "../data/migrations/core/",
+        ["0001_create_jobs.sql", "0002_create_users.sql"]
+    )?)
+}
+
+fn parse_file_name(file_name: &str) -> Result<(u32, String), MigrationError> {
+    let bad = || MigrationError::BadFileName(file_name.to_string());
+    let stem = file_name.strip_suffix(".sql").ok_or_else(bad)?;
+    let (num, name) = stem.split_once('_').ok_or_else(bad)?;
+    if num.len() != 4 || name.is_empty() {
+        return Err(bad());
+    }
+    let version = num.parse::<u32>().map_err(|_| bad())?;
+    Ok((version, name.to_string()))
+}
+
+const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS plinth_migrations (
+    owner TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (owner, version)
+) STRICT";
+
+struct Applied {
+    name: String,
+    checksum: String,
+}
+
+fn applied(conn: &Connection) -> Result<HashMap<(String, u32), Applied>> {
+    conn.execute_batch(SCHEMA_TABLE)?;
+    let mut stmt = conn.prepare("SELECT owner, version, name, checksum FROM plinth_migrations")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            (r.get::<_, String>(0)?, r.get::<_, u32>(1)?),
+            Applied {
+                name: r.get(2)?,
+                checksum: r.get(3)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Checks the set against what is applied; returns the migrations still to apply, in
+/// order. Nothing is applied when any check fails.
+pub fn plan(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
+    let applied = applied(conn)?;
+    let mut by_owner: BTreeMap<&str, Vec<&Migration>> = BTreeMap::new();
+    for m in set {
+        by_owner.entry(&m.owner).or_default().push(m);
+    }
+    let mut pending = Vec::new();
+    for (owner, mut migrations) in by_owner {
+        migrations.sort_by_key(|m| m.version);
+        if let Some(pair) = migrations.windows(2).find(|w| w[0].version == w[1].version) {
+            return Err(MigrationError::Duplicate {
+                owner: owner.into(),
+                version: pair[0].version,
+            }
+            .into());
+        }
+        let max_applied = applied.keys().filter(|(o, _)| o == owner).map(|(_, v)| *v).max();
+        for ((o, version), a) in applied.iter().filter(|((o, _), _)| o == owner) {
+            if !migrations.iter().any(|m| m.version == *version) {
+                return Err(MigrationError::Missing {
+                    owner: o.clone(),
+                    version: *version,
+                    name: a.name.clone(),
+                }
+                .into());
+            }
+        }
+        for m in migrations {
+            match applied.get(&(owner.to_string(), m.version)) {
+                Some(a) if a.checksum != m.checksum() => {
+                    return Err(MigrationError::Changed {
+                        owner: owner.into(),
+                        version: m.version,
+                        name: m.name.to_string(),
+                    }
+                    .into());
+                }
+                Some(_) => {}
+                None => {
+                    if let Some(max) = max_applied.filter(|max| *max > m.version) {
+                        return Err(MigrationError::OutOfOrder {
+                            owner: owner.into(),
+                            version: m.version,
+                            applied: max,
+                        }
+                        .into());
+                    }
+                    pending.push(m.clone());
+                }
+            }
+        }
+    }
+    Ok(pending)
+}
+
+/// Applies every pending migration, each in its own transaction together with its
+/// record, so a failing migration leaves no trace. Returns what was applied.
+pub fn run(conn: &mut Connection, set: &[Migration]) -> Result<Vec<Migration>> {
+    let pending = plan(conn, set)?;
+    for m in &pending {
+        in_transaction(conn, |tx| {
+            tx.execute_batch(&m.sql).map_err(|e| MigrationError::Failed {
+                owner: m.owner.to_string(),
+                version: m.version,
+                name: m.name.to_string(),
+                cause: e.to_string(),
+            })?;
+            tx.execute(
+                "INSERT INTO plinth_migrations (owner, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params![m.owner, m.version, m.name, m.checksum(), now_rfc3339()],
+            )?;
+            Ok(())
+        })?;
+        tracing::info!(migration = %m.id(), "applied migration");
+    }
+    Ok(pending)
+}
+
+/// True when every migration of the set is applied (readiness).
+pub fn all_applied(conn: &Connection, set: &[Migration]) -> Result<bool> {
+    let exists: Option<i64> = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'plinth_migrations'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_none() {
+        return Ok(set.is_empty());
+    }
+    let mut stmt =
+        conn.prepare_cached("SELECT checksum FROM plinth_migrations WHERE owner = ?1 AND version = ?2")?;
+    for m in set {
+        let checksum: Option<String> = stmt
+            .query_row(rusqlite::params![m.owner, m.version], |r| r.get(0))
+            .optional()?;
+        if checksum.as_deref() != Some(m.checksum().as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(owner: &'static str, version: u32, sql: &'static str) -> Migration {
+        Migration {
+            owner: owner.into(),
+            version,
+            name: "test".into(),
+            sql: sql.into(),
+        }
+    }
+
+    fn conn() -> Connection {
+        Connection::open_in_memory().expect("memory db")
+    }
+
+    #[test]
+    fn every_core_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/migrations/core");
+        let on_disk = Migration::load_dir("core", &dir).expect("read dir");
+        let embedded = core_migrations().expect("embedded");
+        assert_eq!(on_disk, embedded);
+    }
+
+    #[test]
+    fn file_names_are_parsed_and_checked() {
+        assert_eq!(parse_file_name("0003_add_index.sql"), Ok((3, "add_index".into())));
+        for bad in ["3_x.sql", "0003.sql", "0003_x.txt", "abcd_x.sql", "0003_.sql"] {
+            assert!(parse_file_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn applies_once_and_records_each_migration() {
+        let mut c = conn();
+        let set = [
+            m("core", 1, "CREATE TABLE a (x)"),
+            m("teams", 1, "CREATE TABLE b (x)"),
+        ];
+        assert_eq!(run(&mut c, &set).expect("first run").len(), 2);
+        assert_eq!(run(&mut c, &set).expect("second run").len(), 0);
+        assert!(all_applied(&c, &set).expect("check"));
+    }
+
+    #[test]
+    fn a_changed_applied_migration_stops_everything() {
+        let mut c = conn();
+        run(&mut c, &[m("core", 1, "CREATE TABLE a (x)")]).expect("first run");
+        let err = run(
+            &mut c,
+            &[
+                m("core", 1, "CREATE TABLE a (x, y)"),
+                m("core", 2, "CREATE TABLE b (x)"),
+            ],
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("changed after it was applied"), "{err}");
+        let b: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(b, 0, "nothing applied after a refusal");
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_no_trace() {
+        let mut c = conn();
+        let err = run(&mut c, &[m("core", 1, "CREATE TABLE a (x); THIS IS NOT SQL")]).expect_err("fails");
+        assert!(err.to_string().contains("core/0001"), "{err}");
+        let tables: i64 = c
+            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'a'", [], |r| {
+                r.get(0)
+            })
+            .expect("count");
+        assert_eq!(tables, 0);
+        assert!(!all_applied(&c, &[m("core", 1, "CREATE TABLE a (x)")]).expect("check"));
+    }
+
+    #[test]
+    fn out_of_order_missing_and_duplicate_are_refused() {
+        let mut c = conn();
+        run(&mut c, &[m("core", 2, "CREATE TABLE a (x)")]).expect("run");
+        let late = run(
+            &mut c,
+            &[m("core", 1, "SELECT 1"), m("core", 2, "CREATE TABLE a (x)")],
+        );
+        assert!(late.expect_err("refused").to_string().contains("already applied"));
+        let missing = run(&mut c, &[m("core", 3, "SELECT 1")]);
+        assert!(missing.expect_err("refused").to_string().contains("missing"));
+        let dup = run(&mut c, &[m("x", 1, "SELECT 1"), m("x", 1, "SELECT 2")]);
+        assert!(
+            dup.expect_err("refused")
+                .to_string()
+                .contains("share the version")
+        );
+    }
+
+    #[test]
+    fn migrations_of_an_absent_owner_are_left_alone() {
+        // A disabled plugin's applied migrations are not "missing".
+        let mut c = conn();
+        run(&mut c, &[m("core", 1, "SELECT 1"), m("billing", 1, "SELECT 1")]).expect("run");
+        assert!(run(&mut c, &[m("core", 1, "SELECT 1")]).expect("run").is_empty());
+    }
+}

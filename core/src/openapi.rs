@@ -1,0 +1,250 @@
+//! Assembly of the one OpenAPI document from core's and every plugin's fragment, and
+//! the Swagger UI page that renders it.
+//!
+//! poem-openapi composes APIs only at compile time, so each part builds its own
+//! document and they are merged here as JSON. Clashes that poem-openapi would panic
+//! on or silently resolve (two schemas with one name, two handlers for one route, two
+//! operations with one id) are refused with an error naming both owners.
+
+use std::collections::HashMap;
+
+use poem_openapi::OpenApiService;
+use serde_json::{Map, Value, json};
+
+const HTTP_METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// The scheme every authenticated operation refers to.
+pub const BEARER_SCHEME: &str = "bearerAuth";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("{method} {path} is defined by both `{first}` and `{second}`")]
+    DuplicateRoute {
+        method: String,
+        path: String,
+        first: String,
+        second: String,
+    },
+    #[error("operationId `{id}` is used by both `{first}` and `{second}`")]
+    DuplicateOperationId {
+        id: String,
+        first: String,
+        second: String,
+    },
+    #[error("schema `{name}` is defined differently by `{first}` and `{second}`; rename one")]
+    SchemaClash {
+        name: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// The document's skeleton: info, security schemes, and nothing else yet.
+fn base_document() -> Value {
+    json!({
+        "openapi": "3.0.0",
+        "info": {
+            "title": "Plinth API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Accounts, organizations, roles, billing, feature flags and audit for SaaS products. \
+    Errors are RFC 9457 problem+json documents. Authenticate with `Authorization: Bearer <access token>`."
+        },
+        "tags": [],
+        "paths": {},
+        "components": {
+            "schemas": {},
+            "securitySchemes": {
+                BEARER_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A short-lived access token from POST /api/auth/login or /api/auth/refresh."
+                }
+            }
+        }
+    })
+}
+
+/// Merges the fragments, in order, into one document.
+pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Result<Value, SpecError> {
+    let mut doc = base_document();
+    let mut route_owner: HashMap<(String, String), String> = HashMap::new();
+    let mut op_owner: HashMap<String, String> = HashMap::new();
+    let mut schema_owner: HashMap<String, String> = HashMap::new();
+    let mut tags: Vec<Value> = Vec::new();
+
+    for (owner, part) in parts {
+        if let Some(paths) = part.get("paths").and_then(Value::as_object) {
+            for (path, item) in paths {
+                let Some(item) = item.as_object() else { continue };
+                for (method, operation) in item {
+                    if !HTTP_METHODS.contains(&method.as_str()) {
+                        continue;
+                    }
+                    let key = (path.clone(), method.clone());
+                    if let Some(first) = route_owner.get(&key) {
+                        return Err(SpecError::DuplicateRoute {
+                            method: method.to_uppercase(),
+                            path: path.clone(),
+                            first: first.clone(),
+                            second: owner.to_string(),
+                        });
+                    }
+                    route_owner.insert(key, owner.to_string());
+                    if let Some(id) = operation.get("operationId").and_then(Value::as_str) {
+                        if let Some(first) = op_owner.get(id) {
+                            return Err(SpecError::DuplicateOperationId {
+                                id: id.to_string(),
+                                first: first.clone(),
+                                second: owner.to_string(),
+                            });
+                        }
+                        op_owner.insert(id.to_string(), owner.to_string());
+                    }
+                    object_at(&mut doc, &["paths", path]).insert(method.clone(), operation.clone());
+                }
+            }
+        }
+        if let Some(schemas) = part.pointer("/components/schemas").and_then(Value::as_object) {
+            for (name, schema) in schemas {
+                let target = object_at(&mut doc, &["components", "schemas"]);
+                match target.get(name) {
+                    Some(existing) if existing != schema => {
+                        return Err(SpecError::SchemaClash {
+                            name: name.clone(),
+                            first: schema_owner.get(name).cloned().unwrap_or_default(),
+                            second: owner.to_string(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        target.insert(name.clone(), schema.clone());
+                        schema_owner.insert(name.clone(), owner.to_string());
+                    }
+                }
+            }
+        }
+        if let Some(schemes) = part
+            .pointer("/components/securitySchemes")
+            .and_then(Value::as_object)
+        {
+            let target = object_at(&mut doc, &["components", "securitySchemes"]);
+            for (name, scheme) in schemes {
+                target.entry(name.clone()).or_insert_with(|| scheme.clone());
+            }
+        }
+        for tag in part.get("tags").and_then(Value::as_array).into_iter().flatten() {
+            let name = tag.get("name");
+            if !tags.iter().any(|t| t.get("name") == name) {
+                tags.push(tag.clone());
+            }
+        }
+    }
+    tags.sort_by(|a, b| {
+        let key = |t: &Value| {
+            t.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        key(a).cmp(&key(b))
+    });
+    doc["tags"] = Value::Array(tags);
+    Ok(doc)
+}
+
+/// The object at `path` inside `doc`, created empty where missing.
+fn object_at<'a>(doc: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> {
+    let mut cur = doc;
+    for key in path {
+        cur = ensure_object(cur)
+            .entry(key.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    ensure_object(cur)
+}
+
+fn ensure_object(value: &mut Value) -> &mut Map<String, Value> {
+    if !value.is_object() {
+        *value = Value::Object(Map::new());
+    }
+    value.as_object_mut().expect("made an object above")
+}
+
+/// The document as committed in openapi/openapi.json: pretty, keys sorted, final newline.
+pub fn to_pretty_json(doc: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(doc).unwrap_or_else(|_| "{}".into());
+    text.push('\n');
+    text
+}
+
+/// The Swagger UI page for `doc`, built on the Swagger UI that poem-openapi embeds.
+pub fn swagger_ui_html(doc: &Value) -> String {
+    // poem-openapi renders its UI around the document of a service; render it for an
+    // empty API and put the merged document in the empty one's place.
+    let empty = OpenApiService::new((), "Plinth API", env!("CARGO_PKG_VERSION"));
+    let placeholder = empty.spec();
+    // `</` is escaped so the document cannot close the surrounding <script>.
+    let spec = serde_json::to_string(doc)
+        .unwrap_or_else(|_| "{}".into())
+        .replace("</", "<\\/");
+    empty.swagger_ui_html().replacen(&placeholder, &spec, 1).replacen(
+        "<title>Swagger UI</title>",
+        "<title>Plinth API</title>",
+        1,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(path: &str, method: &str, op: &str, schema: Value) -> Value {
+        json!({
+            "paths": { path: { method: { "operationId": op } } },
+            "components": { "schemas": { "Thing": schema } },
+            "tags": [{ "name": op }]
+        })
+    }
+
+    #[test]
+    fn parts_merge_into_one_document() {
+        let a = part("/a", "get", "getA", json!({"type": "object"}));
+        let b = part("/a", "post", "postA", json!({"type": "object"}));
+        let doc = merge([("a", &a), ("b", &b)]).expect("merge");
+        assert!(doc.pointer("/paths/~1a/get").is_some());
+        assert!(doc.pointer("/paths/~1a/post").is_some());
+        assert_eq!(doc["tags"].as_array().map(Vec::len), Some(2));
+        assert!(doc.pointer("/components/securitySchemes/bearerAuth").is_some());
+    }
+
+    #[test]
+    fn clashes_are_refused_with_both_owners() {
+        let a = part("/a", "get", "getA", json!({"type": "object"}));
+        let same_route = part("/a", "get", "other", json!({"type": "object"}));
+        assert!(matches!(
+            merge([("a", &a), ("b", &same_route)]),
+            Err(SpecError::DuplicateRoute { ref first, ref second, .. }) if first == "a" && second == "b"
+        ));
+        let same_id = part("/b", "get", "getA", json!({"type": "object"}));
+        assert!(matches!(
+            merge([("a", &a), ("b", &same_id)]),
+            Err(SpecError::DuplicateOperationId { .. })
+        ));
+        let other_schema = part("/c", "get", "getC", json!({"type": "string"}));
+        assert!(matches!(
+            merge([("a", &a), ("c", &other_schema)]),
+            Err(SpecError::SchemaClash { .. })
+        ));
+    }
+
+    #[test]
+    fn swagger_page_embeds_the_merged_document() {
+        let doc = merge(std::iter::empty()).expect("merge");
+        let html = swagger_ui_html(&doc);
+        assert!(html.contains("bearerAuth"));
+        assert!(html.contains("SwaggerUIBundle"));
+    }
+}

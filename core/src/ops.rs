@@ -1,0 +1,150 @@
+//! Operations endpoints: liveness, readiness and metrics, for load balancers,
+//! orchestrators and Prometheus. They live outside /api and need no user session.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem::web::headers::{Authorization, HeaderMapExt, authorization::Bearer};
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use subtle::ConstantTimeEq;
+
+use crate::error::{Problem, problem};
+use crate::migrations::{Migration, all_applied};
+use crate::platform::Platform;
+
+#[derive(Tags)]
+enum OpsTag {
+    /// Health, readiness and metrics for operators.
+    Ops,
+}
+
+#[derive(Object)]
+struct Health {
+    /// Always `ok` when the process answers.
+    status: String,
+}
+
+#[derive(Object)]
+struct Readiness {
+    /// `ready`.
+    status: String,
+    /// `ok` when a query succeeded.
+    database: String,
+    /// `ok` when every migration of this build is applied.
+    migrations: String,
+}
+
+#[derive(ApiResponse)]
+enum ReadyResponse {
+    /// Ready to serve traffic.
+    #[oai(status = 200)]
+    Ready(Json<Readiness>),
+    /// Not ready: the database is unreachable or migrations are pending.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    NotReady(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// Metrics in the OpenMetrics text format.
+    #[oai(
+        status = 200,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+    /// PLINTH_METRICS_TOKEN is set and the request did not carry it.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The database could not be read for the job figures.
+    #[oai(status = 503, content_type = "application/problem+json")]
+    Unavailable(Json<Problem>),
+}
+
+#[derive(Clone)]
+pub(crate) struct OpsApi {
+    pub platform: Platform,
+    pub migrations: Arc<Vec<Migration>>,
+}
+
+#[OpenApi(tag = "OpsTag::Ops")]
+impl OpsApi {
+    /// Liveness
+    ///
+    /// Answers while the process is up; it checks nothing else.
+    #[oai(path = "/healthz", method = "get", operation_id = "getHealth")]
+    async fn healthz(&self) -> Json<Health> {
+        Json(Health { status: "ok".into() })
+    }
+
+    /// Readiness
+    ///
+    /// Ready when the database answers a query and every migration is applied.
+    #[oai(path = "/readyz", method = "get", operation_id = "getReadiness")]
+    async fn readyz(&self) -> ReadyResponse {
+        let migrations = self.migrations.clone();
+        let check = self.platform.db().call(move |conn| {
+            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            all_applied(conn, &migrations)
+        });
+        let not_ready = |detail: String| {
+            ReadyResponse::NotReady(Json(problem(
+                poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                detail,
+                None,
+            )))
+        };
+        match check.await {
+            Ok(true) => ReadyResponse::Ready(Json(Readiness {
+                status: "ready".into(),
+                database: "ok".into(),
+                migrations: "ok".into(),
+            })),
+            Ok(false) => not_ready("migrations are pending; run `plinth migrate`".into()),
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness check failed");
+                not_ready("the database is not reachable".into())
+            }
+        }
+    }
+
+    /// Metrics
+    ///
+    /// Request counts and latency histograms by route and status, pool, cache and job
+    /// figures. When PLINTH_METRICS_TOKEN is set, send it as a bearer token.
+    #[oai(path = "/metrics", method = "get", operation_id = "getMetrics")]
+    async fn metrics(&self, req: &Request) -> MetricsResponse {
+        if let Some(expected) = &self.platform.config().metrics_token {
+            let given = req
+                .headers()
+                .typed_get::<Authorization<Bearer>>()
+                .map(|a| a.token().to_string())
+                .unwrap_or_default();
+            if !bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes())) {
+                return MetricsResponse::Unauthorized(Json(problem(
+                    poem::http::StatusCode::UNAUTHORIZED,
+                    "a valid metrics token is required",
+                    None,
+                )));
+            }
+        }
+        let jobs = self.platform.db().call(crate::jobs::counts).await;
+        match jobs {
+            Ok(jobs) => {
+                let mut jobs: Vec<(&str, i64)> = jobs.into_iter().collect();
+                jobs.sort();
+                let db = self.platform.db();
+                let text = self.platform.metrics().render(db.state(), db.max_size(), &jobs);
+                MetricsResponse::Ok(PlainText(text))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics could not read job figures");
+                MetricsResponse::Unavailable(Json(problem(
+                    poem::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is not reachable",
+                    None,
+                )))
+            }
+        }
+    }
+}

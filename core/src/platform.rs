@@ -1,0 +1,75 @@
+//! The platform handle given to plugins: configuration, database, events, jobs,
+//! metrics and caches. Cheap to clone; one per process.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::db::Db;
+use crate::events::EventBus;
+use crate::jobs::Jobs;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    db: Db,
+    events: EventBus,
+    jobs: Jobs,
+    metrics: Metrics,
+}
+
+impl Platform {
+    pub(crate) fn new(config: Config, events: EventBus, jobs: Jobs) -> Self {
+        let db = Db::open(&config.database_path, config.db_pool_size);
+        Platform {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                events,
+                jobs,
+                metrics: Metrics::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.inner.jobs
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Creates a cache whose size is reported at /metrics.
+    pub fn cache<K, V>(&self, name: &'static str, capacity: u64, ttl: Option<Duration>) -> Cache<K, V>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let cache = Cache::new(name, capacity, ttl);
+        let probe = cache.clone();
+        self.inner
+            .metrics
+            .register_cache(name, move || probe.entry_count());
+        cache
+    }
+}

@@ -1,0 +1,82 @@
+//! The plugin contract: how a feature area plugs into the platform.
+//!
+//! A built-in plugin is a crate exposing one value implementing [`Plugin`]; the
+//! binary lists them once, in order. Everything a plugin brings (migrations, API and
+//! its OpenAPI fragment, event subscriptions, job handlers, demo data) is declared
+//! here, so switching a plugin off by configuration removes all of it at once.
+
+use std::collections::HashMap;
+
+use poem::endpoint::BoxEndpoint;
+use poem::http::Method;
+use poem_openapi::{OpenApi, OpenApiService};
+use rusqlite::Transaction;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::events::EventBusBuilder;
+use crate::jobs::JobHandler;
+use crate::migrations::Migration;
+use crate::platform::Platform;
+use crate::seed::SeedOptions;
+
+/// Routes of an API in poem's path syntax, as poem-openapi produces them.
+pub(crate) type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
+
+pub trait Plugin: Send + Sync + 'static {
+    /// Stable, lowercase name: the owner of its migrations, the name used to disable it.
+    fn name(&self) -> &'static str;
+
+    /// One line for `plinth plugins`.
+    fn description(&self) -> &'static str;
+
+    /// Its SQL migrations, usually embedded with [`crate::embed_migrations!`].
+    fn migrations(&self) -> Result<Vec<Migration>> {
+        Ok(Vec::new())
+    }
+
+    /// Its HTTP API, built from a poem-openapi type with [`ApiPart::new`].
+    fn api(&self, _platform: &Platform) -> Result<Option<ApiPart>> {
+        Ok(None)
+    }
+
+    /// Subscribes to domain events of other areas.
+    fn subscribe(&self, _bus: &mut EventBusBuilder) {}
+
+    /// Handlers for its background jobs.
+    fn jobs(&self) -> Vec<JobHandler> {
+        Vec::new()
+    }
+
+    /// Adds its part of the demo data, inside the seed's transaction.
+    fn seed(&self, _tx: &Transaction<'_>, _options: &SeedOptions) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A plugin's (or core's) API: its routes and its own OpenAPI document, merged by
+/// core into one router and one document.
+pub struct ApiPart {
+    pub(crate) spec: Value,
+    pub(crate) routes: RouteTable,
+}
+
+impl ApiPart {
+    pub fn new<T: OpenApi + Clone>(api: T) -> Result<Self> {
+        let spec = OpenApiService::new(api.clone(), "part", "0").spec();
+        let spec: Value = serde_json::from_str(&spec).map_err(Error::internal)?;
+        let mut routes = RouteTable::new();
+        api.add_routes(&mut routes);
+        Ok(ApiPart { spec, routes })
+    }
+}
+
+/// What `plinth plugins` shows.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub enabled: bool,
+    pub migrations: usize,
+    pub operations: usize,
+}

@@ -1,0 +1,352 @@
+//! Assembly of the application from core and the registered plugins, and serving it.
+//!
+//! [`App::new`] does no I/O: it checks the plugin list, collects migrations, event
+//! subscriptions and job handlers, and merges routes and OpenAPI fragments (so
+//! `plinth openapi` never touches a database). [`App::migrate`], [`App::seed`] and
+//! [`App::serve`] do the work.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use poem::listener::TcpAcceptor;
+use poem::{EndpointExt, Request, Response, Route, RouteMethod, Server, endpoint::make_sync};
+use poem_openapi::__private::UrlQuery;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::events::EventBusBuilder;
+use crate::http::{PipelineOptions, pipeline};
+use crate::jobs::{JobHandler, Jobs, Workers};
+use crate::migrations::{self, Migration};
+use crate::openapi;
+use crate::ops::OpsApi;
+use crate::platform::Platform;
+use crate::plugin::{ApiPart, Plugin, PluginInfo, RouteTable};
+use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
+
+/// Owner name of core's migrations and API; no plugin may take it.
+pub const CORE: &str = "core";
+
+pub struct App {
+    platform: Platform,
+    enabled: Vec<Arc<dyn Plugin>>,
+    infos: Vec<PluginInfo>,
+    migrations: Arc<Vec<Migration>>,
+    spec: Value,
+    routes: RouteTable,
+    jobs: Vec<JobHandler>,
+}
+
+impl App {
+    /// Assembles core and the given plugins, in order, leaving out the ones the
+    /// configuration disables.
+    pub fn new(config: Config, plugins: Vec<Arc<dyn Plugin>>) -> Result<App> {
+        let mut names = HashSet::from([CORE]);
+        for plugin in &plugins {
+            let name = plugin.name();
+            let well_formed = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            if !well_formed {
+                return Err(Error::internal(format!(
+                    "plugin name `{name}` must be lowercase letters, digits, - or _"
+                )));
+            }
+            if !names.insert(name) {
+                return Err(Error::internal(format!("two plugins are named `{name}`")));
+            }
+        }
+        for disabled in &config.disabled_plugins {
+            if !names.contains(disabled.as_str()) || disabled == CORE {
+                let known: Vec<_> = plugins.iter().map(|p| p.name()).collect();
+                return Err(Error::internal(format!(
+                    "PLINTH_DISABLED_PLUGINS names `{disabled}`, which is not a plugin (plugins: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+
+        let (enabled, _disabled): (Vec<_>, Vec<_>) = plugins
+            .iter()
+            .cloned()
+            .partition(|p| !config.plugin_disabled(p.name()));
+
+        let mut all_migrations = migrations::core_migrations()?;
+        let mut migration_counts = HashMap::new();
+        for plugin in &plugins {
+            let own = plugin.migrations()?;
+            if let Some(foreign) = own.iter().find(|m| m.owner != plugin.name()) {
+                return Err(Error::internal(format!(
+                    "plugin `{}` brings migration {} owned by someone else",
+                    plugin.name(),
+                    foreign.id()
+                )));
+            }
+            migration_counts.insert(plugin.name(), own.len());
+            if !config.plugin_disabled(plugin.name()) {
+                all_migrations.extend(own);
+            }
+        }
+
+        let migrations = Arc::new(all_migrations);
+
+        let mut bus = EventBusBuilder::default();
+        for plugin in &enabled {
+            plugin.subscribe(bus.for_plugin(plugin.name()));
+        }
+        let jobs = Jobs::new(config.job_max_attempts, config.job_backoff_base);
+        let platform = Platform::new(config, bus.build(jobs.clone()), jobs);
+
+        let mut parts: Vec<(&'static str, ApiPart)> = vec![(
+            CORE,
+            ApiPart::new(OpsApi {
+                platform: platform.clone(),
+                migrations: migrations.clone(),
+            })?,
+        )];
+        let mut operation_counts = HashMap::new();
+        for plugin in &enabled {
+            if let Some(part) = plugin.api(&platform)? {
+                operation_counts.insert(plugin.name(), count_operations(&part.spec));
+                parts.push((plugin.name(), part));
+            }
+        }
+        let spec = openapi::merge(parts.iter().map(|(owner, part)| (*owner, &part.spec)))
+            .map_err(Error::internal)?;
+
+        let mut routes = RouteTable::new();
+        for (_, part) in parts {
+            for (path, methods) in part.routes {
+                let entry = routes.entry(path).or_default();
+                for (method, ep) in methods {
+                    // The spec merge already refused duplicate routes.
+                    entry.insert(method, ep);
+                }
+            }
+        }
+
+        let mut jobs: Vec<JobHandler> = Vec::new();
+        for plugin in &enabled {
+            for handler in plugin.jobs() {
+                if jobs.iter().any(|h| h.kind == handler.kind) {
+                    return Err(Error::internal(format!(
+                        "two job handlers for kind `{}` (the second from `{}`)",
+                        handler.kind,
+                        plugin.name()
+                    )));
+                }
+                jobs.push(handler);
+            }
+        }
+
+        let infos = plugins
+            .iter()
+            .map(|p| PluginInfo {
+                name: p.name(),
+                description: p.description(),
+                enabled: !platform.config().plugin_disabled(p.name()),
+                migrations: migration_counts.get(p.name()).copied().unwrap_or(0),
+                operations: operation_counts.get(p.name()).copied().unwrap_or(0),
+            })
+            .collect();
+
+        Ok(App {
+            platform,
+            enabled,
+            infos,
+            migrations,
+            spec,
+            routes,
+            jobs,
+        })
+    }
+
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The merged OpenAPI document.
+    pub fn spec(&self) -> &Value {
+        &self.spec
+    }
+
+    pub fn plugins(&self) -> &[PluginInfo] {
+        &self.infos
+    }
+
+    /// Every migration of core and the enabled plugins.
+    pub fn migrations(&self) -> &[Migration] {
+        &self.migrations
+    }
+
+    /// Applies pending migrations (blocking). Creates the database file and its
+    /// folder when missing.
+    pub fn migrate(&self) -> Result<Vec<Migration>> {
+        if let Some(parent) = self
+            .platform
+            .db()
+            .path()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Error::internal(format!(
+                    "cannot create the database folder {}: {e}",
+                    parent.display()
+                ))
+            })?;
+        }
+        let mut conn = self.platform.db().conn()?;
+        migrations::run(&mut conn, &self.migrations)
+    }
+
+    /// Seeds demo or load-test data in one transaction (blocking).
+    pub fn seed(&self, options: &SeedOptions) -> Result<SeedReport> {
+        refuse_in_production(self.platform.config().is_production())?;
+        self.platform.db().write_blocking(|tx| {
+            let report = seed_core(tx, options)?;
+            for plugin in &self.enabled {
+                plugin.seed(tx, options)?;
+            }
+            Ok(report)
+        })
+    }
+
+    /// Serves HTTP on `acceptor` until `shutdown` resolves, then lets in-flight
+    /// requests and jobs finish (within PLINTH_SHUTDOWN_TIMEOUT_SECS).
+    /// Migrations must have been applied.
+    pub async fn serve(
+        self,
+        acceptor: TcpAcceptor,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let platform = self.platform.clone();
+        let config = platform.config().clone();
+        let recovered = platform.db().call(crate::jobs::recover).await?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "queued again the jobs interrupted by the last shutdown"
+            );
+        }
+        let workers = Workers::start(
+            platform.clone(),
+            self.jobs,
+            config.job_workers,
+            config.job_poll_interval,
+        );
+
+        // Rendered once; each response shares the bytes.
+        let spec_json = Bytes::from(openapi::to_pretty_json(&self.spec));
+        let docs_html = Bytes::from(openapi::swagger_ui_html(&self.spec));
+        let mut route = Route::new();
+        for (path, methods) in self.routes {
+            let endpoint = methods
+                .into_iter()
+                .fold(RouteMethod::new(), |rm, (method, ep)| rm.method(method, ep));
+            route = route.at(path, endpoint);
+        }
+        let route = route
+            .at(
+                "/api/openapi.json",
+                poem::get(make_sync(move |_| {
+                    Response::builder()
+                        .content_type("application/json")
+                        .body(spec_json.clone())
+                })),
+            )
+            .at(
+                "/docs",
+                poem::get(make_sync(move |_| {
+                    Response::builder()
+                        .content_type("text/html; charset=utf-8")
+                        .body(docs_html.clone())
+                })),
+            )
+            .before(insert_url_query);
+
+        let app = pipeline(
+            route,
+            PipelineOptions {
+                metrics: platform.metrics().clone(),
+                app_url: config.app_url.clone(),
+                body_limit: config.body_limit,
+                production: config.is_production(),
+            },
+        );
+        let served = Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(app, shutdown, Some(config.shutdown_timeout))
+            .await;
+        workers.shutdown(config.shutdown_timeout).await;
+        tracing::info!("server stopped");
+        served.map_err(Error::internal)
+    }
+}
+
+/// poem-openapi's query parameters read the query from this extension, which its own
+/// service would insert; routes are mounted individually here, so core inserts it.
+async fn insert_url_query(mut req: Request) -> poem::Result<Request> {
+    let query: Vec<(String, String)> = req.params().unwrap_or_default();
+    req.extensions_mut().insert(UrlQuery(query));
+    Ok(req)
+}
+
+fn count_operations(spec: &Value) -> usize {
+    spec.get("paths")
+        .and_then(Value::as_object)
+        .map(|paths| {
+            paths
+                .values()
+                .filter_map(Value::as_object)
+                .map(|item| item.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+/// Binds a TCP listener (port 0 picks a free port; see `local_addr`).
+pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpAcceptor> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::internal(format!("cannot listen on {addr}: {e}")))?;
+    TcpAcceptor::from_tokio(listener).map_err(Error::internal)
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("plugins", &self.infos)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,230 @@
+//! The `plinth` binary: the command line, and the one place that lists the built-in
+//! plugins. Everything else lives in plinth-core and plugins/*.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use plinth_core::seed::{DEMO_PASSWORD, DEMO_USERS, SeedOptions};
+use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server};
+
+/// The built-in plugins, in registration order.
+fn builtin_plugins() -> Vec<Arc<dyn Plugin>> {
+    vec![]
+}
+
+#[derive(Parser)]
+#[command(
+    name = "plinth",
+    version,
+    about = "A self-hostable SaaS backend in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate, then serve the API (default 127.0.0.1:8000).
+    Serve {
+        /// Listen address (overrides PLINTH_ADDR).
+        #[arg(long)]
+        addr: Option<SocketAddr>,
+        /// Seed the demo data first (refused in production).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Seed demo data and synthetic tenants.
+    Seed {
+        /// The demo organisation and its accounts.
+        #[arg(long)]
+        demo: bool,
+        /// Synthetic organisations for load tests.
+        #[arg(long, default_value_t = 0)]
+        orgs: u32,
+        /// Members per synthetic organisation.
+        #[arg(long, default_value_t = 0)]
+        members: u32,
+    },
+    /// Print the merged OpenAPI document.
+    Openapi,
+    /// Create a platform staff account, or grant staff to an existing one.
+    /// The password comes from PLINTH_ADMIN_PASSWORD, a prompt, or standard input.
+    CreateAdmin {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Platform Admin")]
+        name: String,
+    },
+    /// List the plugins and whether each is enabled.
+    Plugins,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("plinth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Serve { addr: Some(addr), .. } = &cli.command {
+        config.addr = *addr;
+    }
+    logging::init(&config);
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plinth: {}", describe(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Error> {
+    let app = App::new(config, builtin_plugins())?;
+    match command {
+        Command::Serve { demo, .. } => {
+            migrate(&app)?;
+            if demo {
+                let report = app.seed(&SeedOptions {
+                    demo: true,
+                    ..SeedOptions::default()
+                })?;
+                print_demo_accounts(report.users_created);
+            }
+            let addr = app.platform().config().addr;
+            let acceptor = server::bind(addr).await?;
+            println!("Plinth listening on http://{addr} (Swagger UI: http://{addr}/docs)");
+            app.serve(acceptor, server::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let applied = migrate(&app)?;
+            if applied == 0 {
+                println!("database is up to date");
+            }
+            Ok(())
+        }
+        Command::Seed { demo, orgs, members } => {
+            if !demo && (orgs == 0 || members == 0) {
+                return Err(Error::BadRequest(
+                    "nothing to seed: pass --demo and/or --orgs N --members M".into(),
+                ));
+            }
+            migrate(&app)?;
+            let report = app.seed(&SeedOptions { demo, orgs, members })?;
+            println!("seeded: {} accounts created", report.users_created);
+            if demo {
+                print_demo_accounts(report.users_created);
+            }
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", openapi::to_pretty_json(app.spec()));
+            Ok(())
+        }
+        Command::CreateAdmin { email, name } => {
+            migrate(&app)?;
+            let password = read_admin_password()?;
+            create_admin(&app, &email, &name, &password)
+        }
+        Command::Plugins => {
+            if app.plugins().is_empty() {
+                println!("no plugins registered");
+            }
+            for p in app.plugins() {
+                println!(
+                    "{:<12} {:<8} {:>3} operations {:>3} migrations  {}",
+                    p.name,
+                    if p.enabled { "enabled" } else { "disabled" },
+                    p.operations,
+                    p.migrations,
+                    p.description
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn migrate(app: &App) -> Result<usize, Error> {
+    let applied = app.migrate()?;
+    for m in &applied {
+        println!("applied {}", m.id());
+    }
+    Ok(applied.len())
+}
+
+fn print_demo_accounts(created: usize) {
+    println!("demo accounts ({created} new), password `{DEMO_PASSWORD}`:");
+    for (email, _, staff) in DEMO_USERS {
+        println!("  {email}{}", if staff { " (platform staff)" } else { "" });
+    }
+}
+
+fn read_admin_password() -> Result<String, Error> {
+    if let Ok(p) = std::env::var("PLINTH_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(Error::internal)?;
+        let second = rpassword::prompt_password("Repeat password: ").map_err(Error::internal)?;
+        if first != second {
+            return Err(Error::invalid("password", "the two passwords differ"));
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(Error::internal)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn create_admin(app: &App, email: &str, name: &str, password: &str) -> Result<(), Error> {
+    use identity::{passwords, users};
+    let email = users::normalize_email(email);
+    let created = app.platform().db().write_blocking(|tx| {
+        if let Some(id) = users::find_id_by_email(tx, &email)? {
+            users::set_platform_admin(tx, id, true)?;
+            return Ok(None);
+        }
+        if let Some(problem) = passwords::policy_violation(password) {
+            return Err(Error::invalid("password", problem));
+        }
+        let hash = passwords::hash(password)?;
+        let user = users::NewUser {
+            email: &email,
+            name,
+            password_hash: &hash,
+            is_platform_admin: true,
+            email_verified: true,
+        };
+        users::create(tx, &user).map(Some)
+    })?;
+    match created {
+        Some(id) => println!("created platform staff account {email} ({id})"),
+        None => println!("{email} already had an account; it is now platform staff (password unchanged)"),
+    }
+    Ok(())
+}
+
+/// Errors as a person at a terminal should read them.
+fn describe(err: &Error) -> String {
+    match err {
+        Error::Validation(fields) => fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}

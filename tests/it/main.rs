@@ -1,0 +1,13 @@
+//! End-to-end tests: a real server on an ephemeral port over a fresh SQLite file in a
+//! temporary folder, driven over real HTTP. One test binary keeps link time down.
+
+mod cli;
+mod harness;
+mod jobs;
+mod migrations;
+mod ops;
+mod plugins;
+mod problems;
+mod shutdown;
+mod spec;
+mod widgets;

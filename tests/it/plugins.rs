@@ -1,0 +1,133 @@
+//! The plugin registry: registration, disabling, and clash detection.
+
+use plinth_core::{App, Config};
+use serde_json::Value;
+
+use crate::harness::{TestApp, base_vars};
+use crate::widgets::Widgets;
+
+#[tokio::test]
+async fn an_enabled_plugin_serves_its_routes_and_documents_them() {
+    let app = TestApp::builder().plugin(Widgets::default()).spawn().await;
+    assert_eq!(app.get("/api/widgets").await.status().as_u16(), 200);
+    let spec: Value = app.get("/api/openapi.json").await.json().await.expect("spec");
+    assert!(spec.pointer("/paths/~1api~1widgets/get").is_some());
+    assert!(
+        spec["tags"]
+            .as_array()
+            .expect("tags")
+            .iter()
+            .any(|t| t["name"] == "Widgets")
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_plugins_routes_404_and_vanish_from_the_spec() {
+    let app = TestApp::builder()
+        .var("PLINTH_DISABLED_PLUGINS", "widgets")
+        .plugin(Widgets::default())
+        .spawn()
+        .await;
+    let resp = app.get("/api/widgets").await;
+    assert_eq!(resp.status().as_u16(), 404);
+    let spec: Value = app.get("/api/openapi.json").await.json().await.expect("spec");
+    let text = spec.to_string();
+    assert!(!text.contains("/api/widgets"), "disabled routes documented");
+    assert!(!text.contains("NewWidget"), "disabled schemas documented");
+    // Its migrations did not run either.
+    let tables: i64 = app
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'widgets'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 0);
+}
+
+#[test]
+fn disabling_an_unknown_plugin_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut vars = base_vars(dir.path());
+    vars.push(("PLINTH_DISABLED_PLUGINS".into(), "widgetz".into()));
+    let config = Config::from_vars(vars).expect("config");
+    let err = App::new(config, vec![std::sync::Arc::new(Widgets::default())]).expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("widgetz") && text.contains("widgets"), "{text}");
+}
+
+#[test]
+fn two_plugins_with_one_route_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Config::from_vars(base_vars(dir.path())).expect("config");
+    let err = App::new(
+        config,
+        vec![
+            std::sync::Arc::new(Widgets::default()),
+            std::sync::Arc::new(Widgets {
+                name: Some("gadgets"),
+                ..Widgets::default()
+            }),
+        ],
+    )
+    .expect_err("refused");
+    let text = err.to_string();
+    assert!(text.contains("widgets") && text.contains("gadgets"), "{text}");
+}
+
+#[test]
+fn two_plugins_with_one_name_are_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = Config::from_vars(base_vars(dir.path())).expect("config");
+    let err = App::new(
+        config,
+        vec![
+            std::sync::Arc::new(Widgets::default()),
+            std::sync::Arc::new(Widgets::default()),
+        ],
+    )
+    .expect_err("refused");
+    assert!(
+        err.to_string().contains("two plugins are named `widgets`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plugin_listing_reports_state_and_contents() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut vars = base_vars(dir.path());
+    vars.push(("PLINTH_DISABLED_PLUGINS".into(), "widgets".into()));
+    let config = Config::from_vars(vars).expect("config");
+    let app = App::new(config, vec![std::sync::Arc::new(Widgets::default())]).expect("app");
+    let info = &app.plugins()[0];
+    assert_eq!(info.name, "widgets");
+    assert!(!info.enabled);
+    assert_eq!(info.migrations, 1);
+}
+
+#[tokio::test]
+async fn seeding_runs_each_enabled_plugins_part_idempotently() {
+    let (app, _dir) = TestApp::builder().plugin(Widgets::default()).build();
+    app.migrate().expect("migrate");
+    let options = plinth_core::seed::SeedOptions {
+        demo: true,
+        ..Default::default()
+    };
+    let first = app.seed(&options).expect("seed");
+    assert_eq!(first.users_created, 5);
+    let second = app.seed(&options).expect("seed again");
+    assert_eq!(second.users_created, 0);
+    let conn = plinth_core::db::open_connection(app.platform().db().path()).expect("conn");
+    let widgets: i64 = conn
+        .query_row("SELECT count(*) FROM widgets", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(widgets, 1);
+    let staff: String = conn
+        .query_row("SELECT email FROM users WHERE is_platform_admin = 1", [], |r| {
+            r.get(0)
+        })
+        .expect("staff");
+    assert_eq!(staff, "staff@plinth.test");
+}
