@@ -133,17 +133,17 @@ impl App {
             }
         }
 
-        let mut jobs: Vec<JobHandler> = Vec::new();
+        let mut handlers: Vec<JobHandler> = Vec::new();
         for plugin in &enabled {
             for handler in plugin.jobs() {
-                if jobs.iter().any(|h| h.kind == handler.kind) {
+                if handlers.iter().any(|h| h.kind == handler.kind) {
                     return Err(Error::internal(format!(
                         "two job handlers for kind `{}` (the second from `{}`)",
                         handler.kind,
                         plugin.name()
                     )));
                 }
-                jobs.push(handler);
+                handlers.push(handler);
             }
         }
 
@@ -165,7 +165,7 @@ impl App {
             migrations,
             spec,
             routes,
-            jobs,
+            jobs: handlers,
         })
     }
 

@@ -126,15 +126,20 @@ impl TestAppBuilder {
         self
     }
 
-    pub fn build(self) -> (App, Arc<TempDir>) {
+    /// Assembles the app, or says why it cannot be assembled.
+    pub fn try_build(self) -> (plinth_core::Result<App>, Arc<TempDir>) {
         let dir = self
             .dir
             .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
         let mut vars = base_vars(dir.path());
         vars.extend(self.vars);
         let config = Config::from_vars(vars).expect("test config");
-        let app = App::new(config, self.plugins).expect("app assembles");
-        (app, dir)
+        (App::new(config, self.plugins), dir)
+    }
+
+    pub fn build(self) -> (App, Arc<TempDir>) {
+        let (app, dir) = self.try_build();
+        (app.expect("app assembles"), dir)
     }
 
     pub async fn spawn(self) -> TestApp {

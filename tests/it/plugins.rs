@@ -1,9 +1,8 @@
 //! The plugin registry: registration, disabling, and clash detection.
 
-use plinth_core::{App, Config};
 use serde_json::Value;
 
-use crate::harness::{TestApp, base_vars};
+use crate::harness::TestApp;
 use crate::widgets::Widgets;
 
 #[tokio::test]
@@ -46,61 +45,46 @@ async fn a_disabled_plugins_routes_404_and_vanish_from_the_spec() {
     assert_eq!(tables, 0);
 }
 
+fn refusal(builder: crate::harness::TestAppBuilder) -> String {
+    builder.try_build().0.expect_err("refused").to_string()
+}
+
 #[test]
 fn disabling_an_unknown_plugin_is_refused_by_name() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut vars = base_vars(dir.path());
-    vars.push(("PLINTH_DISABLED_PLUGINS".into(), "widgetz".into()));
-    let config = Config::from_vars(vars).expect("config");
-    let err = App::new(config, vec![std::sync::Arc::new(Widgets::default())]).expect_err("refused");
-    let text = err.to_string();
+    let text = refusal(
+        TestApp::builder()
+            .var("PLINTH_DISABLED_PLUGINS", "widgetz")
+            .plugin(Widgets::default()),
+    );
     assert!(text.contains("widgetz") && text.contains("widgets"), "{text}");
 }
 
 #[test]
 fn two_plugins_with_one_route_are_refused() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = Config::from_vars(base_vars(dir.path())).expect("config");
-    let err = App::new(
-        config,
-        vec![
-            std::sync::Arc::new(Widgets::default()),
-            std::sync::Arc::new(Widgets {
-                name: Some("gadgets"),
-                ..Widgets::default()
-            }),
-        ],
-    )
-    .expect_err("refused");
-    let text = err.to_string();
+    let gadgets = Widgets {
+        name: Some("gadgets"),
+        ..Widgets::default()
+    };
+    let text = refusal(TestApp::builder().plugin(Widgets::default()).plugin(gadgets));
     assert!(text.contains("widgets") && text.contains("gadgets"), "{text}");
 }
 
 #[test]
 fn two_plugins_with_one_name_are_refused() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = Config::from_vars(base_vars(dir.path())).expect("config");
-    let err = App::new(
-        config,
-        vec![
-            std::sync::Arc::new(Widgets::default()),
-            std::sync::Arc::new(Widgets::default()),
-        ],
-    )
-    .expect_err("refused");
-    assert!(
-        err.to_string().contains("two plugins are named `widgets`"),
-        "{err}"
+    let text = refusal(
+        TestApp::builder()
+            .plugin(Widgets::default())
+            .plugin(Widgets::default()),
     );
+    assert!(text.contains("two plugins are named `widgets`"), "{text}");
 }
 
 #[test]
 fn plugin_listing_reports_state_and_contents() {
-    let dir = tempfile::tempdir().expect("dir");
-    let mut vars = base_vars(dir.path());
-    vars.push(("PLINTH_DISABLED_PLUGINS".into(), "widgets".into()));
-    let config = Config::from_vars(vars).expect("config");
-    let app = App::new(config, vec![std::sync::Arc::new(Widgets::default())]).expect("app");
+    let (app, _dir) = TestApp::builder()
+        .var("PLINTH_DISABLED_PLUGINS", "widgets")
+        .plugin(Widgets::default())
+        .build();
     let info = &app.plugins()[0];
     assert_eq!(info.name, "widgets");
     assert!(!info.enabled);
