@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -93,6 +93,30 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `PLINTH_METRICS_TOKEN`: when set, /metrics requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<Secret>,
+    /// `PLINTH_ACCESS_TOKEN_TTL_SECS`: access token lifetime, default 900 (15 minutes).
+    pub access_token_ttl: Duration,
+    /// `PLINTH_SESSION_IDLE_TIMEOUT_SECS`: a session unused (not refreshed) this long
+    /// ends, default 7 days.
+    pub session_idle_timeout: Duration,
+    /// `PLINTH_SESSION_LIFETIME_SECS`: a session ends this long after login whatever
+    /// its use, default 30 days.
+    pub session_lifetime: Duration,
+    /// `PLINTH_JWT_ISSUER` and `PLINTH_JWT_AUDIENCE`: the `iss` and `aud` of access
+    /// tokens, default `plinth` and `plinth-api`.
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// `PLINTH_TRUSTED_PROXIES`: comma-separated proxy IPs whose X-Forwarded-For is
+    /// believed; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// `PLINTH_AUTH_RATE_PER_IP`: auth requests (login, register, resend, reset) per
+    /// minute from one IP, per kind, default 30.
+    pub auth_rate_per_ip: u32,
+    /// `PLINTH_AUTH_RATE_PER_ACCOUNT`: the same per account (email), default 10.
+    pub auth_rate_per_account: u32,
+    /// `PLINTH_MAIL_FROM`: the sender of every email.
+    pub mail_from: String,
+    /// `PLINTH_PASSWORD_HASH_CONCURRENCY`: argon2 runs at once, default the CPU count.
+    pub password_hash_concurrency: usize,
 }
 
 /// Why the configuration was refused: every problem found, not only the first.
@@ -266,6 +290,42 @@ impl Config {
         let job_max_attempts = number("PLINTH_JOB_MAX_ATTEMPTS", 5, 1, 100) as u32;
         let shutdown_timeout = Duration::from_secs(number("PLINTH_SHUTDOWN_TIMEOUT_SECS", 30, 1, 3600));
         let metrics_token = get("PLINTH_METRICS_TOKEN").map(Secret);
+        let access_token_ttl = Duration::from_secs(number("PLINTH_ACCESS_TOKEN_TTL_SECS", 900, 30, 86_400));
+        let session_idle_timeout = Duration::from_secs(number(
+            "PLINTH_SESSION_IDLE_TIMEOUT_SECS",
+            7 * 86_400,
+            60,
+            365 * 86_400,
+        ));
+        let session_lifetime = Duration::from_secs(number(
+            "PLINTH_SESSION_LIFETIME_SECS",
+            30 * 86_400,
+            60,
+            365 * 86_400,
+        ));
+        let auth_rate_per_ip = number("PLINTH_AUTH_RATE_PER_IP", 30, 1, 100_000) as u32;
+        let auth_rate_per_account = number("PLINTH_AUTH_RATE_PER_ACCOUNT", 10, 1, 100_000) as u32;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+        let password_hash_concurrency = number("PLINTH_PASSWORD_HASH_CONCURRENCY", cpus, 1, 256) as usize;
+        let jwt_issuer = get("PLINTH_JWT_ISSUER").unwrap_or_else(|| "plinth".into());
+        let jwt_audience = get("PLINTH_JWT_AUDIENCE").unwrap_or_else(|| "plinth-api".into());
+        let mail_from =
+            get("PLINTH_MAIL_FROM").unwrap_or_else(|| "Plinth <no-reply@plinth.localhost>".into());
+        let trusted_proxies = get("PLINTH_TRUSTED_PROXIES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .filter_map(|s| match s.parse::<IpAddr>() {
+                        Ok(ip) => Some(ip),
+                        Err(_) => {
+                            problems.push(format!("PLINTH_TRUSTED_PROXIES: `{s}` is not an IP address"));
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
 
         if !problems.is_empty() {
             return Err(ConfigError { problems });
@@ -291,6 +351,16 @@ impl Config {
             job_max_attempts,
             shutdown_timeout,
             metrics_token,
+            access_token_ttl,
+            session_idle_timeout,
+            session_lifetime,
+            jwt_issuer,
+            jwt_audience,
+            trusted_proxies,
+            auth_rate_per_ip,
+            auth_rate_per_account,
+            mail_from,
+            password_hash_concurrency,
         })
     }
 

@@ -133,9 +133,16 @@ pub fn now_millis() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 
-/// The current time as RFC 3339 UTC text, the format of every stored `*_at` column.
+/// The current time as RFC 3339 UTC text with milliseconds, the format of every
+/// stored `*_at` column (fixed width, so text order is time order).
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+    let now = time::OffsetDateTime::now_utc();
+    let millis = now
+        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now);
+    millis
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        ))
         .unwrap_or_default()
 }

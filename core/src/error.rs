@@ -187,6 +187,10 @@ impl ResponseError for Error {
             tracing::error!(error = %cause, "internal error");
         }
         let mut resp = problem_response(&self.problem());
+        if let Error::Unauthorized(_) = self {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Error::RateLimited { retry_after_secs } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {

@@ -2,6 +2,7 @@
 //! span, metrics, problem+json for every error (ours, the framework's, panics),
 //! security headers; then panic catching, CORS and the request body limit.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,7 +10,10 @@ use poem::PathPattern;
 use poem::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use poem::middleware::{CatchPanic, Cors, PanicHandler};
 use poem::web::headers::{ContentLength, HeaderMapExt};
-use poem::{Body, Endpoint, EndpointExt, IntoResponse, Request, Response, error::ReadBodyError};
+use poem::{
+    Body, Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response,
+    error::ReadBodyError,
+};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -23,6 +27,67 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct RequestId(pub Arc<str>);
 
+/// Who is calling: the client's IP and user agent, resolved once per request by
+/// the pipeline. Handlers take it as an extractor.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+/// User agents are stored and logged; nobody needs more than this of one.
+const MAX_USER_AGENT: usize = 512;
+
+impl ClientInfo {
+    /// The socket's peer, unless that peer is a trusted proxy: then the nearest
+    /// untrusted address in X-Forwarded-For (read from the right, since everything
+    /// left of the last trusted hop is whatever the client chose to send).
+    pub fn resolve(req: &Request, trusted_proxies: &[IpAddr]) -> ClientInfo {
+        let peer = req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let mut ip = peer;
+        if trusted_proxies.contains(&peer) {
+            let forwarded = req
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for hop in forwarded.iter().rev() {
+                match hop.parse::<IpAddr>() {
+                    Ok(addr) if trusted_proxies.contains(&addr) => continue,
+                    Ok(addr) => {
+                        ip = addr;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(MAX_USER_AGENT).collect());
+        ClientInfo { ip, user_agent }
+    }
+}
+
+impl<'a> FromRequest<'a> for ClientInfo {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        Ok(req
+            .extensions()
+            .get::<ClientInfo>()
+            .cloned()
+            .unwrap_or_else(|| ClientInfo::resolve(req, &[])))
+    }
+}
+
 /// What the pipeline needs from the platform.
 #[derive(Clone)]
 pub(crate) struct PipelineOptions {
@@ -30,6 +95,7 @@ pub(crate) struct PipelineOptions {
     pub app_url: String,
     pub body_limit: usize,
     pub production: bool,
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// Wraps the router in the whole pipeline.
@@ -97,6 +163,8 @@ async fn observe<E: Endpoint>(
         .map(Arc::from)
         .unwrap_or_else(|| Uuid::now_v7().to_string().into());
     req.extensions_mut().insert(RequestId(request_id.clone()));
+    let client = ClientInfo::resolve(&req, &options.trusted_proxies);
+    req.extensions_mut().insert(client);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);

@@ -6,6 +6,7 @@
 //! identity. Plugins depend on this crate and never on each other; whatever crosses
 //! feature areas goes through the seams defined here.
 
+pub mod audit;
 pub mod cache;
 pub mod config;
 pub mod db;
@@ -15,12 +16,14 @@ pub mod http;
 pub mod identity;
 pub mod jobs;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod migrations;
 pub mod openapi;
 mod ops;
 pub mod platform;
 pub mod plugin;
+pub mod ratelimit;
 pub mod seed;
 pub mod server;
 

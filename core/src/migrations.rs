@@ -142,7 +142,14 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
     Ok(crate::embed_migrations!(
         "core",
         "../data/migrations/core/",
-        ["0001_create_jobs.sql", "0002_create_users.sql"]
+        [
+            "0001_create_jobs.sql",
+            "0002_create_users.sql",
+            "0003_create_sessions.sql",
+            "0004_create_user_tokens.sql",
+            "0005_create_mail_outbox.sql",
+            "0006_create_audit_log.sql",
+        ]
     )?)
 }
 

@@ -8,8 +8,11 @@ use std::time::Duration;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::error::Result;
 use crate::events::EventBus;
+use crate::identity::Identity;
 use crate::jobs::Jobs;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -23,20 +26,29 @@ struct Inner {
     events: EventBus,
     jobs: Jobs,
     metrics: Metrics,
+    identity: Identity,
+    mailer: Mailer,
 }
 
 impl Platform {
-    pub(crate) fn new(config: Config, events: EventBus, jobs: Jobs) -> Self {
+    pub(crate) fn new(config: Config, events: EventBus, jobs: Jobs) -> Result<Self> {
         let db = Db::open(&config.database_path, config.db_pool_size);
-        Platform {
+        let identity = Identity::new(&config);
+        let mailer = Mailer::new(&config)?;
+        let metrics = Metrics::new();
+        let sessions = identity.session_cache().clone();
+        metrics.register_cache(sessions.name(), move || sessions.entry_count());
+        Ok(Platform {
             inner: Arc::new(Inner {
                 config,
                 db,
                 events,
                 jobs,
-                metrics: Metrics::new(),
+                metrics,
+                identity,
+                mailer,
             }),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -57,6 +69,16 @@ impl Platform {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Authentication, sessions and password hashing.
+    pub fn identity(&self) -> &Identity {
+        &self.inner.identity
+    }
+
+    /// Outgoing email.
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
     }
 
     /// Creates a cache whose size is reported at /metrics.

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::events::EventBusBuilder;
 use crate::http::{PipelineOptions, pipeline};
+use crate::identity::api::{AuthApi, password_reset_job};
 use crate::jobs::{JobHandler, Jobs, Workers};
 use crate::migrations::{self, Migration};
 use crate::openapi;
@@ -103,15 +104,23 @@ impl App {
             plugin.subscribe(bus.for_plugin(plugin.name()));
         }
         let jobs = Jobs::new(config.job_max_attempts, config.job_backoff_base);
-        let platform = Platform::new(config, bus.build(jobs.clone()), jobs);
+        let platform = Platform::new(config, bus.build(jobs.clone()), jobs)?;
 
-        let mut parts: Vec<(&'static str, ApiPart)> = vec![(
-            CORE,
-            ApiPart::new(OpsApi {
-                platform: platform.clone(),
-                migrations: migrations.clone(),
-            })?,
-        )];
+        let mut parts: Vec<(&'static str, ApiPart)> = vec![
+            (
+                CORE,
+                ApiPart::new(OpsApi {
+                    platform: platform.clone(),
+                    migrations: migrations.clone(),
+                })?,
+            ),
+            (
+                CORE,
+                ApiPart::new(AuthApi {
+                    platform: platform.clone(),
+                })?,
+            ),
+        ];
         let mut operation_counts = HashMap::new();
         for plugin in &enabled {
             if let Some(part) = plugin.api(&platform)? {
@@ -133,7 +142,7 @@ impl App {
             }
         }
 
-        let mut handlers: Vec<JobHandler> = Vec::new();
+        let mut handlers: Vec<JobHandler> = vec![platform.mailer().job(), password_reset_job()];
         for plugin in &enabled {
             for handler in plugin.jobs() {
                 if handlers.iter().any(|h| h.kind == handler.kind) {
@@ -237,6 +246,8 @@ impl App {
                 "queued again the jobs interrupted by the last shutdown"
             );
         }
+        let identity = platform.identity().clone();
+        tokio::spawn(async move { identity.warm_up().await });
         let workers = Workers::start(
             platform.clone(),
             self.jobs,
@@ -271,7 +282,8 @@ impl App {
                         .body(docs_html.clone())
                 })),
             )
-            .before(insert_url_query);
+            .before(insert_url_query)
+            .data(platform.clone());
 
         let app = pipeline(
             route,
@@ -280,6 +292,7 @@ impl App {
                 app_url: config.app_url.clone(),
                 body_limit: config.body_limit,
                 production: config.is_production(),
+                trusted_proxies: config.trusted_proxies.clone(),
             },
         );
         let served = Server::new_with_acceptor(acceptor)

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real server on an ephemeral port over a fresh SQLite file in a
 //! temporary folder, driven over real HTTP. One test binary keeps link time down.
 
+mod auth;
 mod cli;
 mod harness;
 mod jobs;
@@ -9,5 +10,6 @@ mod ops;
 mod plugins;
 mod problems;
 mod shutdown;
+mod smtp;
 mod spec;
 mod widgets;

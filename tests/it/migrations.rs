@@ -29,10 +29,13 @@ async fn a_fresh_database_is_migrated_and_ready() {
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    assert_eq!(
-        recorded,
-        vec![("core".into(), 1), ("core".into(), 2), ("widgets".into(), 1)]
-    );
+    let mut expected: Vec<(String, i64)> = plinth_core::migrations::core_migrations()
+        .expect("core migrations")
+        .iter()
+        .map(|m| (m.owner.to_string(), i64::from(m.version)))
+        .collect();
+    expected.push(("widgets".into(), 1));
+    assert_eq!(recorded, expected);
     let mode: String = app
         .conn()
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -43,7 +46,9 @@ async fn a_fresh_database_is_migrated_and_ready() {
 #[test]
 fn running_migrations_again_applies_nothing() {
     let (app, _dir) = TestApp::builder().plugin(Widgets::default()).build();
-    assert_eq!(app.migrate().expect("first").len(), 3);
+    let all = app.migrations().len();
+    assert!(all > 1);
+    assert_eq!(app.migrate().expect("first").len(), all);
     assert_eq!(app.migrate().expect("second").len(), 0);
 }
 

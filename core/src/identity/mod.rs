@@ -1,4 +1,157 @@
-//! Identity: accounts and their credentials. Every plugin depends on it.
+//! Identity: accounts, passwords, sessions and access tokens, emailed tokens, and
+//! the per-request authentication every plugin relies on.
+//!
+//! Token lifetimes: access token 15 min (PLINTH_ACCESS_TOKEN_TTL_SECS); session idle
+//! timeout 7 days and absolute lifetime 30 days (configurable); email verification
+//! link 24 h; password reset link 1 h.
 
+pub mod api;
+pub mod auth;
+pub mod jwt;
 pub mod passwords;
+pub mod sessions;
+pub mod tokens;
 pub mod users;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::db::{Db, now_millis};
+use crate::error::{Error, Result};
+use crate::ratelimit::RateLimiter;
+use jwt::JwtKeys;
+use passwords::Hasher;
+use sessions::SessionStatus;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub is_platform_admin: bool,
+    pub email_verified: bool,
+    /// The staff member behind an impersonation token.
+    pub impersonator: Option<Uuid>,
+}
+
+/// Session statuses are cached this long at most; revocations invalidate at once.
+const SESSION_CACHE_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+pub struct Identity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jwt: JwtKeys,
+    sessions: Cache<Uuid, Option<SessionStatus>>,
+    hasher: Hasher,
+    per_ip: RateLimiter,
+    per_account: RateLimiter,
+    dummy_hash: tokio::sync::OnceCell<String>,
+}
+
+impl Identity {
+    pub(crate) fn new(config: &Config) -> Self {
+        Identity {
+            inner: Arc::new(Inner {
+                jwt: JwtKeys::new(config),
+                sessions: Cache::new("sessions", 100_000, Some(SESSION_CACHE_TTL)),
+                hasher: Hasher::new(config.password_hash_concurrency),
+                per_ip: RateLimiter::per_minute(config.auth_rate_per_ip, 100_000),
+                per_account: RateLimiter::per_minute(config.auth_rate_per_account, 100_000),
+                dummy_hash: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    pub fn jwt(&self) -> &JwtKeys {
+        &self.inner.jwt
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.inner.hasher
+    }
+
+    pub(crate) fn session_cache(&self) -> &Cache<Uuid, Option<SessionStatus>> {
+        &self.inner.sessions
+    }
+
+    /// Verifies an access token and checks its session is still live (cached; no
+    /// database query on a warm cache).
+    pub async fn authenticate(&self, db: &Db, token: &str) -> Result<Principal> {
+        let claims = self.inner.jwt.verify(token)?;
+        let invalid = || Error::Unauthorized("the access token is invalid or expired".into());
+        let user = Uuid::parse_str(&claims.sub).map_err(|_| invalid())?;
+        let sid = Uuid::parse_str(&claims.sid).map_err(|_| invalid())?;
+        let db = db.clone();
+        let status = self
+            .inner
+            .sessions
+            .get_or_load(sid, || async move {
+                db.call(move |conn| sessions::status(conn, sid)).await
+            })
+            .await?;
+        match status {
+            Some(s) if s.user_id == user && s.is_live(now_millis()) => Ok(Principal {
+                user_id: user,
+                session_id: sid,
+                is_platform_admin: s.is_platform_admin,
+                email_verified: s.email_verified,
+                impersonator: claims.act.and_then(|a| Uuid::parse_str(&a.sub).ok()),
+            }),
+            _ => Err(Error::Unauthorized("the session has ended; log in again".into())),
+        }
+    }
+
+    /// Makes a revoked session's access tokens fail on their next use.
+    pub async fn forget_session(&self, session: Uuid) {
+        self.inner.sessions.invalidate(&session).await;
+    }
+
+    /// Drops every cached session of a user (disabled, staff flag or sessions changed).
+    pub fn forget_user(&self, user: Uuid) {
+        self.inner
+            .sessions
+            .invalidate_if(move |_, status| status.as_ref().is_some_and(|s| s.user_id == user));
+    }
+
+    /// Rate limits an auth action per client IP and, when given, per account.
+    pub async fn limit(&self, action: &str, ip: IpAddr, account: Option<&str>) -> Result<()> {
+        self.inner.per_ip.check(&format!("{action}:ip:{ip}")).await?;
+        if let Some(account) = account {
+            self.inner
+                .per_account
+                .check(&format!("{action}:account:{}", users::normalize_email(account)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Computes the stand-in hash for unknown emails ahead of the first login, so
+    /// that one is not slower than the rest.
+    pub async fn warm_up(&self) {
+        if let Err(e) = self.verify_nothing(String::new()).await {
+            tracing::warn!(error = %e, "could not prepare the login timing stand-in");
+        }
+    }
+
+    /// Spends the time of a password check against a hash nobody has, so a login for
+    /// an unknown email takes as long as one for a known email.
+    pub async fn verify_nothing(&self, password: String) -> Result<()> {
+        let hasher = self.inner.hasher.clone();
+        let dummy = self
+            .inner
+            .dummy_hash
+            .get_or_try_init(|| async { hasher.hash(tokens::generate()?).await })
+            .await?
+            .clone();
+        self.inner.hasher.verify(password, dummy).await?;
+        Ok(())
+    }
+}

@@ -89,3 +89,114 @@ mod tests {
         }
     }
 }
+
+/// A user as the API shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub email_verified: bool,
+    pub is_platform_admin: bool,
+    pub disabled: bool,
+    pub created_at: String,
+}
+
+pub fn get(conn: &Connection, id: Uuid) -> Result<Option<User>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
+             FROM users WHERE id = ?1",
+        )?
+        .query_row([id.to_string()], |r| {
+            Ok(User {
+                id,
+                email: r.get(0)?,
+                name: r.get(1)?,
+                email_verified: r.get(2)?,
+                is_platform_admin: r.get(3)?,
+                disabled: r.get(4)?,
+                created_at: r.get(5)?,
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
+/// What login needs: the hash and whether the account may log in.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub id: Uuid,
+    pub name: String,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Option<Credentials>> {
+    let sql =
+        format!("SELECT id, name, password_hash, disabled_at IS NOT NULL FROM users WHERE {clause} = ?1");
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row([value], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(id, name, password_hash, disabled)| {
+        Ok(Credentials {
+            id: Uuid::parse_str(&id).map_err(Error::internal)?,
+            name,
+            password_hash,
+            disabled,
+        })
+    })
+    .transpose()
+}
+
+pub fn credentials_by_email(conn: &Connection, email: &str) -> Result<Option<Credentials>> {
+    credentials_where(conn, "email", &normalize_email(email))
+}
+
+pub fn credentials_by_id(conn: &Connection, id: Uuid) -> Result<Option<Credentials>> {
+    credentials_where(conn, "id", &id.to_string())
+}
+
+pub fn set_password_hash(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id.to_string(), hash, now_rfc3339()])?;
+    Ok(())
+}
+
+pub fn set_name(conn: &Connection, id: Uuid, name: &str) -> Result<()> {
+    conn.prepare_cached("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id.to_string(), name, now_rfc3339()])?;
+    Ok(())
+}
+
+/// Marks the email verified; false when it already was.
+pub fn mark_verified(conn: &Connection, id: Uuid) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE users SET email_verified_at = ?2, updated_at = ?2 WHERE id = ?1 AND email_verified_at IS NULL",
+        )?
+        .execute(params![id.to_string(), now_rfc3339()])?;
+    Ok(n == 1)
+}
+
+/// Names are shown to teammates: trimmed, 1 to 100 characters, no control characters.
+pub fn name_violation(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    if name.is_empty() {
+        Some("must not be empty")
+    } else if name.chars().count() > 100 {
+        Some("must be at most 100 characters long")
+    } else if name.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else {
+        None
+    }
+}

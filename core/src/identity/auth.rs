@@ -1,0 +1,32 @@
+//! The bearer-token extractor every authenticated operation takes.
+//!
+//! Declared as a poem-openapi security scheme, so each operation that takes it is
+//! documented with `bearerAuth`, and a missing or bad token is a 401 problem.
+
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
+use crate::error::Error;
+use crate::identity::Principal;
+use crate::platform::Platform;
+
+/// `Authorization: Bearer <access token>`, checked against its live session.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "authenticate"
+)]
+pub struct BearerAuth(pub Principal);
+
+async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let platform = req
+        .data::<Platform>()
+        .ok_or_else(|| Error::internal("the platform is not attached to requests"))?;
+    Ok(platform
+        .identity()
+        .authenticate(platform.db(), &bearer.token)
+        .await?)
+}

@@ -1,0 +1,245 @@
+//! Login sessions: creation, refresh-token rotation with reuse detection,
+//! revocation, listing, and the status the per-request check reads (cached).
+//!
+//! A session ends when revoked, when unused (not refreshed) for the idle timeout, or
+//! at its absolute lifetime, whichever comes first. Each refresh exchanges the
+//! presented token for a new one; presenting an exchanged token again means someone
+//! holds a copy, so the whole session is revoked.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::config::{Config, Secret};
+use crate::db::{now_millis, now_rfc3339};
+use crate::error::{Error, Result};
+use crate::http::ClientInfo;
+use crate::identity::tokens;
+
+/// What the per-request check needs to know about a session and its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStatus {
+    pub user_id: Uuid,
+    pub expires_at: i64,
+    pub idle_expires_at: i64,
+    pub revoked: bool,
+    pub user_disabled: bool,
+    pub is_platform_admin: bool,
+    pub email_verified: bool,
+}
+
+impl SessionStatus {
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        !self.revoked && !self.user_disabled && self.expires_at > now_ms && self.idle_expires_at > now_ms
+    }
+}
+
+/// Why a session ended, as stored and audited.
+pub mod reason {
+    pub const LOGOUT: &str = "logout";
+    pub const REVOKED_BY_USER: &str = "revoked_by_user";
+    pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const PASSWORD_RESET: &str = "password_reset";
+    pub const REFRESH_REUSE: &str = "refresh_token_reuse";
+}
+
+fn idle_deadline(config: &Config) -> i64 {
+    now_millis() + config.session_idle_timeout.as_millis() as i64
+}
+
+/// Opens a session; returns its id and its first refresh token.
+pub fn create(conn: &Connection, config: &Config, user: Uuid, client: &ClientInfo) -> Result<(Uuid, String)> {
+    let id = Uuid::now_v7();
+    let now = now_rfc3339();
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, ip, user_agent)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id.to_string(),
+        user.to_string(),
+        now,
+        idle_deadline(config),
+        now_millis() + config.session_lifetime.as_millis() as i64,
+        client.ip.to_string(),
+        client.user_agent
+    ])?;
+    let refresh = new_refresh_token(conn, &config.secret_key, id)?;
+    Ok((id, refresh))
+}
+
+fn new_refresh_token(conn: &Connection, key: &Secret, session: Uuid) -> Result<String> {
+    let token = tokens::generate()?;
+    conn.prepare_cached("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![
+            tokens::hash(key, &token),
+            session.to_string(),
+            now_rfc3339()
+        ])?;
+    Ok(token)
+}
+
+pub enum Rotation {
+    /// The new refresh token, for this session and user.
+    Rotated {
+        session: Uuid,
+        user: Uuid,
+        refresh: String,
+    },
+    /// The token was already exchanged: the session is now revoked.
+    Reused { session: Uuid, user: Uuid },
+    /// Unknown token, or its session is over.
+    Invalid,
+}
+
+/// Exchanges a refresh token (call inside a write transaction).
+pub fn rotate(conn: &Connection, config: &Config, token: &str, client: &ClientInfo) -> Result<Rotation> {
+    let hash = tokens::hash(&config.secret_key, token);
+    let row = conn
+        .prepare_cached(
+            "SELECT rt.session_id, rt.rotated_at IS NOT NULL, s.user_id
+             FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+             WHERE rt.hash = ?1",
+        )?
+        .query_row([&hash], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .optional()?;
+    let Some((session, rotated, user)) = row else {
+        return Ok(Rotation::Invalid);
+    };
+    let session = Uuid::parse_str(&session).map_err(Error::internal)?;
+    let user = Uuid::parse_str(&user).map_err(Error::internal)?;
+    if rotated {
+        revoke(conn, session, reason::REFRESH_REUSE)?;
+        return Ok(Rotation::Reused { session, user });
+    }
+    if !status(conn, session)?.is_some_and(|s| s.is_live(now_millis())) {
+        return Ok(Rotation::Invalid);
+    }
+    let now = now_rfc3339();
+    conn.prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1")?
+        .execute(params![hash, now])?;
+    conn.prepare_cached(
+        "UPDATE sessions SET last_used_at = ?2, idle_expires_at = ?3, ip = ?4, user_agent = ?5 WHERE id = ?1",
+    )?
+    .execute(params![
+        session.to_string(),
+        now,
+        idle_deadline(config),
+        client.ip.to_string(),
+        client.user_agent
+    ])?;
+    let refresh = new_refresh_token(conn, &config.secret_key, session)?;
+    Ok(Rotation::Rotated {
+        session,
+        user,
+        refresh,
+    })
+}
+
+/// Revokes one session; false when it was already revoked or does not exist.
+pub fn revoke(conn: &Connection, session: Uuid, why: &str) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+        )?
+        .execute(params![session.to_string(), now_rfc3339(), why])?;
+    Ok(n == 1)
+}
+
+/// Revokes every live session of `user` except `keep`; returns the revoked ids.
+pub fn revoke_all(conn: &Connection, user: Uuid, keep: Option<Uuid>, why: &str) -> Result<Vec<Uuid>> {
+    let keep = keep.map(|k| k.to_string()).unwrap_or_default();
+    let mut stmt = conn.prepare_cached(
+        "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4
+         WHERE user_id = ?1 AND id != ?2 AND revoked_at IS NULL RETURNING id",
+    )?;
+    let ids = stmt
+        .query_map(params![user.to_string(), keep, now_rfc3339(), why], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    ids.iter()
+        .map(|id| Uuid::parse_str(id).map_err(Error::internal))
+        .collect()
+}
+
+pub fn status(conn: &Connection, session: Uuid) -> Result<Option<SessionStatus>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT s.user_id, s.expires_at, s.idle_expires_at, s.revoked_at IS NOT NULL,
+                    u.disabled_at IS NOT NULL, u.is_platform_admin, u.email_verified_at IS NOT NULL
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
+        )?
+        .query_row([session.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                SessionStatus {
+                    user_id: Uuid::nil(),
+                    expires_at: r.get(1)?,
+                    idle_expires_at: r.get(2)?,
+                    revoked: r.get(3)?,
+                    user_disabled: r.get(4)?,
+                    is_platform_admin: r.get(5)?,
+                    email_verified: r.get(6)?,
+                },
+            ))
+        })
+        .optional()?;
+    row.map(|(user, status)| {
+        Ok(SessionStatus {
+            user_id: Uuid::parse_str(&user).map_err(Error::internal)?,
+            ..status
+        })
+    })
+    .transpose()
+}
+
+/// One live session as its owner sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub expires_at: i64,
+}
+
+/// Live sessions of `user`, newest first, after `cursor` (a session id).
+pub fn list(conn: &Connection, user: Uuid, limit: u32, cursor: Option<Uuid>) -> Result<Vec<SessionRow>> {
+    let now = now_millis();
+    let cursor = cursor.map(|c| c.to_string()).unwrap_or_else(|| "~".into());
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, created_at, last_used_at, ip, user_agent, min(expires_at, idle_expires_at)
+         FROM sessions
+         WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 AND idle_expires_at > ?2 AND id < ?3
+         ORDER BY id DESC LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(params![user.to_string(), now, cursor, limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            SessionRow {
+                id: Uuid::nil(),
+                created_at: r.get(1)?,
+                last_used_at: r.get(2)?,
+                ip: r.get(3)?,
+                user_agent: r.get(4)?,
+                expires_at: r.get(5)?,
+            },
+        ))
+    })?;
+    rows.map(|row| {
+        let (id, session) = row?;
+        Ok(SessionRow {
+            id: Uuid::parse_str(&id).map_err(Error::internal)?,
+            ..session
+        })
+    })
+    .collect()
+}
