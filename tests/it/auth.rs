@@ -979,12 +979,27 @@ async fn old_password_hashes_are_upgraded_at_login() {
 }
 
 #[tokio::test]
-async fn a_disabled_account_cannot_log_in() {
+async fn disabling_an_account_stops_its_tokens_at_once_and_blocks_login() {
     let app = TestApp::builder().spawn().await;
     register(&app, "gone@example.com").await;
-    app.conn()
-        .execute("UPDATE users SET disabled_at = '2026-01-01T00:00:00.000Z'", [])
+    let (access, refresh) = tokens(&app, "gone@example.com", PASSWORD).await;
+    assert_eq!(
+        me(&app, &access).await.status(),
+        StatusCode::OK,
+        "the session status is now cached"
+    );
+    let user: Value = me(&app, &access).await.json().await.expect("json");
+    let id = uuid::Uuid::parse_str(user["id"].as_str().expect("id")).expect("uuid");
+    let identity = app.platform.identity().clone();
+    app.platform
+        .db()
+        .write(move |tx| plinth_core::identity::Identity::disable_user(tx, id))
+        .await
         .expect("disable");
+    identity.forget_user(id);
+    assert_eq!(me(&app, &access).await.status(), StatusCode::UNAUTHORIZED);
+    let refreshed = post(&app, "/api/auth/refresh", json!({ "refresh_token": refresh })).await;
+    assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
     let wrong = login(&app, "gone@example.com", "not the password").await;
     assert_eq!(
         wrong.status(),

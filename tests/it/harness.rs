@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The running app's platform, for what has no HTTP route yet.
+    pub platform: plinth_core::Platform,
     pub client: reqwest::Client,
     pub dir: Arc<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -151,12 +153,14 @@ impl TestAppBuilder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).expect("acceptor");
+        let platform = app.platform().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.serve(acceptor, async move {
             let _ = rx.await;
         }));
         TestApp {
             addr,
+            platform,
             client: reqwest::Client::new(),
             dir,
             shutdown: Some(tx),

@@ -121,6 +121,15 @@ impl Identity {
             .invalidate_if(move |_, status| status.as_ref().is_some_and(|s| s.user_id == user));
     }
 
+    /// Disables an account inside the caller's transaction: every session is
+    /// revoked. Call [`Identity::forget_user`] after the commit so that the account's
+    /// access tokens stop at once. Returns false when it was already disabled.
+    pub fn disable_user(conn: &rusqlite::Connection, user: Uuid) -> Result<bool> {
+        let changed = users::set_disabled(conn, user, true)?;
+        sessions::revoke_all(conn, user, None, sessions::reason::ACCOUNT_DISABLED)?;
+        Ok(changed)
+    }
+
     /// Rate limits an auth action per client IP and, when given, per account.
     pub async fn limit(&self, action: &str, ip: IpAddr, account: Option<&str>) -> Result<()> {
         self.inner.per_ip.check(&format!("{action}:ip:{ip}")).await?;

@@ -41,6 +41,7 @@ pub mod reason {
     pub const PASSWORD_CHANGED: &str = "password_changed";
     pub const PASSWORD_RESET: &str = "password_reset";
     pub const REFRESH_REUSE: &str = "refresh_token_reuse";
+    pub const ACCOUNT_DISABLED: &str = "account_disabled";
 }
 
 fn idle_deadline(config: &Config) -> i64 {

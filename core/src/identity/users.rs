@@ -187,6 +187,23 @@ pub fn mark_verified(conn: &Connection, id: Uuid) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// Disables or re-enables an account; false when nothing changed.
+pub fn set_disabled(conn: &Connection, id: Uuid, disabled: bool) -> Result<bool> {
+    let now = now_rfc3339();
+    let n = if disabled {
+        conn.prepare_cached(
+            "UPDATE users SET disabled_at = ?2, updated_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
+        )?
+        .execute(params![id.to_string(), now])?
+    } else {
+        conn.prepare_cached(
+            "UPDATE users SET disabled_at = NULL, updated_at = ?2 WHERE id = ?1 AND disabled_at IS NOT NULL",
+        )?
+        .execute(params![id.to_string(), now])?
+    };
+    Ok(n == 1)
+}
+
 /// Names are shown to teammates: trimmed, 1 to 100 characters, no control characters.
 pub fn name_violation(name: &str) -> Option<&'static str> {
     let name = name.trim();
