@@ -12,7 +12,7 @@ use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server
 
 /// The built-in plugins, in registration order.
 fn builtin_plugins() -> Vec<Arc<dyn Plugin>> {
-    vec![]
+    vec![plinth_teams::Teams::new()]
 }
 
 #[derive(Parser)]
@@ -120,7 +120,10 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
             }
             migrate(&app)?;
             let report = app.seed(&SeedOptions { demo, orgs, members })?;
-            println!("seeded: {} accounts created", report.users_created);
+            println!(
+                "seeded: {} accounts and {} organizations created",
+                report.users_created, report.orgs_created
+            );
             if demo {
                 print_demo_accounts(report.users_created);
             }
@@ -164,8 +167,12 @@ fn migrate(app: &App) -> Result<usize, Error> {
 
 fn print_demo_accounts(created: usize) {
     println!("demo accounts ({created} new), password `{DEMO_PASSWORD}`:");
-    for (email, _, staff) in DEMO_USERS {
-        println!("  {email}{}", if staff { " (platform staff)" } else { "" });
+    for (email, _, staff, role) in DEMO_USERS {
+        match role {
+            Some(role) => println!("  {email} ({} of Acme)", role.as_str()),
+            None if staff => println!("  {email} (platform staff)"),
+            None => println!("  {email}"),
+        }
     }
 }
 

@@ -1,32 +1,117 @@
-//! SQLite access: one pool of rusqlite connections, configured identically.
+//! SQLite access: three pools of identically configured rusqlite connections.
 //!
-//! Every connection (pool, migrations, tools, tests) goes through [`configure`], so
-//! pragmas and SQL functions can never differ between code paths. Blocking SQLite
-//! calls run on tokio's blocking pool through [`Db::read`] and [`Db::write`]; writes
-//! run in `BEGIN IMMEDIATE` transactions so a read-then-write cannot fail with
-//! SQLITE_BUSY_SNAPSHOT half-way.
+//! - `Root` (core only): migrations, and the cross-tenant reads of tenancy (whose
+//!   orgs is a user in, what is their role).
+//! - `System` ([`crate::Platform::db`], for everyone): non-tenant data. Its
+//!   authorizer refuses top-level access to `tenant_*` tables and any schema change.
+//! - `Tenant` (through [`crate::tenancy::TenantDb`] only): bound to one org per
+//!   checkout. Its authorizer allows top-level SQL only on views (which filter by
+//!   `current_org()`) and appends to the shared logs (jobs, audit, mail).
+//!
+//! Every connection (pools, tools, tests) goes through [`configure`], so pragmas and
+//! the `current_org()` function can never differ between code paths. Blocking SQLite
+//! calls run on tokio's blocking pool; writes run in `BEGIN IMMEDIATE` transactions
+//! so a read-then-write cannot fail with SQLITE_BUSY_SNAPSHOT half-way.
 
+use std::collections::HashSet;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
-
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-pub type PooledConnection = r2d2::PooledConnection<SqliteConnectionManager>;
 
 /// How long a connection waits for the write lock before giving up with SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a free pooled connection.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Tenant tables are named with this prefix and reached only through their views.
+pub const TENANT_PREFIX: &str = "tenant_";
+/// Tables a tenant connection may append to directly (they hold no tenant's secrets
+/// and are read only through views or by core).
+const TENANT_APPEND_ONLY: [&str; 3] = ["jobs", "audit_log", "mail_outbox"];
+
+/// Which rules a connection runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Root,
+    System,
+    Tenant,
+}
+
+/// The org a connection is bound to; read by `current_org()` at execution time.
+pub type OrgCell = Arc<Mutex<Option<String>>>;
+
+/// A pooled connection and its org binding.
+pub struct DbConn {
+    conn: Connection,
+    org: OrgCell,
+    /// Set by core around deleting the bound org: SQLite authorizes the foreign-key
+    /// cascades of that one DELETE as top-level deletes of tenant tables.
+    cascade: Arc<AtomicBool>,
+}
+
+impl DbConn {
+    pub(crate) fn org_cell(&self) -> OrgCell {
+        self.org.clone()
+    }
+
+    /// The switch that authorizes an org deletion's cascade (tenant connections).
+    pub(crate) fn cascade_switch(&self) -> CascadeSwitch {
+        CascadeSwitch(self.cascade.clone())
+    }
+
+    pub(crate) fn bind(&self, org: Option<String>) {
+        if let Ok(mut cell) = self.org.lock() {
+            *cell = org;
+        }
+    }
+}
+
+impl Deref for DbConn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// Authorizes the cascades of one org deletion while held; off again when dropped.
+pub(crate) struct CascadeSwitch(Arc<AtomicBool>);
+
+impl CascadeSwitch {
+    pub(crate) fn on(&self) -> CascadeOn<'_> {
+        self.0.store(true, Ordering::SeqCst);
+        CascadeOn(self)
+    }
+}
+
+pub(crate) struct CascadeOn<'a>(&'a CascadeSwitch);
+
+impl Drop for CascadeOn<'_> {
+    fn drop(&mut self) {
+        (self.0).0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Per-connection settings. WAL lets readers run beside the one writer;
 /// synchronous=NORMAL in WAL mode keeps committed transactions across a process crash
 /// (only a power loss can drop the last ones) at a fraction of FULL's fsyncs.
-pub fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
+/// `current_org()` is registered on every connection (views use it); it is NULL
+/// unless a tenant checkout bound the connection, so an unbound connection sees no
+/// tenant rows through the views.
+pub fn configure(conn: &mut Connection, org: OrgCell) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     conn.execute_batch(
@@ -35,28 +120,168 @@ pub fn configure(conn: &mut Connection) -> rusqlite::Result<()> {
          PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
+    // Not DETERMINISTIC: SQLite could then evaluate it once at prepare time, and a
+    // cached statement would keep the org of the request that prepared it.
+    conn.create_scalar_function(
+        "current_org",
+        0,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_INNOCUOUS,
+        move |_| Ok(org.lock().ok().and_then(|o| o.clone())),
+    )?;
     Ok(())
 }
 
-/// Opens one configured connection outside the pool (CLI tools, tests).
+/// Opens one configured, unbound connection outside the pools (CLI tools, tests).
 pub fn open_connection(path: &Path) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
-    configure(&mut conn)?;
+    configure(&mut conn, OrgCell::default())?;
     Ok(conn)
 }
 
-/// The database handle shared by the whole process; cheap to clone.
+fn is_schema_change(action: &AuthAction<'_>) -> bool {
+    matches!(
+        action,
+        AuthAction::CreateIndex { .. }
+            | AuthAction::CreateTable { .. }
+            | AuthAction::CreateTempIndex { .. }
+            | AuthAction::CreateTempTable { .. }
+            | AuthAction::CreateTempTrigger { .. }
+            | AuthAction::CreateTempView { .. }
+            | AuthAction::CreateTrigger { .. }
+            | AuthAction::CreateView { .. }
+            | AuthAction::DropIndex { .. }
+            | AuthAction::DropTable { .. }
+            | AuthAction::DropTempIndex { .. }
+            | AuthAction::DropTempTable { .. }
+            | AuthAction::DropTempTrigger { .. }
+            | AuthAction::DropTempView { .. }
+            | AuthAction::DropTrigger { .. }
+            | AuthAction::DropView { .. }
+            | AuthAction::AlterTable { .. }
+            | AuthAction::CreateVtable { .. }
+            | AuthAction::DropVtable { .. }
+            | AuthAction::Attach { .. }
+            | AuthAction::Detach { .. }
+            | AuthAction::Reindex { .. }
+            | AuthAction::Analyze { .. }
+    )
+}
+
+/// The table an access names, with whether it writes.
+fn table_access<'a>(action: &AuthAction<'a>) -> Option<(&'a str, bool)> {
+    match action {
+        AuthAction::Read { table_name, .. } => Some((table_name, false)),
+        AuthAction::Insert { table_name } => Some((table_name, true)),
+        AuthAction::Update { table_name, .. } => Some((table_name, true)),
+        AuthAction::Delete { table_name } => Some((table_name, true)),
+        _ => None,
+    }
+}
+
+/// System connections: no schema changes, no direct access to tenant tables.
+fn authorize_system(ctx: AuthContext<'_>) -> Authorization {
+    if is_schema_change(&ctx.action) {
+        return Authorization::Deny;
+    }
+    match (ctx.accessor, table_access(&ctx.action)) {
+        (None, Some((table, _))) if table.starts_with(TENANT_PREFIX) => Authorization::Deny,
+        _ => Authorization::Allow,
+    }
+}
+
+/// Tenant connections: top-level SQL may read and write views, append to the shared
+/// logs, and nothing else; views and triggers (our schema) do the rest.
+fn authorize_tenant(ctx: AuthContext<'_>, views: &HashSet<String>, cascade: bool) -> Authorization {
+    if is_schema_change(&ctx.action) {
+        return Authorization::Deny;
+    }
+    // Core's own `DELETE FROM org` statement: SQLite authorizes its foreign-key
+    // cascades (reads and deletes of tenant tables) as top-level access.
+    if cascade && table_access(&ctx.action).is_some() {
+        return Authorization::Allow;
+    }
+    if let AuthAction::Pragma { .. } = ctx.action {
+        return Authorization::Deny;
+    }
+    if ctx.accessor.is_some() {
+        return Authorization::Allow;
+    }
+    match ctx.action {
+        AuthAction::Insert { table_name } if TENANT_APPEND_ONLY.contains(&table_name) => Authorization::Allow,
+        ref action => match table_access(action) {
+            Some((table, _)) if views.contains(table) => Authorization::Allow,
+            // Table-valued functions (json_each) read no stored data.
+            Some((table, false)) if table.starts_with("json_") => Authorization::Allow,
+            Some(_) => Authorization::Deny,
+            None => Authorization::Allow,
+        },
+    }
+}
+
+/// r2d2 manager creating configured connections of one kind.
+#[derive(Debug)]
+pub struct Manager {
+    path: PathBuf,
+    kind: Kind,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> rusqlite::Result<DbConn> {
+        let mut conn = Connection::open(&self.path)?;
+        let org = OrgCell::default();
+        let cascade = Arc::new(AtomicBool::new(false));
+        configure(&mut conn, org.clone())?;
+        match self.kind {
+            Kind::Root => {}
+            Kind::System => conn.authorizer(Some(authorize_system))?,
+            Kind::Tenant => {
+                let views: HashSet<String> = conn
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'view'")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let cascading = cascade.clone();
+                conn.authorizer(Some(move |ctx: AuthContext<'_>| {
+                    let verdict = authorize_tenant(ctx, &views, cascading.load(Ordering::SeqCst));
+                    if verdict == Authorization::Deny {
+                        tracing::debug!(action = ?ctx.action, accessor = ?ctx.accessor, "tenant connection refused");
+                    }
+                    verdict
+                }))?;
+            }
+        }
+        Ok(DbConn { conn, org, cascade })
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> rusqlite::Result<()> {
+        conn.execute_batch("")
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+pub type PooledConnection = r2d2::PooledConnection<Manager>;
+
+/// A database handle; cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    pool: Pool,
+    pool: r2d2::Pool<Manager>,
     path: Arc<PathBuf>,
+    kind: Kind,
 }
 
 impl Db {
     /// Creates the pool without touching the file: connections open on first use, so
     /// commands that never need the database (printing the spec) never create it.
-    pub fn open(path: &Path, size: u32) -> Self {
-        let manager = SqliteConnectionManager::file(path).with_init(configure);
+    pub fn open(path: &Path, size: u32, kind: Kind) -> Self {
+        let manager = Manager {
+            path: path.to_path_buf(),
+            kind,
+        };
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
@@ -65,11 +290,16 @@ impl Db {
         Db {
             pool,
             path: Arc::new(path.to_path_buf()),
+            kind,
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// A pooled connection for synchronous code (already on a blocking thread).
@@ -128,7 +358,7 @@ pub fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>)
 }
 
 /// Milliseconds since the Unix epoch: the one clock for stored timestamps that are
-/// compared in SQL (job schedules); human-facing times are RFC 3339 text.
+/// compared in SQL (job schedules, expiries); human-facing times are RFC 3339 text.
 pub fn now_millis() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }

@@ -50,6 +50,9 @@ pub enum Error {
     /// 401: missing, invalid or expired credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// 402: the org's plan does not allow this (seats, quotas, features).
+    #[error("{0}")]
+    PaymentRequired(String),
     /// 403: authenticated, but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
@@ -95,6 +98,7 @@ impl Error {
         match self {
             Error::BadRequest(s) => Error::BadRequest(s.clone()),
             Error::Unauthorized(s) => Error::Unauthorized(s.clone()),
+            Error::PaymentRequired(s) => Error::PaymentRequired(s.clone()),
             Error::Forbidden(s) => Error::Forbidden(s.clone()),
             Error::NotFound(s) => Error::NotFound(s.clone()),
             Error::Conflict(s) => Error::Conflict(s.clone()),
@@ -112,6 +116,7 @@ impl Error {
         match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
@@ -204,9 +209,10 @@ impl ResponseError for Error {
 /// returns `Result<_, Error>` lists them, with the `Problem` schema.
 impl ApiResponse for Error {
     fn meta() -> MetaResponses {
-        const DOCUMENTED: [(u16, &str); 8] = [
+        const DOCUMENTED: [(u16, &str); 9] = [
             (400, "Malformed request (bad JSON or parameter)"),
             (401, "Missing or invalid credentials"),
+            (402, "The plan does not allow this"),
             (403, "Not allowed"),
             (404, "Not found"),
             (409, "Conflict with the current state"),
@@ -277,6 +283,7 @@ mod tests {
         let kinds = [
             Error::BadRequest("x".into()),
             Error::Unauthorized("x".into()),
+            Error::PaymentRequired("x".into()),
             Error::Forbidden("x".into()),
             Error::NotFound("x".into()),
             Error::Conflict("x".into()),

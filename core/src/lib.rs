@@ -21,11 +21,13 @@ pub mod metrics;
 pub mod migrations;
 pub mod openapi;
 mod ops;
+pub mod pagination;
 pub mod platform;
 pub mod plugin;
 pub mod ratelimit;
 pub mod seed;
 pub mod server;
+pub mod tenancy;
 
 pub use config::{Config, Environment};
 pub use error::{Error, FieldError, Problem, Result};

@@ -65,19 +65,27 @@ impl Template {
     /// Fills the placeholders; values are HTML-escaped in the HTML body.
     pub fn render(&self, to: &str, vars: &[(&str, &str)]) -> Mail {
         let (subject, text, html) = self.sources();
-        let mut text = text.to_string();
-        let mut html = html.to_string();
-        for (key, value) in vars {
-            let placeholder = format!("{{{{{key}}}}}");
-            text = text.replace(&placeholder, value);
-            html = html.replace(&placeholder, &escape_html(value));
-        }
-        Mail {
-            to: to.to_string(),
-            subject: subject.to_string(),
-            text,
-            html,
-        }
+        render(to, subject, text, html, vars)
+    }
+}
+
+/// Renders any template pair (plugins bring their own): `{{key}}` placeholders are
+/// replaced in the subject, the text and the HTML body, HTML-escaped in the latter.
+pub fn render(to: &str, subject: &str, text: &str, html: &str, vars: &[(&str, &str)]) -> Mail {
+    let mut subject = subject.to_string();
+    let mut text = text.to_string();
+    let mut html = html.to_string();
+    for (key, value) in vars {
+        let placeholder = format!("{{{{{key}}}}}");
+        subject = subject.replace(&placeholder, value);
+        text = text.replace(&placeholder, value);
+        html = html.replace(&placeholder, &escape_html(value));
+    }
+    Mail {
+        to: to.to_string(),
+        subject,
+        text,
+        html,
     }
 }
 

@@ -149,6 +149,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0004_create_user_tokens.sql",
             "0005_create_mail_outbox.sql",
             "0006_create_audit_log.sql",
+            "0007_create_tenancy.sql",
         ]
     )?)
 }

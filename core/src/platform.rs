@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, Kind};
 use crate::error::Result;
 use crate::events::EventBus;
 use crate::identity::Identity;
 use crate::jobs::Jobs;
 use crate::mail::Mailer;
+use crate::tenancy::{Entitlements, Tenancy};
+
+/// Root connections serve migrations, seeding and membership lookups only.
+const ROOT_POOL_SIZE: u32 = 4;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -23,6 +27,8 @@ pub struct Platform {
 struct Inner {
     config: Config,
     db: Db,
+    root: Db,
+    tenancy: Tenancy,
     events: EventBus,
     jobs: Jobs,
     metrics: Metrics,
@@ -31,17 +37,29 @@ struct Inner {
 }
 
 impl Platform {
-    pub(crate) fn new(config: Config, events: EventBus, jobs: Jobs) -> Result<Self> {
-        let db = Db::open(&config.database_path, config.db_pool_size);
+    pub(crate) fn new(
+        config: Config,
+        events: EventBus,
+        jobs: Jobs,
+        entitlements: Arc<dyn Entitlements>,
+    ) -> Result<Self> {
+        let db = Db::open(&config.database_path, config.db_pool_size, Kind::System);
+        let root = Db::open(&config.database_path, ROOT_POOL_SIZE, Kind::Root);
+        let tenant_pool = Db::open(&config.database_path, config.db_pool_size, Kind::Tenant);
+        let tenancy = Tenancy::new(root.clone(), tenant_pool, entitlements);
         let identity = Identity::new(&config);
         let mailer = Mailer::new(&config)?;
         let metrics = Metrics::new();
         let sessions = identity.session_cache().clone();
         metrics.register_cache(sessions.name(), move || sessions.entry_count());
+        let memberships = tenancy.membership_cache().clone();
+        metrics.register_cache(memberships.name(), move || memberships.entry_count());
         Ok(Platform {
             inner: Arc::new(Inner {
                 config,
                 db,
+                root,
+                tenancy,
                 events,
                 jobs,
                 metrics,
@@ -55,8 +73,19 @@ impl Platform {
         &self.inner.config
     }
 
+    /// The system database: everything but tenant data (see `db`).
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// Core's unrestricted handle: migrations and cross-tenant reads of tenancy.
+    pub(crate) fn root(&self) -> &Db {
+        &self.inner.root
+    }
+
+    /// Organizations, memberships, the tenant context and org-bound handles.
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.inner.tenancy
     }
 
     pub fn events(&self) -> &EventBus {

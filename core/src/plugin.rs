@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use poem::endpoint::BoxEndpoint;
 use poem::http::Method;
 use poem_openapi::{OpenApi, OpenApiService};
-use rusqlite::Transaction;
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::error::{Error, Result};
@@ -19,6 +20,7 @@ use crate::jobs::JobHandler;
 use crate::migrations::Migration;
 use crate::platform::Platform;
 use crate::seed::SeedOptions;
+use crate::tenancy::{Entitlements, SeedContext};
 
 /// Routes of an API in poem's path syntax, as poem-openapi produces them.
 pub(crate) type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
@@ -48,9 +50,16 @@ pub trait Plugin: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Adds its part of the demo data, inside the seed's transaction.
-    fn seed(&self, _tx: &Transaction<'_>, _options: &SeedOptions) -> Result<()> {
+    /// Adds its part of the demo data, inside the seed's transaction (bind the
+    /// context to an org before writing that org's rows).
+    fn seed(&self, _ctx: &SeedContext<'_>, _options: &SeedOptions) -> Result<()> {
         Ok(())
+    }
+
+    /// Provides core's entitlements seam (plans, seats, features). The first enabled
+    /// plugin that provides it wins; without one, everything is unlimited.
+    fn entitlements(&self) -> Option<Arc<dyn Entitlements>> {
+        None
     }
 }
 

@@ -4,22 +4,27 @@
 //! in the same transaction. Seeding is idempotent: what exists is left alone.
 //! Production refuses demo data, whose credentials are public.
 
-use rusqlite::Transaction;
+use rusqlite::{Connection, OptionalExtension};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::identity::{passwords, users};
+use crate::tenancy::{Role, SeedContext, bound};
 
 /// The password of every demo and synthetic account.
 pub const DEMO_PASSWORD: &str = "demo-password-1";
 
-/// (email, name, platform staff)
-pub const DEMO_USERS: [(&str, &str, bool); 5] = [
-    ("owner@acme.test", "Olivia Owner", false),
-    ("admin@acme.test", "Adam Admin", false),
-    ("member@acme.test", "Mia Member", false),
-    ("viewer@acme.test", "Victor Viewer", false),
-    ("staff@plinth.test", "Sam Staff", true),
+/// (email, name, platform staff, role in Acme)
+pub const DEMO_USERS: [(&str, &str, bool, Option<Role>); 5] = [
+    ("owner@acme.test", "Olivia Owner", false, Some(Role::Owner)),
+    ("admin@acme.test", "Adam Admin", false, Some(Role::Admin)),
+    ("member@acme.test", "Mia Member", false, Some(Role::Member)),
+    ("viewer@acme.test", "Victor Viewer", false, Some(Role::Viewer)),
+    ("staff@plinth.test", "Sam Staff", true, None),
 ];
+
+/// The demo organization.
+pub const DEMO_ORG: (&str, &str) = ("Acme", "acme");
 
 #[derive(Debug, Clone, Default)]
 pub struct SeedOptions {
@@ -41,52 +46,85 @@ impl SeedOptions {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SeedReport {
     pub users_created: usize,
+    pub orgs_created: usize,
 }
 
-/// Core's part: demo accounts and the synthetic tenants' accounts.
-pub(crate) fn seed_core(tx: &Transaction<'_>, options: &SeedOptions) -> Result<SeedReport> {
+/// The org with this slug, created (bound to `ctx`) when missing.
+fn org_by_slug(
+    ctx: &SeedContext<'_>,
+    name: &str,
+    slug: &str,
+    report: &mut SeedReport,
+) -> Result<(Uuid, bool)> {
+    let existing: Option<String> = ctx
+        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
+        .query_row([slug], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        let id = Uuid::parse_str(&id).map_err(Error::internal)?;
+        ctx.bind(id);
+        return Ok((id, false));
+    }
+    let id = Uuid::now_v7();
+    ctx.bind(id);
+    bound::create_org(ctx, id, name, slug)?;
+    report.orgs_created += 1;
+    Ok((id, true))
+}
+
+fn ensure_user(conn: &Connection, email: &str, name: &str, hash: &str, staff: bool) -> Result<(Uuid, bool)> {
+    if let Some(id) = users::find_id_by_email(conn, email)? {
+        return Ok((id, false));
+    }
+    let id = users::create(
+        conn,
+        &users::NewUser {
+            email,
+            name,
+            password_hash: hash,
+            is_platform_admin: staff,
+            email_verified: true,
+        },
+    )?;
+    Ok((id, true))
+}
+
+/// Core's part: the demo accounts and Acme, and the synthetic tenants.
+pub(crate) fn seed_core(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<SeedReport> {
     let mut report = SeedReport::default();
     if options.demo {
-        for (email, name, staff) in DEMO_USERS {
-            if users::find_id_by_email(tx, email)?.is_some() {
-                continue;
-            }
+        let mut acme_members = Vec::new();
+        for (email, name, staff, role) in DEMO_USERS {
             let hash = passwords::hash(DEMO_PASSWORD)?;
-            users::create(
-                tx,
-                &users::NewUser {
-                    email,
-                    name,
-                    password_hash: &hash,
-                    is_platform_admin: staff,
-                    email_verified: true,
-                },
-            )?;
-            report.users_created += 1;
+            let (id, created) = ensure_user(ctx, email, name, &hash, staff)?;
+            report.users_created += usize::from(created);
+            if let Some(role) = role {
+                acme_members.push((id, role));
+            }
+        }
+        let (acme, _) = org_by_slug(ctx, DEMO_ORG.0, DEMO_ORG.1, &mut report)?;
+        for (user, role) in acme_members {
+            if bound::role_of(ctx, user)?.is_none() {
+                bound::add_member(ctx, acme, user, role)?;
+            }
         }
     }
     if options.orgs > 0 && options.members > 0 {
         // One hash for all synthetic accounts: hashing 200,000 passwords with argon2
         // would take an hour, and they share the password anyway.
         let hash = passwords::hash(DEMO_PASSWORD)?;
-        let mut exists = tx.prepare_cached("SELECT 1 FROM users WHERE email = ?1")?;
         for org in 0..options.orgs {
+            let (org_id, created) =
+                org_by_slug(ctx, &format!("Org {org}"), &format!("org-{org}"), &mut report)?;
             for member in 0..options.members {
                 let email = SeedOptions::synthetic_email(org, member);
-                if exists.exists([&email])? {
-                    continue;
+                let name = format!("Member {member} of Org {org}");
+                let (user, new_user) = ensure_user(ctx, &email, &name, &hash, false)?;
+                report.users_created += usize::from(new_user);
+                if created || bound::role_of(ctx, user)?.is_none() {
+                    let role = if member == 0 { Role::Owner } else { Role::Member };
+                    bound::add_member(ctx, org_id, user, role)?;
                 }
-                users::create(
-                    tx,
-                    &users::NewUser {
-                        email: &email,
-                        name: &format!("Member {member} of Org {org}"),
-                        password_hash: &hash,
-                        is_platform_admin: false,
-                        email_verified: true,
-                    },
-                )?;
-                report.users_created += 1;
             }
         }
     }

@@ -16,6 +16,7 @@ use poem_openapi::__private::UrlQuery;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::db::in_transaction;
 use crate::error::{Error, Result};
 use crate::events::EventBusBuilder;
 use crate::http::{PipelineOptions, pipeline};
@@ -27,6 +28,7 @@ use crate::ops::OpsApi;
 use crate::platform::Platform;
 use crate::plugin::{ApiPart, Plugin, PluginInfo, RouteTable};
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
+use crate::tenancy::{SeedContext, Unlimited};
 
 /// Owner name of core's migrations and API; no plugin may take it.
 pub const CORE: &str = "core";
@@ -104,7 +106,11 @@ impl App {
             plugin.subscribe(bus.for_plugin(plugin.name()));
         }
         let jobs = Jobs::new(config.job_max_attempts, config.job_backoff_base);
-        let platform = Platform::new(config, bus.build(jobs.clone()), jobs)?;
+        let entitlements = enabled
+            .iter()
+            .find_map(|p| p.entitlements())
+            .unwrap_or_else(|| Arc::new(Unlimited));
+        let platform = Platform::new(config, bus.build(jobs.clone()), jobs, entitlements)?;
 
         let mut parts: Vec<(&'static str, ApiPart)> = vec![
             (
@@ -213,17 +219,20 @@ impl App {
                 ))
             })?;
         }
-        let mut conn = self.platform.db().conn()?;
+        let mut conn = self.platform.root().conn()?;
         migrations::run(&mut conn, &self.migrations)
     }
 
     /// Seeds demo or load-test data in one transaction (blocking).
     pub fn seed(&self, options: &SeedOptions) -> Result<SeedReport> {
         refuse_in_production(self.platform.config().is_production())?;
-        self.platform.db().write_blocking(|tx| {
-            let report = seed_core(tx, options)?;
+        let mut conn = self.platform.root().conn()?;
+        let cell = conn.org_cell();
+        in_transaction(&mut conn, |tx| {
+            let ctx = SeedContext::new(tx, cell);
+            let report = seed_core(&ctx, options)?;
             for plugin in &self.enabled {
-                plugin.seed(tx, options)?;
+                plugin.seed(&ctx, options)?;
             }
             Ok(report)
         })

@@ -74,6 +74,26 @@ pub fn outbox_token(app: &TestApp, email: &str, page: &str) -> Option<String> {
     token_in(&body, page)
 }
 
+/// The token after `/<prefix>` in the newest mail to `email` (hex and dots).
+pub fn outbox_token_path(app: &TestApp, email: &str, prefix: &str) -> Option<String> {
+    let body: String = app
+        .conn()
+        .query_row(
+            "SELECT text_body FROM mail_outbox WHERE to_address = ?1 ORDER BY id DESC LIMIT 1",
+            [email],
+            |r| r.get(0),
+        )
+        .ok()?;
+    let marker = format!("/{prefix}");
+    let start = body.find(&marker)? + marker.len();
+    Some(
+        body[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit() || *c == '.')
+            .collect(),
+    )
+}
+
 fn token_in(text: &str, page: &str) -> Option<String> {
     let marker = format!("/{page}?token=");
     let start = text.find(&marker)? + marker.len();

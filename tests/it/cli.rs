@@ -192,6 +192,31 @@ fn seed_creates_synthetic_tenant_accounts() {
         )
         .expect("count");
     assert_eq!(n, 12);
+    let orgs: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM organizations WHERE slug LIKE 'org-%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(orgs, 3);
+    let owners: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM tenant_memberships WHERE role = 'owner'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(owners, 3, "member0 owns each synthetic org");
+    let again = plinth(
+        &["seed", "--orgs", "3", "--members", "4"],
+        &[("DATABASE_URL", &url)],
+    );
+    assert!(again.status.success());
+    let members: i64 = conn
+        .query_row("SELECT count(*) FROM tenant_memberships", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(members, 12, "seeding twice adds nothing");
 }
 
 #[test]
@@ -241,7 +266,10 @@ fn create_admin_creates_staff_and_enforces_the_password_policy() {
 fn plugins_lists_the_registered_plugins() {
     let out = plinth(&["plugins"], &[]);
     assert!(out.status.success());
-    assert!(!String::from_utf8_lossy(&out.stdout).is_empty());
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("teams") && text.contains("enabled"), "{text}");
+    let off = plinth(&["plugins"], &[("PLINTH_DISABLED_PLUGINS", "teams")]);
+    assert!(String::from_utf8_lossy(&off.stdout).contains("disabled"));
 }
 
 #[test]

@@ -26,6 +26,7 @@ pub struct TestAppBuilder {
     plugins: Vec<Arc<dyn Plugin>>,
     dir: Option<Arc<TempDir>>,
     migrate: bool,
+    demo: bool,
 }
 
 impl TestApp {
@@ -35,6 +36,7 @@ impl TestApp {
             plugins: Vec::new(),
             dir: None,
             migrate: true,
+            demo: false,
         }
     }
 
@@ -96,7 +98,10 @@ pub fn db_path(dir: &Path) -> PathBuf {
 pub fn base_vars(dir: &Path) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", format!("sqlite://{}", db_path(dir).display())),
-        ("PLINTH_LOG", "warn".to_string()),
+        (
+            "PLINTH_LOG",
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "off".to_string()),
+        ),
         ("PLINTH_JOB_POLL_MS", "20".to_string()),
         ("PLINTH_JOB_BACKOFF_MS", "10".to_string()),
         ("PLINTH_SHUTDOWN_TIMEOUT_SECS", "10".to_string()),
@@ -123,6 +128,18 @@ impl TestAppBuilder {
         self
     }
 
+    /// Registers the built-in plugins, as the binary does.
+    pub fn builtins(mut self) -> Self {
+        self.plugins.push(plinth_teams::Teams::new());
+        self
+    }
+
+    /// Seeds the demo data (Acme and its four role users) before serving.
+    pub fn demo(mut self) -> Self {
+        self.demo = true;
+        self
+    }
+
     pub fn without_migrating(mut self) -> Self {
         self.migrate = false;
         self
@@ -145,10 +162,18 @@ impl TestAppBuilder {
     }
 
     pub async fn spawn(self) -> TestApp {
-        let migrate = self.migrate;
+        let (migrate, demo) = (self.migrate, self.demo);
         let (app, dir) = self.build();
+        plinth_core::logging::init(app.platform().config());
         if migrate {
             app.migrate().expect("migrations apply");
+        }
+        if demo {
+            app.seed(&plinth_core::seed::SeedOptions {
+                demo: true,
+                ..Default::default()
+            })
+            .expect("demo seed");
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");

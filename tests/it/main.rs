@@ -1,9 +1,11 @@
 //! End-to-end tests: a real server on an ephemeral port over a fresh SQLite file in a
 //! temporary folder, driven over real HTTP. One test binary keeps link time down.
 
+mod acme;
 mod auth;
 mod cli;
 mod harness;
+mod isolation;
 mod jobs;
 mod migrations;
 mod ops;
@@ -12,4 +14,5 @@ mod problems;
 mod shutdown;
 mod smtp;
 mod spec;
+mod teams;
 mod widgets;

@@ -85,7 +85,7 @@ impl Plugin for Widgets {
         })]
     }
 
-    fn seed(&self, tx: &rusqlite::Transaction<'_>, options: &SeedOptions) -> Result<()> {
+    fn seed(&self, tx: &plinth_core::tenancy::SeedContext<'_>, options: &SeedOptions) -> Result<()> {
         if options.demo {
             tx.execute(
                 "INSERT OR IGNORE INTO widgets (id, name) VALUES ('demo', 'Demo widget')",

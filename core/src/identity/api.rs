@@ -23,12 +23,11 @@ use crate::identity::tokens::{self, Purpose};
 use crate::identity::{passwords, users};
 use crate::jobs::JobHandler;
 use crate::mail::Template;
+use crate::pagination::Page;
 use crate::platform::Platform;
 use crate::seed::DEMO_PASSWORD;
 
 const PASSWORD_RESET_JOB: &str = "auth.password_reset";
-const DEFAULT_PAGE: u32 = 20;
-const MAX_PAGE: u32 = 100;
 
 #[derive(Tags)]
 enum AuthTag {
@@ -766,28 +765,14 @@ impl AuthApi {
         cursor: Query<Option<String>>,
     ) -> Result<Json<SessionPage>> {
         let p = auth.0;
-        let limit = limit.0.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Error::invalid(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE}"),
-            ));
-        }
-        let cursor = cursor
-            .0
-            .map(|c| {
-                Uuid::parse_str(&c).map_err(|_| Error::invalid("cursor", "is not a cursor from this list"))
-            })
-            .transpose()?;
+        let page = Page::parse(limit.0, cursor.0)?;
         let user = p.user_id;
         let rows = self
             .platform
             .db()
-            .call(move |conn| sessions::list(conn, user, limit, cursor))
+            .call(move |conn| sessions::list(conn, user, page.fetch(), page.after))
             .await?;
-        let next_cursor = (rows.len() == limit as usize)
-            .then(|| rows.last().map(|r| r.id.to_string()))
-            .flatten();
+        let (rows, next_cursor) = page.finish(rows, |r| r.id);
         let items = rows
             .into_iter()
             .map(|r| {

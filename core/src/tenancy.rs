@@ -1,0 +1,590 @@
+//! Tenancy: organizations, memberships and roles, the tenant context of
+//! `/api/orgs/{org_id}/...` requests, and the org-bound database handle.
+//!
+//! Isolation does not depend on handlers remembering a WHERE clause. Tenant code gets
+//! a [`TenantDb`], whose connections come from the tenant pool (see `db`): bound to
+//! one org for the length of a checkout, and unbound again when returned. On such a
+//! connection only views are reachable, each filtering by `current_org()`, and their
+//! INSTEAD OF triggers refuse rows of another org. Membership lookups are cached in
+//! moka under (org, user) keys and dropped on every membership change.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem_openapi::Enum;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use uuid::Uuid;
+
+use crate::cache::Cache;
+use crate::db::{Db, DbConn, PooledConnection, in_transaction, now_rfc3339};
+use crate::error::{Error, Result};
+use crate::identity::Principal;
+
+/// A member's role in an organization, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+}
+
+impl Role {
+    fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Member => 1,
+            Role::Viewer => 0,
+        }
+    }
+
+    /// Whether this role may do what `min` may.
+    pub fn at_least(self, min: Role) -> bool {
+        self.rank() >= min.rank()
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// What an org's plan allows. Core asks; the billing plugin answers (unlimited
+/// until it does).
+pub trait Entitlements: Send + Sync + 'static {
+    /// Seats (members plus pending invitations) the org may use; `None` = unlimited.
+    /// `conn` is bound to the org.
+    fn seat_limit(&self, conn: &Connection) -> Result<Option<u32>>;
+
+    /// Whether the org's plan includes a feature.
+    fn has_feature(&self, _conn: &Connection, _feature: &str) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// No limits: the answer while no plugin provides entitlements.
+pub struct Unlimited;
+
+impl Entitlements for Unlimited {
+    fn seat_limit(&self, _conn: &Connection) -> Result<Option<u32>> {
+        Ok(None)
+    }
+}
+
+/// A tenant-pool connection bound to one org until dropped.
+pub struct BoundConn(PooledConnection);
+
+impl BoundConn {
+    fn new(conn: PooledConnection, org: Uuid) -> Self {
+        conn.bind(Some(org.to_string()));
+        BoundConn(conn)
+    }
+}
+
+impl Drop for BoundConn {
+    fn drop(&mut self) {
+        // Unbind before the connection goes back to the pool, so the next checkout
+        // never starts with this request's org.
+        self.0.bind(None);
+    }
+}
+
+impl Deref for BoundConn {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.0
+    }
+}
+
+impl DerefMut for BoundConn {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.0
+    }
+}
+
+/// The only way tenant code reaches tenant data: a handle bound to one org.
+#[derive(Clone)]
+pub struct TenantDb {
+    pool: Db,
+    org: Uuid,
+}
+
+impl TenantDb {
+    pub fn org_id(&self) -> Uuid {
+        self.org
+    }
+
+    /// A bound connection for code already on a blocking thread.
+    pub fn conn(&self) -> Result<BoundConn> {
+        Ok(BoundConn::new(self.pool.conn()?, self.org))
+    }
+
+    /// Reads (or single statements) on a bound connection, on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = db.conn()?;
+            f(&conn)
+        })
+        .await?
+    }
+
+    /// Deletes the bound org and, through foreign keys, every tenant row of it, in one
+    /// transaction: `before` runs first in that transaction (publish, audit).
+    pub async fn delete_org<F>(&self, before: F) -> Result<()>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<()> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.conn()?;
+            let switch = conn.cascade_switch();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            before(&tx)?;
+            {
+                // Only this statement, on the bound org, may cascade into tenant tables.
+                let _on = switch.on();
+                tx.execute("DELETE FROM org", [])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// One immediate transaction on a bound connection, on the blocking pool.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = db.conn()?;
+            in_transaction(&mut conn, f)
+        })
+        .await?
+    }
+}
+
+/// The caller of an org-scoped request: who, in which org, with which role.
+pub struct Tenant {
+    pub org_id: Uuid,
+    pub role: Role,
+    pub principal: Principal,
+    db: TenantDb,
+}
+
+impl Tenant {
+    pub fn user_id(&self) -> Uuid {
+        self.principal.user_id
+    }
+
+    /// The org-bound database handle.
+    pub fn db(&self) -> &TenantDb {
+        &self.db
+    }
+}
+
+/// Memberships are cached this long at most; every change drops them at once.
+const MEMBERSHIP_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+pub struct Tenancy {
+    root: Db,
+    pool: Db,
+    memberships: Cache<(Uuid, Uuid), Option<Role>>,
+    entitlements: Arc<dyn Entitlements>,
+}
+
+impl Tenancy {
+    pub(crate) fn new(root: Db, pool: Db, entitlements: Arc<dyn Entitlements>) -> Self {
+        Tenancy {
+            root,
+            pool,
+            memberships: Cache::new("memberships", 200_000, Some(MEMBERSHIP_TTL)),
+            entitlements,
+        }
+    }
+
+    pub(crate) fn membership_cache(&self) -> &Cache<(Uuid, Uuid), Option<Role>> {
+        &self.memberships
+    }
+
+    pub fn entitlements(&self) -> &dyn Entitlements {
+        self.entitlements.as_ref()
+    }
+
+    /// The tenant context of an org-scoped request: 404 when the caller is not a
+    /// member (whether or not the org exists), 403 when their role is below `min`.
+    pub async fn resolve(&self, principal: &Principal, org: Uuid, min: Role) -> Result<Tenant> {
+        let user = principal.user_id;
+        let root = self.root.clone();
+        let role = self
+            .memberships
+            .get_or_load((org, user), || async move {
+                root.call(move |conn| role_of(conn, org, user)).await
+            })
+            .await?;
+        let Some(role) = role else {
+            return Err(Error::NotFound("no such organization".into()));
+        };
+        if !role.at_least(min) {
+            return Err(Error::Forbidden(format!(
+                "this needs the {} role or higher; yours is {}",
+                min.as_str(),
+                role.as_str()
+            )));
+        }
+        Ok(Tenant {
+            org_id: org,
+            role,
+            principal: principal.clone(),
+            db: self.bind(org),
+        })
+    }
+
+    /// A handle bound to `org` without a membership check, for flows whose caller
+    /// proved access another way (an invitation token, a signed webhook, a new org).
+    pub fn bind(&self, org: Uuid) -> TenantDb {
+        TenantDb {
+            pool: self.pool.clone(),
+            org,
+        }
+    }
+
+    /// Drops every cached membership of an org; call after any membership change.
+    pub fn forget_org(&self, org: Uuid) {
+        self.memberships.invalidate_if(move |(o, _), _| *o == org);
+    }
+
+    /// The orgs a user belongs to, with their role, oldest membership first.
+    pub async fn orgs_of_user(
+        &self,
+        user: Uuid,
+        limit: u32,
+        after: Option<Uuid>,
+    ) -> Result<Vec<OrgMembership>> {
+        self.root
+            .call(move |conn| {
+                let after = after.map(|a| a.to_string()).unwrap_or_default();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT m.id, o.id, o.name, o.slug, o.created_at, m.role
+                     FROM tenant_memberships m JOIN organizations o ON o.id = m.org_id
+                     WHERE m.user_id = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![user.to_string(), after, limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                })?;
+                rows.map(|row| {
+                    let (membership, id, name, slug, created_at, role) = row?;
+                    Ok(OrgMembership {
+                        membership_id: parse_uuid(&membership)?,
+                        org: Org {
+                            id: parse_uuid(&id)?,
+                            name,
+                            slug,
+                            created_at,
+                        },
+                        role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    /// Whether a slug is taken by any org (slugs are global).
+    pub async fn slug_taken(&self, slug: String) -> Result<bool> {
+        self.root
+            .call(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM organizations WHERE slug = ?1")?
+                    .exists([slug])?)
+            })
+            .await
+    }
+}
+
+fn parse_uuid(s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(Error::internal)
+}
+
+fn role_of(conn: &Connection, org: Uuid, user: Uuid) -> Result<Option<Role>> {
+    let role: Option<String> = conn
+        .prepare_cached("SELECT role FROM tenant_memberships WHERE org_id = ?1 AND user_id = ?2")?
+        .query_row([org.to_string(), user.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(role.and_then(|r| Role::parse(&r)))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OrgMembership {
+    pub membership_id: Uuid,
+    pub org: Org,
+    pub role: Role,
+}
+
+/// A member as the bound org sees them.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub membership_id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub joined_at: String,
+}
+
+/// Operations on the bound org's own rows; every function takes a bound connection.
+pub mod bound {
+    use super::*;
+
+    /// Creates the org the connection is bound to.
+    pub fn create_org(conn: &Connection, id: Uuid, name: &str, slug: &str) -> Result<()> {
+        let now = now_rfc3339();
+        conn.prepare_cached(
+            "INSERT INTO org (id, name, slug, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?
+        .execute(params![id.to_string(), name, slug, now])
+        .map_err(|e| slug_conflict(e, slug))?;
+        Ok(())
+    }
+
+    pub(super) fn slug_conflict(e: rusqlite::Error, slug: &str) -> Error {
+        if e.to_string().contains("organizations.slug") {
+            Error::Conflict(format!("the slug `{slug}` is taken"))
+        } else {
+            Error::from(e)
+        }
+    }
+
+    pub fn get_org(conn: &Connection) -> Result<Option<Org>> {
+        let row = conn
+            .prepare_cached("SELECT id, name, slug, created_at FROM org")?
+            .query_row([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(id, name, slug, created_at)| {
+            Ok(Org {
+                id: parse_uuid(&id)?,
+                name,
+                slug,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn update_org(conn: &Connection, name: &str, slug: &str) -> Result<()> {
+        conn.prepare_cached("UPDATE org SET name = ?1, slug = ?2, updated_at = ?3")?
+            .execute(params![name, slug, now_rfc3339()])
+            .map_err(|e| slug_conflict(e, slug))?;
+        Ok(())
+    }
+
+    pub fn add_member(conn: &Connection, org: Uuid, user: Uuid, role: Role) -> Result<()> {
+        let now = now_rfc3339();
+        conn.prepare_cached(
+            "INSERT INTO memberships (id, org_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )?
+        .execute(params![Uuid::now_v7().to_string(), org.to_string(), user.to_string(), role.as_str(), now])
+        .map_err(|e| {
+            if e.to_string().contains("UNIQUE") {
+                Error::Conflict("already a member of this organization".into())
+            } else {
+                Error::from(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    pub fn role_of(conn: &Connection, user: Uuid) -> Result<Option<Role>> {
+        let role: Option<String> = conn
+            .prepare_cached("SELECT role FROM memberships WHERE user_id = ?1")?
+            .query_row([user.to_string()], |r| r.get(0))
+            .optional()?;
+        Ok(role.and_then(|r| Role::parse(&r)))
+    }
+
+    /// Changes a member's role. Writes through views report no changed rows, so the
+    /// caller checks membership first ([`role_of`]).
+    pub fn set_role(conn: &Connection, user: Uuid, role: Role) -> Result<()> {
+        conn.prepare_cached("UPDATE memberships SET role = ?2, updated_at = ?3 WHERE user_id = ?1")?
+            .execute(params![user.to_string(), role.as_str(), now_rfc3339()])?;
+        Ok(())
+    }
+
+    pub fn remove_member(conn: &Connection, user: Uuid) -> Result<()> {
+        conn.prepare_cached("DELETE FROM memberships WHERE user_id = ?1")?
+            .execute([user.to_string()])?;
+        Ok(())
+    }
+
+    pub fn count_role(conn: &Connection, role: Role) -> Result<u32> {
+        Ok(conn
+            .prepare_cached("SELECT count(*) FROM memberships WHERE role = ?1")?
+            .query_row([role.as_str()], |r| r.get(0))?)
+    }
+
+    pub fn count_members(conn: &Connection) -> Result<u32> {
+        Ok(conn
+            .prepare_cached("SELECT count(*) FROM memberships")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// Members in join order, after the membership `after`.
+    pub fn members(conn: &Connection, limit: u32, after: Option<Uuid>) -> Result<Vec<Member>> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.id, m.user_id, u.email, u.name, m.role, m.created_at
+             FROM memberships m JOIN org_users u ON u.id = m.user_id
+             WHERE m.id > ?1 ORDER BY m.id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (membership, user, email, name, role, joined_at) = row?;
+            Ok(Member {
+                membership_id: parse_uuid(&membership)?,
+                user_id: parse_uuid(&user)?,
+                email,
+                name,
+                role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
+                joined_at,
+            })
+        })
+        .collect()
+    }
+
+    /// One member's profile, if they belong to the bound org.
+    pub fn member(conn: &Connection, user: Uuid) -> Result<Option<Member>> {
+        let row = conn
+            .prepare_cached(
+                "SELECT m.id, u.email, u.name, m.role, m.created_at
+                 FROM memberships m JOIN org_users u ON u.id = m.user_id WHERE m.user_id = ?1",
+            )?
+            .query_row([user.to_string()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .optional()?;
+        row.map(|(membership, email, name, role, joined_at)| {
+            Ok(Member {
+                membership_id: parse_uuid(&membership)?,
+                user_id: user,
+                email,
+                name,
+                role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
+                joined_at,
+            })
+        })
+        .transpose()
+    }
+}
+
+/// Seeding writes tenant rows through the same views, binding its (root) connection
+/// to each org in turn.
+pub struct SeedContext<'a> {
+    pub tx: &'a Transaction<'a>,
+    org: crate::db::OrgCell,
+}
+
+impl<'a> SeedContext<'a> {
+    pub(crate) fn new(tx: &'a Transaction<'a>, org: crate::db::OrgCell) -> Self {
+        SeedContext { tx, org }
+    }
+
+    /// Binds the seed's connection to `org` for the statements that follow.
+    pub fn bind(&self, org: Uuid) {
+        if let Ok(mut cell) = self.org.lock() {
+            *cell = Some(org.to_string());
+        }
+    }
+}
+
+impl Drop for SeedContext<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut cell) = self.org.lock() {
+            *cell = None;
+        }
+    }
+}
+
+impl<'a> Deref for SeedContext<'a> {
+    type Target = Transaction<'a>;
+    fn deref(&self) -> &Transaction<'a> {
+        self.tx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Owner.at_least(Role::Admin));
+        assert!(Role::Admin.at_least(Role::Admin));
+        assert!(!Role::Member.at_least(Role::Admin));
+        assert!(Role::Viewer.at_least(Role::Viewer));
+        for r in [Role::Owner, Role::Admin, Role::Member, Role::Viewer] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+    }
+}

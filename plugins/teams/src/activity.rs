@@ -1,0 +1,297 @@
+//! The activity feed (every org event becomes an item, visible to all members) and
+//! the org's audit log (admins and owners, with filters).
+
+use plinth_core::db::now_rfc3339;
+use plinth_core::events::{ALL_EVENTS, Event, EventBusBuilder};
+use plinth_core::identity::auth::BearerAuth;
+use plinth_core::pagination::Page;
+use plinth_core::seed::{DEMO_ORG, SeedOptions};
+use plinth_core::tenancy::{Role, SeedContext};
+use plinth_core::{Error, Result};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::{Person, TeamsApi, TeamsTag, parse_time, parse_uuid};
+
+/// Events that leave no item: the org they would describe is gone.
+const NOT_IN_FEED: [&str; 1] = ["org.deleted"];
+
+/// Writes one activity item for the bound org (in the caller's transaction).
+pub fn record_activity(
+    conn: &Connection,
+    org: Uuid,
+    actor: Option<Uuid>,
+    action: &str,
+    summary: &str,
+    details: &Value,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO activity (id, org_id, actor_id, action, summary, details, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        Uuid::now_v7().to_string(),
+        org.to_string(),
+        actor.map(|a| a.to_string()),
+        action,
+        summary,
+        details.to_string(),
+        now_rfc3339()
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn subscribe(bus: &mut EventBusBuilder) {
+    bus.on(ALL_EVENTS, |event: &Event, ctx| {
+        let Some(org) = event.org_id else { return Ok(()) };
+        if NOT_IN_FEED.contains(&event.name.as_str()) {
+            return Ok(());
+        }
+        let summary = event.payload["summary"]
+            .as_str()
+            .unwrap_or(&event.name)
+            .to_string();
+        record_activity(ctx.tx, org, event.actor_id, &event.name, &summary, &event.payload)
+    });
+}
+
+pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
+    if !options.demo {
+        return Ok(());
+    }
+    let acme: Option<String> = ctx
+        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
+        .query_row([DEMO_ORG.1], |r| r.get(0))
+        .optional()?;
+    let Some(acme) = acme else { return Ok(()) };
+    let acme = parse_uuid(&acme)?;
+    ctx.bind(acme);
+    let seeded = ctx.prepare_cached("SELECT 1 FROM activity LIMIT 1")?.exists([])?;
+    if !seeded {
+        record_activity(
+            ctx,
+            acme,
+            None,
+            "org.created",
+            "Acme was created with its demo team",
+            &json!({}),
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+pub(crate) struct ActivityApi(pub TeamsApi);
+
+/// One item of the feed.
+#[derive(Object)]
+struct ActivityItem {
+    id: Uuid,
+    /// Who did it; absent for the system or a former member.
+    actor: Option<Person>,
+    /// The event, `area.verb`.
+    action: String,
+    /// A sentence for people (`made Mia admin`).
+    summary: String,
+    details: Value,
+    created_at: OffsetDateTime,
+}
+
+#[derive(Object)]
+struct ActivityPage {
+    items: Vec<ActivityItem>,
+    next_cursor: Option<String>,
+}
+
+/// One audit entry of the organization.
+#[derive(Object)]
+struct AuditLogEntry {
+    id: Uuid,
+    at: OffsetDateTime,
+    actor_id: Option<Uuid>,
+    action: String,
+    target_type: Option<String>,
+    target_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    details: Value,
+}
+
+#[derive(Object)]
+struct AuditLogPage {
+    items: Vec<AuditLogEntry>,
+    next_cursor: Option<String>,
+}
+
+type AuditRow = (
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+#[OpenApi(tag = "TeamsTag::Activity")]
+impl ActivityApi {
+    /// The activity feed
+    ///
+    /// Who did what in the organization, newest first. Every member can read it.
+    #[oai(
+        path = "/api/orgs/:org_id/activity",
+        method = "get",
+        operation_id = "listActivity"
+    )]
+    async fn activity(
+        &self,
+        auth: BearerAuth,
+        org_id: Path<Uuid>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<ActivityPage>> {
+        let tenant = self.0.tenant(&auth, org_id.0, Role::Viewer).await?;
+        let page = Page::parse(limit.0, cursor.0)?;
+        let items = tenant
+            .db()
+            .call(move |conn| {
+                let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
+                let mut stmt = conn.prepare_cached(
+                    "SELECT a.id, a.actor_id, u.name, a.action, a.summary, a.details, a.created_at
+                     FROM activity a LEFT JOIN org_users u ON u.id = a.actor_id
+                     WHERE a.id < ?1 ORDER BY a.id DESC LIMIT ?2",
+                )?;
+                let rows = stmt
+                    .query_map(params![before, page.fetch()], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                            r.get::<_, String>(6)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.into_iter()
+                    .map(|(id, actor, name, action, summary, details, created_at)| {
+                        let actor = match (actor, name) {
+                            (Some(actor), Some(name)) => Some(Person {
+                                id: parse_uuid(&actor)?,
+                                name,
+                            }),
+                            _ => None,
+                        };
+                        Ok(ActivityItem {
+                            id: parse_uuid(&id)?,
+                            actor,
+                            action,
+                            summary,
+                            details: serde_json::from_str(&details).unwrap_or(Value::Null),
+                            created_at: parse_time(&created_at)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        let (items, next_cursor) = page.finish(items, |i| i.id);
+        Ok(Json(ActivityPage { items, next_cursor }))
+    }
+
+    /// The organization's audit log
+    ///
+    /// Security-relevant actions in the organization, newest first. Admins and owners.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(
+        path = "/api/orgs/:org_id/audit-logs",
+        method = "get",
+        operation_id = "listOrgAuditLogs"
+    )]
+    async fn audit_logs(
+        &self,
+        auth: BearerAuth,
+        org_id: Path<Uuid>,
+        /// Only this action (e.g. `member.role_changed`).
+        action: Query<Option<String>>,
+        /// Only entries by this user.
+        actor_id: Query<Option<Uuid>>,
+        /// Only entries at or after this time.
+        since: Query<Option<OffsetDateTime>>,
+        /// Only entries before this time.
+        until: Query<Option<OffsetDateTime>>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<AuditLogPage>> {
+        let tenant = self.0.tenant(&auth, org_id.0, Role::Admin).await?;
+        let page = Page::parse(limit.0, cursor.0)?;
+        let format = |t: Option<OffsetDateTime>| -> Result<Option<String>> {
+            t.map(|t| {
+                t.to_offset(time::UtcOffset::UTC)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .map_err(Error::internal)
+            })
+            .transpose()
+        };
+        let (since, until) = (format(since.0)?, format(until.0)?);
+        let (action, actor) = (action.0, actor_id.0.map(|a| a.to_string()));
+        let items = tenant
+            .db()
+            .call(move |conn| {
+                let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, details
+                     FROM org_audit_log
+                     WHERE id < ?1 AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor_id = ?3)
+                       AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+                     ORDER BY id DESC LIMIT ?6",
+                )?;
+                let rows: Vec<AuditRow> = stmt
+                    .query_map(params![before, action, actor, since, until, page.fetch()], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                            r.get(6)?,
+                            r.get(7)?,
+                            r.get(8)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                rows.into_iter()
+                    .map(
+                        |(id, at, actor_id, action, target_type, target_id, ip, user_agent, details)| {
+                            Ok(AuditLogEntry {
+                                id: parse_uuid(&id)?,
+                                at: parse_time(&at)?,
+                                actor_id: actor_id.map(|a| parse_uuid(&a)).transpose()?,
+                                action,
+                                target_type,
+                                target_id,
+                                ip,
+                                user_agent,
+                                details: serde_json::from_str(&details).unwrap_or(Value::Null),
+                            })
+                        },
+                    )
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        let (items, next_cursor) = page.finish(items, |i| i.id);
+        Ok(Json(AuditLogPage { items, next_cursor }))
+    }
+}

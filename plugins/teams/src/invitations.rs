@@ -1,0 +1,605 @@
+//! Invitations: admins invite an email with a role; the invitee previews the
+//! invitation without logging in and accepts it logged in with that (verified)
+//! email.
+//!
+//! A token is `<org id>.<64 hex>`: the org part lets a public request find the org
+//! to bind to without any cross-tenant lookup; the secret part is 256 random bits.
+//! Only the keyed hash of the whole token is stored.
+
+use plinth_core::audit::{AuditEntry, record};
+use plinth_core::db::{now_millis, now_rfc3339};
+use plinth_core::events::Event;
+use plinth_core::http::ClientInfo;
+use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::{tokens, users};
+use plinth_core::mail::render;
+use plinth_core::pagination::Page;
+use plinth_core::tenancy::{Role, Tenant, bound};
+use plinth_core::{Error, Platform, Result};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::{NoContent, Person, TeamsApi, TeamsTag, millis_to_time, parse_time, parse_uuid};
+
+const LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
+
+#[derive(Clone)]
+pub(crate) struct InvitationsApi(pub TeamsApi);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+enum InvitationStatus {
+    Pending,
+    Expired,
+}
+
+/// A pending (or expired, not yet replaced) invitation.
+#[derive(Object)]
+struct InvitationView {
+    id: Uuid,
+    email: String,
+    role: Role,
+    invited_by: Option<Person>,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    status: InvitationStatus,
+}
+
+#[derive(Object)]
+struct InvitationPage {
+    items: Vec<InvitationView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Object)]
+#[oai(example)]
+struct InviteRequest {
+    email: String,
+    /// At most the inviter's own role.
+    role: Role,
+}
+
+impl Example for InviteRequest {
+    fn example() -> Self {
+        InviteRequest {
+            email: "teammate@example.com".into(),
+            role: Role::Member,
+        }
+    }
+}
+
+/// What an invitee sees before accepting.
+#[derive(Object)]
+struct InvitationPreview {
+    org_name: String,
+    org_slug: String,
+    inviter_name: Option<String>,
+    email: String,
+    role: Role,
+    expires_at: OffsetDateTime,
+}
+
+/// The membership an accepted invitation created.
+#[derive(Object)]
+struct AcceptedInvitation {
+    org_id: Uuid,
+    org_name: String,
+    role: Role,
+}
+
+#[derive(ApiResponse)]
+enum CreatedInvitation {
+    /// Invited; the email is on its way.
+    #[oai(status = 201)]
+    Invitation(Json<InvitationView>),
+}
+
+struct Row {
+    id: Uuid,
+    email: String,
+    role: Role,
+    invited_by: Option<Uuid>,
+    created_at: String,
+    expires_at: i64,
+}
+
+const COLUMNS: &str = "id, email, role, invited_by, created_at, expires_at";
+/// Neither accepted nor revoked (it may have expired).
+const OPEN: &str = "accepted_at IS NULL AND revoked_at IS NULL";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<String>, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+fn to_row(raw: (String, String, String, Option<String>, String, i64)) -> Result<Row> {
+    let (id, email, role, invited_by, created_at, expires_at) = raw;
+    Ok(Row {
+        id: parse_uuid(&id)?,
+        email,
+        role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
+        invited_by: invited_by.map(|i| parse_uuid(&i)).transpose()?,
+        created_at,
+        expires_at,
+    })
+}
+
+fn open_by_id(conn: &Connection, id: Uuid) -> Result<Option<Row>> {
+    let sql = format!("SELECT {COLUMNS} FROM invitations WHERE id = ?1 AND {OPEN}");
+    conn.prepare_cached(&sql)?
+        .query_row([id.to_string()], row)
+        .optional()?
+        .map(to_row)
+        .transpose()
+}
+
+fn open_by_hash(conn: &Connection, hash: &str) -> Result<Option<Row>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = ?1 AND {OPEN} AND expires_at > ?2");
+    conn.prepare_cached(&sql)?
+        .query_row(params![hash, now_millis()], row)
+        .optional()?
+        .map(to_row)
+        .transpose()
+}
+
+fn person(conn: &Connection, id: Option<Uuid>) -> Result<Option<Person>> {
+    let Some(id) = id else { return Ok(None) };
+    let name: Option<String> = conn
+        .prepare_cached("SELECT name FROM org_users WHERE id = ?1")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?;
+    Ok(name.map(|name| Person { id, name }))
+}
+
+fn view(conn: &Connection, row: Row) -> Result<InvitationView> {
+    Ok(InvitationView {
+        id: row.id,
+        invited_by: person(conn, row.invited_by)?,
+        email: row.email,
+        role: row.role,
+        created_at: parse_time(&row.created_at)?,
+        expires_at: millis_to_time(row.expires_at)?,
+        status: if row.expires_at > now_millis() {
+            InvitationStatus::Pending
+        } else {
+            InvitationStatus::Expired
+        },
+    })
+}
+
+/// Splits a token into its org and checks its shape; `None` for anything malformed.
+fn token_org(token: &str) -> Option<Uuid> {
+    let (org, secret) = token.split_once('.')?;
+    if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Uuid::try_parse(org).ok()
+}
+
+fn not_found() -> Error {
+    Error::NotFound("no such invitation, or it expired or was used".into())
+}
+
+/// Issues a fresh token for invitation `id` and emails it (in the caller's transaction).
+fn send(
+    tx: &Connection,
+    platform: &Platform,
+    org: Uuid,
+    id: Uuid,
+    email: &str,
+    role: Role,
+    inviter: &str,
+) -> Result<()> {
+    let token = format!("{}.{}", org.simple(), tokens::generate()?);
+    tx.prepare_cached("UPDATE invitations SET token_hash = ?2, expires_at = ?3 WHERE id = ?1")?
+        .execute(params![
+            id.to_string(),
+            tokens::hash(&platform.config().secret_key, &token),
+            now_millis() + LIFETIME_MS
+        ])?;
+    let org_name = bound::get_org(tx)?.map(|o| o.name).unwrap_or_default();
+    let link = format!("{}/invitations/{token}", platform.config().app_url);
+    let mail = render(
+        email,
+        "{{inviter}} invited you to join {{org}}",
+        include_str!("../templates/invitation.txt"),
+        include_str!("../templates/invitation.html"),
+        &[
+            ("inviter", inviter),
+            ("org", &org_name),
+            ("app", "Plinth"),
+            ("role", role.as_str()),
+            ("link", &link),
+        ],
+    );
+    platform.mailer().send(tx, platform.jobs(), &mail)?;
+    Ok(())
+}
+
+impl InvitationsApi {
+    async fn admin(&self, auth: &BearerAuth, org: Uuid) -> Result<Tenant> {
+        self.0.tenant(auth, org, Role::Admin).await
+    }
+}
+
+#[OpenApi(tag = "TeamsTag::Invitations")]
+impl InvitationsApi {
+    /// List invitations
+    ///
+    /// Invitations neither accepted nor revoked, newest first; expired ones are
+    /// marked and can be re-sent.
+    #[oai(
+        path = "/api/orgs/:org_id/invitations",
+        method = "get",
+        operation_id = "listInvitations"
+    )]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        org_id: Path<Uuid>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<InvitationPage>> {
+        let tenant = self.admin(&auth, org_id.0).await?;
+        let page = Page::parse(limit.0, cursor.0)?;
+        let items = tenant
+            .db()
+            .call(move |conn| {
+                let after = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM invitations WHERE {OPEN} AND id < ?1 ORDER BY id DESC LIMIT ?2"
+                );
+                let rows = conn
+                    .prepare_cached(&sql)?
+                    .query_map(params![after, page.fetch()], row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                rows.into_iter()
+                    .map(|r| view(conn, to_row(r)?))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        let (items, next_cursor) = page.finish(items, |i| i.id);
+        Ok(Json(InvitationPage { items, next_cursor }))
+    }
+
+    /// Invite someone
+    ///
+    /// Emails `{APP_URL}/invitations/{token}` (valid 7 days). The role may not be
+    /// above the inviter's. Refused with 409 for a member or an already pending
+    /// invitation, and with 402 when the plan has no seat left.
+    #[oai(
+        path = "/api/orgs/:org_id/invitations",
+        method = "post",
+        operation_id = "createInvitation"
+    )]
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        org_id: Path<Uuid>,
+        body: Json<InviteRequest>,
+    ) -> Result<CreatedInvitation> {
+        let tenant = self.admin(&auth, org_id.0).await?;
+        let email = users::normalize_email(&body.0.email);
+        let role = body.0.role;
+        if !users::valid_email(&email) {
+            return Err(Error::invalid("email", "is not a valid email address"));
+        }
+        if !tenant.role.at_least(role) {
+            return Err(Error::Forbidden(format!(
+                "you cannot invite with a role above your own ({})",
+                tenant.role.as_str()
+            )));
+        }
+        let (org, actor) = (tenant.org_id, tenant.user_id());
+        let platform = self.0.platform.clone();
+        let invitation = tenant
+            .db()
+            .write(move |tx| {
+                let is_member = tx
+                    .prepare_cached("SELECT 1 FROM org_users WHERE email = ?1")?
+                    .exists([&email])?;
+                if is_member {
+                    return Err(Error::Conflict(format!("{email} is already a member")));
+                }
+                let pending = tx
+                    .prepare_cached(&format!(
+                        "SELECT 1 FROM invitations WHERE email = ?1 AND {OPEN} AND expires_at > ?2"
+                    ))?
+                    .exists(params![email, now_millis()])?;
+                if pending {
+                    return Err(Error::Conflict(format!(
+                        "{email} already has a pending invitation; re-send it instead"
+                    )));
+                }
+                if let Some(limit) = platform.tenancy().entitlements().seat_limit(tx)? {
+                    let open: u32 = tx
+                        .prepare_cached(&format!("SELECT count(*) FROM invitations WHERE {OPEN} AND expires_at > ?1"))?
+                        .query_row([now_millis()], |r| r.get(0))?;
+                    if bound::count_members(tx)? + open >= limit {
+                        return Err(Error::PaymentRequired(format!(
+                            "all {limit} seats of the plan are taken (members and pending invitations); upgrade the plan or free a seat"
+                        )));
+                    }
+                }
+                // An expired invitation to the same address is replaced.
+                tx.prepare_cached(&format!("UPDATE invitations SET revoked_at = ?2 WHERE email = ?1 AND {OPEN}"))?
+                    .execute(params![email, now_rfc3339()])?;
+                let id = Uuid::now_v7();
+                let placeholder = tokens::generate()?;
+                tx.prepare_cached(
+                    "INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![
+                    id.to_string(),
+                    org.to_string(),
+                    email,
+                    role.as_str(),
+                    placeholder,
+                    actor.to_string(),
+                    now_rfc3339(),
+                    now_millis() + LIFETIME_MS
+                ])?;
+                let inviter = person(tx, Some(actor))?.map(|p| p.name).unwrap_or_default();
+                send(tx, &platform, org, id, &email, role, &inviter)?;
+                record(
+                    tx,
+                    &AuditEntry::new("invitation.created")
+                        .actor(actor)
+                        .org(org)
+                        .target("invitation", id)
+                        .client(&client)
+                        .details(json!({ "email": email, "role": role.as_str() })),
+                )?;
+                platform.events().publish(
+                    tx,
+                    &Event::new(
+                        "invitation.created",
+                        json!({ "summary": format!("invited {email} as {}", role.as_str()), "invitation_id": id }),
+                    )
+                    .org(org)
+                    .actor(actor),
+                )?;
+                let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
+                view(tx, row)
+            })
+            .await?;
+        Ok(CreatedInvitation::Invitation(Json(invitation)))
+    }
+
+    /// Revoke an invitation
+    #[oai(
+        path = "/api/orgs/:org_id/invitations/:id",
+        method = "delete",
+        operation_id = "revokeInvitation"
+    )]
+    async fn revoke(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        org_id: Path<Uuid>,
+        id: Path<Uuid>,
+    ) -> Result<NoContent> {
+        let tenant = self.admin(&auth, org_id.0).await?;
+        let (org, actor, id) = (tenant.org_id, tenant.user_id(), id.0);
+        let platform = self.0.platform.clone();
+        tenant
+            .db()
+            .write(move |tx| {
+                let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
+                tx.prepare_cached("UPDATE invitations SET revoked_at = ?2 WHERE id = ?1")?
+                    .execute(params![id.to_string(), now_rfc3339()])?;
+                record(
+                    tx,
+                    &AuditEntry::new("invitation.revoked")
+                        .actor(actor)
+                        .org(org)
+                        .target("invitation", id)
+                        .client(&client)
+                        .details(json!({ "email": row.email })),
+                )?;
+                platform.events().publish(
+                    tx,
+                    &Event::new(
+                        "invitation.revoked",
+                        json!({ "summary": format!("revoked the invitation of {}", row.email), "invitation_id": id }),
+                    )
+                    .org(org)
+                    .actor(actor),
+                )
+            })
+            .await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Re-send an invitation
+    ///
+    /// Issues a new link (the old one stops working) valid for 7 more days.
+    #[oai(
+        path = "/api/orgs/:org_id/invitations/:id/resend",
+        method = "post",
+        operation_id = "resendInvitation"
+    )]
+    async fn resend(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        org_id: Path<Uuid>,
+        id: Path<Uuid>,
+    ) -> Result<Json<InvitationView>> {
+        let tenant = self.admin(&auth, org_id.0).await?;
+        let (org, actor, id) = (tenant.org_id, tenant.user_id(), id.0);
+        let platform = self.0.platform.clone();
+        let invitation = tenant
+            .db()
+            .write(move |tx| {
+                let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
+                let inviter = person(tx, Some(actor))?.map(|p| p.name).unwrap_or_default();
+                send(tx, &platform, org, id, &row.email, row.role, &inviter)?;
+                record(
+                    tx,
+                    &AuditEntry::new("invitation.resent")
+                        .actor(actor)
+                        .org(org)
+                        .target("invitation", id)
+                        .client(&client)
+                        .details(json!({ "email": row.email })),
+                )?;
+                let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
+                view(tx, row)
+            })
+            .await?;
+        Ok(Json(invitation))
+    }
+
+    /// Preview an invitation
+    ///
+    /// No login needed: shows the organization, the inviter and the role.
+    #[oai(
+        path = "/api/invitations/:token",
+        method = "get",
+        operation_id = "getInvitation"
+    )]
+    async fn preview(&self, client: ClientInfo, token: Path<String>) -> Result<Json<InvitationPreview>> {
+        self.0
+            .platform
+            .identity()
+            .limit("invitation", client.ip, None)
+            .await?;
+        let org = token_org(&token.0).ok_or_else(not_found)?;
+        let hash = tokens::hash(&self.0.platform.config().secret_key, &token.0);
+        let preview = self
+            .0
+            .platform
+            .tenancy()
+            .bind(org)
+            .call(move |conn| {
+                let row = open_by_hash(conn, &hash)?.ok_or_else(not_found)?;
+                let org = bound::get_org(conn)?.ok_or_else(not_found)?;
+                Ok(InvitationPreview {
+                    org_name: org.name,
+                    org_slug: org.slug,
+                    inviter_name: person(conn, row.invited_by)?.map(|p| p.name),
+                    email: row.email,
+                    role: row.role,
+                    expires_at: millis_to_time(row.expires_at)?,
+                })
+            })
+            .await?;
+        Ok(Json(preview))
+    }
+
+    /// Accept an invitation
+    ///
+    /// The caller must be logged in with the invited email address, verified.
+    #[oai(
+        path = "/api/invitations/:token/accept",
+        method = "post",
+        operation_id = "acceptInvitation"
+    )]
+    async fn accept(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        token: Path<String>,
+    ) -> Result<Json<AcceptedInvitation>> {
+        self.0
+            .platform
+            .identity()
+            .limit("invitation", client.ip, None)
+            .await?;
+        let org = token_org(&token.0).ok_or_else(not_found)?;
+        let hash = tokens::hash(&self.0.platform.config().secret_key, &token.0);
+        let user_id = auth.0.user_id;
+        let user = self
+            .0
+            .platform
+            .db()
+            .call(move |conn| users::get(conn, user_id))
+            .await?
+            .ok_or_else(|| Error::Unauthorized("the account no longer exists".into()))?;
+        let platform = self.0.platform.clone();
+        let accepted = self
+            .0
+            .platform
+            .tenancy()
+            .bind(org)
+            .write(move |tx| {
+                let row = open_by_hash(tx, &hash)?.ok_or_else(not_found)?;
+                if row.email != user.email {
+                    return Err(Error::Forbidden(
+                        "this invitation was sent to another email address".into(),
+                    ));
+                }
+                if !user.email_verified {
+                    return Err(Error::Forbidden(
+                        "verify your email address before accepting".into(),
+                    ));
+                }
+                if bound::role_of(tx, user.id)?.is_some() {
+                    return Err(Error::Conflict(
+                        "you are already a member of this organization".into(),
+                    ));
+                }
+                tx.prepare_cached("UPDATE invitations SET accepted_at = ?2, accepted_by = ?3 WHERE id = ?1")?
+                    .execute(params![row.id.to_string(), now_rfc3339(), user.id.to_string()])?;
+                bound::add_member(tx, org, user.id, row.role)?;
+                record(
+                    tx,
+                    &AuditEntry::new("invitation.accepted")
+                        .actor(user.id)
+                        .org(org)
+                        .target("invitation", row.id)
+                        .client(&client)
+                        .details(json!({ "email": user.email, "role": row.role.as_str() })),
+                )?;
+                platform.events().publish(
+                    tx,
+                    &Event::new(
+                        "member.added",
+                        json!({
+                            "summary": format!("{} joined as {}", user.name, row.role.as_str()),
+                            "user_id": user.id,
+                            "role": row.role.as_str(),
+                            "invitation_id": row.id,
+                        }),
+                    )
+                    .org(org)
+                    .actor(user.id),
+                )?;
+                let org_name = bound::get_org(tx)?.map(|o| o.name).unwrap_or_default();
+                Ok(AcceptedInvitation {
+                    org_id: org,
+                    org_name,
+                    role: row.role,
+                })
+            })
+            .await?;
+        self.0.platform.tenancy().forget_org(org);
+        Ok(Json(accepted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_name_their_org_and_carry_a_long_secret() {
+        let org = Uuid::now_v7();
+        let token = format!("{}.{}", org.simple(), "ab".repeat(32));
+        assert_eq!(token_org(&token), Some(org));
+        assert_eq!(token_org("nonsense"), None);
+        assert_eq!(token_org(&format!("{}.{}", org.simple(), "ab")), None);
+        assert_eq!(token_org(&format!("not-a-uuid.{}", "ab".repeat(32))), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! plinth-teams: organizations and their members, invitations, the activity feed
+//! and the org audit log, on core's tenancy.
+//!
+//! Every org-scoped handler starts from `Tenancy::resolve` (membership and minimum
+//! role) and touches tenant data only through the org-bound handle it returns.
+//! Changes publish domain events; this plugin turns every org event (its own and
+//! other plugins') into an activity item.
+
+mod activity;
+mod api;
+mod invitations;
+mod members;
+mod orgs;
+
+use std::sync::Arc;
+
+use plinth_core::events::EventBusBuilder;
+use plinth_core::migrations::Migration;
+use plinth_core::seed::SeedOptions;
+use plinth_core::tenancy::SeedContext;
+use plinth_core::{ApiPart, Platform, Plugin, Result};
+
+pub use activity::record_activity;
+
+/// The teams plugin.
+pub struct Teams;
+
+impl Teams {
+    pub fn new() -> Arc<Teams> {
+        Arc::new(Teams)
+    }
+}
+
+impl Plugin for Teams {
+    fn name(&self) -> &'static str {
+        "teams"
+    }
+
+    fn description(&self) -> &'static str {
+        "Organizations, members, invitations, activity feed and org audit log"
+    }
+
+    fn migrations(&self) -> Result<Vec<Migration>> {
+        Ok(plinth_core::embed_migrations!(
+            "teams",
+            "../../data/migrations/teams/",
+            ["0001_create_invitations.sql", "0002_create_activity.sql"]
+        )?)
+    }
+
+    fn api(&self, platform: &Platform) -> Result<Option<ApiPart>> {
+        let api = api::TeamsApi {
+            platform: platform.clone(),
+        };
+        ApiPart::new((
+            orgs::OrgsApi(api.clone()),
+            members::MembersApi(api.clone()),
+            invitations::InvitationsApi(api.clone()),
+            activity::ActivityApi(api),
+        ))
+        .map(Some)
+    }
+
+    fn subscribe(&self, bus: &mut EventBusBuilder) {
+        activity::subscribe(bus);
+    }
+
+    fn seed(&self, ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
+        activity::seed(ctx, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/migrations/teams");
+        let on_disk = Migration::load_dir("teams", &dir).expect("read dir");
+        assert_eq!(on_disk, Teams.migrations().expect("embedded"));
+    }
+}

@@ -1,0 +1,333 @@
+//! /api/orgs/{org_id}/members: list, change roles, remove, leave, transfer ownership.
+//!
+//! Rules: admins manage roles below owner; only owners grant or revoke owner; an
+//! org always keeps at least one owner.
+
+use plinth_core::audit::{AuditEntry, record};
+use plinth_core::events::Event;
+use plinth_core::http::ClientInfo;
+use plinth_core::identity::auth::BearerAuth;
+use plinth_core::pagination::Page;
+use plinth_core::tenancy::{Member, Role, Tenant, bound};
+use plinth_core::{Error, Platform, Result};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use rusqlite::Transaction;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::api::{NoContent, TeamsApi, TeamsTag, parse_time};
+
+#[derive(Clone)]
+pub(crate) struct MembersApi(pub TeamsApi);
+
+/// A member of the organization.
+#[derive(Object)]
+struct MemberView {
+    user_id: Uuid,
+    email: String,
+    name: String,
+    role: Role,
+    joined_at: OffsetDateTime,
+}
+
+impl MemberView {
+    fn new(m: Member) -> Result<Self> {
+        Ok(MemberView {
+            user_id: m.user_id,
+            email: m.email,
+            name: m.name,
+            role: m.role,
+            joined_at: parse_time(&m.joined_at)?,
+        })
+    }
+}
+
+#[derive(Object)]
+struct MemberPage {
+    items: Vec<MemberView>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Object)]
+struct RoleChange {
+    role: Role,
+}
+
+#[derive(Object)]
+struct TransferRequest {
+    /// The member who becomes an owner; the caller becomes an admin.
+    user_id: Uuid,
+}
+
+fn not_a_member() -> Error {
+    Error::NotFound("no such member".into())
+}
+
+fn last_owner() -> Error {
+    Error::Conflict("an organization must keep at least one owner".into())
+}
+
+/// Removes `target` (the caller when leaving) after checking the rules; publishes
+/// `member.removed` and audits, in the caller's transaction.
+fn remove(
+    tx: &Transaction<'_>,
+    platform: &Platform,
+    tenant: (Uuid, Uuid, Role),
+    target: Uuid,
+    client: &ClientInfo,
+) -> Result<()> {
+    let (org, actor, actor_role) = tenant;
+    let leaving = target == actor;
+    let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
+    if !leaving && !actor_role.at_least(Role::Admin) {
+        return Err(Error::Forbidden(
+            "removing members needs the admin role or higher".into(),
+        ));
+    }
+    if member.role == Role::Owner {
+        if !leaving && actor_role != Role::Owner {
+            return Err(Error::Forbidden("only owners can remove an owner".into()));
+        }
+        if bound::count_role(tx, Role::Owner)? <= 1 {
+            return Err(last_owner());
+        }
+    }
+    bound::remove_member(tx, target)?;
+    let (action, summary) = if leaving {
+        ("member.left", format!("{} left the organization", member.name))
+    } else {
+        (
+            "member.removed",
+            format!("removed {} from the organization", member.name),
+        )
+    };
+    record(
+        tx,
+        &AuditEntry::new(action)
+            .actor(actor)
+            .org(org)
+            .target("user", target)
+            .client(client)
+            .details(json!({ "email": member.email, "role": member.role.as_str() })),
+    )?;
+    platform.events().publish(
+        tx,
+        &Event::new(
+            "member.removed",
+            json!({ "summary": summary, "user_id": target, "role": member.role.as_str(), "left": leaving }),
+        )
+        .org(org)
+        .actor(actor),
+    )
+}
+
+impl MembersApi {
+    async fn remove_and_forget(
+        &self,
+        tenant: &Tenant,
+        target: Uuid,
+        client: ClientInfo,
+    ) -> Result<NoContent> {
+        let platform = self.0.platform.clone();
+        let who = (tenant.org_id, tenant.user_id(), tenant.role);
+        tenant
+            .db()
+            .write(move |tx| remove(tx, &platform, who, target, &client))
+            .await?;
+        self.0.platform.tenancy().forget_org(tenant.org_id);
+        Ok(NoContent::Done)
+    }
+}
+
+#[OpenApi(tag = "TeamsTag::Members")]
+impl MembersApi {
+    /// List members
+    ///
+    /// In the order they joined.
+    #[oai(
+        path = "/api/orgs/:org_id/members",
+        method = "get",
+        operation_id = "listMembers"
+    )]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        org_id: Path<Uuid>,
+        /// Page size, 1 to 100 (default 20).
+        limit: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<MemberPage>> {
+        let tenant = self.0.tenant(&auth, org_id.0, Role::Viewer).await?;
+        let page = Page::parse(limit.0, cursor.0)?;
+        let rows = tenant
+            .db()
+            .call(move |conn| bound::members(conn, page.fetch(), page.after))
+            .await?;
+        let (rows, next_cursor) = page.finish(rows, |m| m.membership_id);
+        let items = rows.into_iter().map(MemberView::new).collect::<Result<_>>()?;
+        Ok(Json(MemberPage { items, next_cursor }))
+    }
+
+    /// Change a member's role
+    ///
+    /// Admins set roles below owner; only owners grant or revoke owner; the last
+    /// owner cannot be demoted.
+    #[oai(
+        path = "/api/orgs/:org_id/members/:user_id",
+        method = "patch",
+        operation_id = "updateMemberRole"
+    )]
+    async fn change_role(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        org_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+        body: Json<RoleChange>,
+    ) -> Result<Json<MemberView>> {
+        let tenant = self.0.tenant(&auth, org_id.0, Role::Admin).await?;
+        let (org, actor, actor_role, target, new_role) = (
+            tenant.org_id,
+            tenant.user_id(),
+            tenant.role,
+            user_id.0,
+            body.0.role,
+        );
+        let platform = self.0.platform.clone();
+        let member = tenant
+            .db()
+            .write(move |tx| {
+                let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
+                if member.role == new_role {
+                    return Ok(member);
+                }
+                if (member.role == Role::Owner || new_role == Role::Owner) && actor_role != Role::Owner {
+                    return Err(Error::Forbidden(
+                        "only owners can grant or revoke the owner role".into(),
+                    ));
+                }
+                if member.role == Role::Owner && bound::count_role(tx, Role::Owner)? <= 1 {
+                    return Err(last_owner());
+                }
+                bound::set_role(tx, target, new_role)?;
+                let change = json!({ "before": member.role.as_str(), "after": new_role.as_str() });
+                record(
+                    tx,
+                    &AuditEntry::new("member.role_changed")
+                        .actor(actor)
+                        .org(org)
+                        .target("user", target)
+                        .client(&client)
+                        .details(change.clone()),
+                )?;
+                platform.events().publish(
+                    tx,
+                    &Event::new(
+                        "member.role_changed",
+                        json!({
+                            "summary": format!("made {} {}", member.name, new_role.as_str()),
+                            "user_id": target,
+                            "role": change,
+                        }),
+                    )
+                    .org(org)
+                    .actor(actor),
+                )?;
+                bound::member(tx, target)?.ok_or_else(not_a_member)
+            })
+            .await?;
+        self.0.platform.tenancy().forget_org(org);
+        Ok(Json(MemberView::new(member)?))
+    }
+
+    /// Remove a member
+    ///
+    /// Admins remove members below owner, owners remove anyone; anyone may remove
+    /// themselves (leave). The last owner cannot be removed.
+    #[oai(
+        path = "/api/orgs/:org_id/members/:user_id",
+        method = "delete",
+        operation_id = "removeMember"
+    )]
+    async fn remove(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        org_id: Path<Uuid>,
+        user_id: Path<Uuid>,
+    ) -> Result<NoContent> {
+        let min = if user_id.0 == auth.0.user_id {
+            Role::Viewer
+        } else {
+            Role::Admin
+        };
+        let tenant = self.0.tenant(&auth, org_id.0, min).await?;
+        self.remove_and_forget(&tenant, user_id.0, client).await
+    }
+
+    /// Leave an organization
+    ///
+    /// The last owner must transfer ownership (or delete the org) first.
+    #[oai(path = "/api/orgs/:org_id/leave", method = "post", operation_id = "leaveOrg")]
+    async fn leave(&self, auth: BearerAuth, client: ClientInfo, org_id: Path<Uuid>) -> Result<NoContent> {
+        let tenant = self.0.tenant(&auth, org_id.0, Role::Viewer).await?;
+        let me = tenant.user_id();
+        self.remove_and_forget(&tenant, me, client).await
+    }
+
+    /// Transfer ownership
+    ///
+    /// Owners only: the member becomes an owner and the caller an admin.
+    #[oai(
+        path = "/api/orgs/:org_id/transfer-ownership",
+        method = "post",
+        operation_id = "transferOwnership"
+    )]
+    async fn transfer(
+        &self,
+        auth: BearerAuth,
+        client: ClientInfo,
+        org_id: Path<Uuid>,
+        body: Json<TransferRequest>,
+    ) -> Result<Json<MemberView>> {
+        let tenant = self.0.tenant(&auth, org_id.0, Role::Owner).await?;
+        let (org, actor, target) = (tenant.org_id, tenant.user_id(), body.0.user_id);
+        if target == actor {
+            return Err(Error::invalid("user_id", "must be another member"));
+        }
+        let platform = self.0.platform.clone();
+        let member = tenant
+            .db()
+            .write(move |tx| {
+                let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
+                bound::set_role(tx, target, Role::Owner)?;
+                bound::set_role(tx, actor, Role::Admin)?;
+                record(
+                    tx,
+                    &AuditEntry::new("org.ownership_transferred")
+                        .actor(actor)
+                        .org(org)
+                        .target("user", target)
+                        .client(&client)
+                        .details(json!({ "from": actor, "to": target, "previous_role": member.role.as_str() })),
+                )?;
+                platform.events().publish(
+                    tx,
+                    &Event::new(
+                        "org.ownership_transferred",
+                        json!({ "summary": format!("transferred ownership to {}", member.name), "user_id": target }),
+                    )
+                    .org(org)
+                    .actor(actor),
+                )?;
+                bound::member(tx, target)?.ok_or_else(not_a_member)
+            })
+            .await?;
+        self.0.platform.tenancy().forget_org(org);
+        Ok(Json(MemberView::new(member)?))
+    }
+}

@@ -1,0 +1,440 @@
+//! Row-level isolation, proven with deliberately unfiltered SQL through the
+//! org-bound handle, for every tenant table the schema holds; and one test per
+//! pitfall the prototype hit (see ARCHITECTURE.md).
+
+use reqwest::StatusCode;
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::acme::Acme;
+use crate::harness::TestApp;
+
+/// Tables with an `org_id` column that are not tenant tables, and why.
+/// audit_log: written by core for every area, read by tenants through `org_audit_log`.
+const SHARED_WITH_ORG_ID: [&str; 1] = ["audit_log"];
+
+/// Every table carrying `org_id`, from the schema itself.
+fn tables_with_org_id(conn: &Connection) -> Vec<String> {
+    conn.prepare(
+        "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
+         WHERE m.type = 'table' AND p.name = 'org_id' ORDER BY m.name",
+    )
+    .expect("prepare")
+    .query_map([], |r| r.get(0))
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
+}
+
+/// The tenant tables (base tables behind views).
+pub fn tenant_tables(conn: &Connection) -> Vec<String> {
+    tables_with_org_id(conn)
+        .into_iter()
+        .filter(|t| !SHARED_WITH_ORG_ID.contains(&t.as_str()))
+        .collect()
+}
+
+fn view_of(table: &str) -> String {
+    table.strip_prefix("tenant_").expect("tenant prefix").to_string()
+}
+
+fn count(conn: &Connection, sql: &str, org: &str) -> i64 {
+    conn.query_row(sql, [org], |r| r.get(0)).expect("count")
+}
+
+/// Acme and Globex each with rows in every tenant table.
+async fn two_orgs() -> Acme {
+    let acme = Acme::start().await;
+    for (who, org) in [("owner", acme.org), ("outsider", acme.globex)] {
+        let (status, _) = acme
+            .send(
+                "POST",
+                who,
+                &format!("/api/orgs/{org}/invitations"),
+                Some(json!({"email": "x@example.com", "role": "viewer"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let conn = acme.app.conn();
+    for table in tenant_tables(&conn) {
+        for org in [acme.org, acme.globex] {
+            let n = count(
+                &conn,
+                &format!("SELECT count(*) FROM {table} WHERE org_id = ?1"),
+                &org.to_string(),
+            );
+            assert!(n > 0, "fixture: {table} has no row for {org}");
+        }
+    }
+    acme
+}
+
+#[tokio::test]
+async fn every_table_with_org_id_is_a_tenant_table_behind_a_view_with_guards() {
+    let app = TestApp::builder().builtins().spawn().await;
+    let conn = app.conn();
+    let tables = tenant_tables(&conn);
+    assert!(tables.len() >= 3, "{tables:?}");
+    for table in &tables {
+        assert!(
+            table.starts_with("tenant_"),
+            "{table} carries org_id but is not a tenant_ table"
+        );
+        let view = view_of(table);
+        let is_view: bool = conn
+            .query_row(
+                "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'view' AND name = ?1",
+                [&view],
+                |r| r.get(0),
+            )
+            .expect("view");
+        assert!(is_view, "{table} has no view {view}");
+        let sql: String = conn
+            .query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [&view], |r| {
+                r.get(0)
+            })
+            .expect("view sql");
+        assert!(
+            sql.contains("org_id = current_org()"),
+            "{view} does not filter by current_org(): {sql}"
+        );
+        for op in ["insert", "update", "delete"] {
+            let trigger = format!("{view}_{op}");
+            let body: String = conn
+                .query_row(
+                    "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
+                    [&trigger],
+                    |r| r.get(0),
+                )
+                .unwrap_or_else(|_| panic!("{view} lacks its {op} trigger"));
+            assert!(body.contains("current_org()"), "{trigger} does not check the org");
+        }
+        let cascades: bool = conn
+            .query_row(
+                "SELECT count(*) = 1 FROM pragma_foreign_key_list(?1)
+                 WHERE \"from\" = 'org_id' AND \"table\" = 'organizations' AND on_delete = 'CASCADE'",
+                [table],
+                |r| r.get(0),
+            )
+            .expect("fk");
+        assert!(
+            cascades,
+            "{table}.org_id must reference organizations ON DELETE CASCADE"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unfiltered_selects_through_the_bound_handle_see_only_that_org() {
+    let acme = two_orgs().await;
+    let conn = acme.app.conn();
+    for table in tenant_tables(&conn) {
+        let view = view_of(&table);
+        let expected = count(
+            &conn,
+            &format!("SELECT count(*) FROM {table} WHERE org_id = ?1"),
+            &acme.org.to_string(),
+        );
+        let sql = format!("SELECT count(*), count(DISTINCT org_id), max(org_id) FROM {view}");
+        let (n, distinct, org): (i64, i64, String) = acme
+            .app
+            .platform
+            .tenancy()
+            .bind(acme.org)
+            .call(move |c| Ok(c.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?))
+            .await
+            .expect("query");
+        assert_eq!((n, distinct, org), (expected, 1, acme.org.to_string()), "{view}");
+    }
+}
+
+#[tokio::test]
+async fn writes_through_the_bound_handle_cannot_touch_another_org() {
+    let acme = two_orgs().await;
+    let conn = acme.app.conn();
+    let globex = acme.globex.to_string();
+    let tables = tenant_tables(&conn);
+    let before: Vec<i64> = tables
+        .iter()
+        .map(|t| {
+            count(
+                &conn,
+                &format!("SELECT count(*) FROM {t} WHERE org_id = ?1"),
+                &globex,
+            )
+        })
+        .collect();
+    let bound = acme.app.platform.tenancy().bind(acme.org);
+    for table in &tables {
+        let view = view_of(table);
+        // A row claiming another org is refused.
+        let (v, g) = (view.clone(), globex.clone());
+        let insert = bound
+            .write(move |tx| Ok(tx.execute(&format!("INSERT INTO {v} (org_id) VALUES (?1)"), [g])?))
+            .await;
+        assert!(
+            insert.is_err(),
+            "insert into {view} with another org_id succeeded"
+        );
+        // Moving the org's rows to another org is refused.
+        let (v, g) = (view.clone(), globex.clone());
+        let moved = bound
+            .write(move |tx| Ok(tx.execute(&format!("UPDATE {v} SET org_id = ?1"), [g])?))
+            .await;
+        assert!(moved.is_err(), "update of {view} to another org_id succeeded");
+    }
+    // Unfiltered deletes take the bound org's rows and nothing else.
+    for table in ["tenant_activity", "tenant_invitations", "tenant_memberships"] {
+        let view = view_of(table);
+        bound
+            .write(move |tx| Ok(tx.execute(&format!("DELETE FROM {view}"), [])?))
+            .await
+            .expect("delete");
+        assert_eq!(
+            count(
+                &conn,
+                &format!("SELECT count(*) FROM {table} WHERE org_id = ?1"),
+                &acme.org.to_string()
+            ),
+            0
+        );
+    }
+    // Naming another org's row by id changes nothing either.
+    let globex_membership: String = conn
+        .query_row(
+            "SELECT id FROM tenant_memberships WHERE org_id = ?1",
+            [&globex],
+            |r| r.get(0),
+        )
+        .expect("id");
+    bound
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE memberships SET role = 'viewer' WHERE id = ?1",
+                [&globex_membership],
+            )?;
+            tx.execute("DELETE FROM memberships WHERE id = ?1", [&globex_membership])?;
+            Ok(())
+        })
+        .await
+        .expect("no-op writes");
+    let after: Vec<i64> = tables
+        .iter()
+        .map(|t| {
+            count(
+                &conn,
+                &format!("SELECT count(*) FROM {t} WHERE org_id = ?1"),
+                &globex,
+            )
+        })
+        .collect();
+    assert_eq!(before, after, "Globex's rows are untouched");
+    let role: String = conn
+        .query_row(
+            "SELECT role FROM tenant_memberships WHERE org_id = ?1",
+            [&globex],
+            |r| r.get(0),
+        )
+        .expect("role");
+    assert_eq!(role, "owner");
+}
+
+#[tokio::test]
+async fn tenant_connections_reach_views_and_nothing_else() {
+    let acme = two_orgs().await;
+    let bound = acme.app.platform.tenancy().bind(acme.org);
+    let refused = [
+        "SELECT * FROM tenant_memberships",
+        "SELECT * FROM tenant_activity",
+        "SELECT * FROM users",
+        "SELECT * FROM organizations",
+        "SELECT * FROM sessions",
+        "SELECT * FROM refresh_tokens",
+        "SELECT * FROM audit_log",
+        "SELECT * FROM jobs",
+        "SELECT * FROM mail_outbox",
+        "SELECT * FROM memberships JOIN users ON users.id = memberships.user_id",
+        "DELETE FROM audit_log",
+        "UPDATE jobs SET status = 'done'",
+        "CREATE TABLE sneaky (a)",
+        "CREATE TEMP VIEW sneaky AS SELECT * FROM tenant_memberships",
+        "CREATE TEMP TRIGGER sneaky AFTER INSERT ON memberships BEGIN SELECT 1; END",
+        "DROP VIEW memberships",
+        "ATTACH DATABASE ':memory:' AS other",
+        "PRAGMA foreign_keys = OFF",
+        "PRAGMA writable_schema = ON",
+    ];
+    for sql in refused {
+        let result = bound.call(move |c| Ok(c.prepare(sql).map(|_| ())?)).await;
+        assert!(result.is_err(), "a tenant connection may run: {sql}");
+    }
+    // What tenant code needs still works: views, and appending to the shared logs.
+    let jobs = acme.app.platform.jobs().clone();
+    bound
+        .write(move |tx| {
+            tx.query_row("SELECT count(*) FROM org_users", [], |r| r.get::<_, i64>(0))?;
+            tx.query_row("SELECT count(*) FROM org_audit_log", [], |r| r.get::<_, i64>(0))?;
+            jobs.enqueue(tx, "nobody.handles.this", &json!({}))?;
+            plinth_core::audit::record(tx, &plinth_core::audit::AuditEntry::new("test.entry"))?;
+            Ok(())
+        })
+        .await
+        .expect("allowed statements");
+}
+
+#[tokio::test]
+async fn system_connections_refuse_tenant_tables_and_see_no_tenant_rows() {
+    let acme = two_orgs().await;
+    let db = acme.app.platform.db().clone();
+    let direct = db
+        .call(|c| {
+            Ok(c.query_row("SELECT count(*) FROM tenant_memberships", [], |r| {
+                r.get::<_, i64>(0)
+            })?)
+        })
+        .await;
+    assert!(direct.is_err(), "the system pool reads tenant_memberships");
+    let through_view = db
+        .call(|c| Ok(c.query_row("SELECT count(*) FROM memberships", [], |r| r.get::<_, i64>(0))?))
+        .await
+        .expect("view");
+    assert_eq!(through_view, 0, "unbound: current_org() is NULL, no row matches");
+    let org = acme.org.to_string();
+    let write = db
+        .call(move |c| Ok(c.execute("INSERT INTO memberships (org_id) VALUES (?1)", [org])?))
+        .await;
+    assert!(write.is_err(), "an unbound connection wrote a tenant row");
+    let ddl = db.call(|c| Ok(c.execute_batch("CREATE TABLE sneaky (a)")?)).await;
+    assert!(ddl.is_err());
+}
+
+/// Pitfall: a pooled connection carried the last request's org into the next one.
+#[tokio::test]
+async fn a_pooled_connection_never_carries_an_org_into_the_next_checkout() {
+    let acme = Acme::start_with(TestApp::builder().var("PLINTH_DB_POOL_SIZE", "1")).await;
+    let tenancy = acme.app.platform.tenancy().clone();
+    let current = |org| {
+        let db = tenancy.bind(org);
+        async move {
+            db.call(|c| Ok(c.query_row("SELECT current_org()", [], |r| r.get::<_, Option<String>>(0))?))
+                .await
+                .expect("query")
+        }
+    };
+    assert_eq!(current(acme.org).await, Some(acme.org.to_string()));
+    assert_eq!(current(acme.globex).await, Some(acme.globex.to_string()));
+    // A panic half-way still unbinds (the guard drops on unwind).
+    let panicked = tenancy
+        .bind(acme.org)
+        .call(|_| -> plinth_core::Result<()> { panic!("handler bug") })
+        .await;
+    assert!(panicked.is_err());
+    assert_eq!(current(acme.globex).await, Some(acme.globex.to_string()));
+}
+
+/// Pitfalls: a cached statement kept the org (or the authorizer) it was prepared
+/// with; `current_org()` declared deterministic was folded at prepare time.
+#[tokio::test]
+async fn cached_statements_follow_the_binding_of_each_checkout() {
+    let acme = Acme::start_with(TestApp::builder().var("PLINTH_DB_POOL_SIZE", "1")).await;
+    let tenancy = acme.app.platform.tenancy().clone();
+    let members = |org| {
+        let db = tenancy.bind(org);
+        async move {
+            db.call(|c| {
+                Ok(c.prepare_cached("SELECT count(*) FROM memberships")?
+                    .query_row([], |r| r.get::<_, i64>(0))?)
+            })
+            .await
+            .expect("query")
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(members(acme.org).await, 4);
+        assert_eq!(members(acme.globex).await, 1);
+    }
+}
+
+/// Pitfall: with STAT4, statements re-prepare for every new parameter after ANALYZE.
+#[tokio::test]
+async fn the_bundled_sqlite_is_built_without_stat4() {
+    let app = TestApp::builder().spawn().await;
+    let stat4: i64 = app
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM pragma_compile_options WHERE compile_options LIKE 'ENABLE_STAT4%'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("options");
+    assert_eq!(stat4, 0);
+}
+
+/// Pitfall: a connection without `current_org()` fails on every view.
+#[tokio::test]
+async fn every_kind_of_connection_knows_current_org() {
+    let app = TestApp::builder().builtins().spawn().await;
+    let tool = app.conn();
+    let unbound: Option<String> = tool
+        .query_row("SELECT current_org()", [], |r| r.get(0))
+        .expect("function");
+    assert_eq!(unbound, None);
+    let n: i64 = tool
+        .query_row("SELECT count(*) FROM memberships", [], |r| r.get(0))
+        .expect("view");
+    assert_eq!(n, 0);
+    let system = app
+        .platform
+        .db()
+        .call(|c| Ok(c.query_row("SELECT current_org()", [], |r| r.get::<_, Option<String>>(0))?))
+        .await
+        .expect("function");
+    assert_eq!(system, None);
+}
+
+/// Pitfall: a cache key without the org id let a hit cross tenants.
+#[tokio::test]
+async fn membership_cache_entries_never_cross_orgs() {
+    let acme = Acme::start().await;
+    for _ in 0..2 {
+        assert_eq!(
+            acme.send("GET", "outsider", &format!("/api/orgs/{}", acme.globex), None)
+                .await
+                .0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            acme.send("GET", "outsider", &acme.path(""), None).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            acme.send("GET", "owner", &acme.path(""), None).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            acme.send("GET", "owner", &format!("/api/orgs/{}", acme.globex), None)
+                .await
+                .0,
+            StatusCode::NOT_FOUND
+        );
+    }
+}
+
+#[tokio::test]
+async fn tenant_queries_use_the_org_index() {
+    let acme = Acme::start().await;
+    let plan: Vec<String> = acme
+        .app
+        .platform
+        .tenancy()
+        .bind(acme.org)
+        .call(|c| {
+            let mut stmt = c.prepare("EXPLAIN QUERY PLAN SELECT role FROM memberships WHERE user_id = ?1")?;
+            let rows = stmt.query_map(["x"], |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+        .expect("plan");
+    assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "{plan:?}");
+}
