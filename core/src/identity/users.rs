@@ -43,10 +43,11 @@ pub fn create(conn: &Connection, user: &NewUser<'_>) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let now = now_rfc3339();
     let verified = user.email_verified.then(|| now.clone());
-    let inserted = conn.execute(
+    let inserted = conn.prepare_cached(
         "INSERT INTO users (id, email, name, password_hash, is_platform_admin, email_verified_at, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (email) DO NOTHING",
-        params![id.to_string(), email, user.name.trim(), user.password_hash, user.is_platform_admin, verified, now],
+    )?
+    .execute(params![id.to_string(), email, user.name.trim(), user.password_hash, user.is_platform_admin, verified, now],
     )?;
     if inserted == 0 {
         return Err(Error::Conflict(
