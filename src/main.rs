@@ -12,7 +12,7 @@ use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server
 
 /// The built-in plugins, in registration order.
 fn builtin_plugins() -> Vec<Arc<dyn Plugin>> {
-    vec![plinth_teams::Teams::new()]
+    vec![plinth_teams::Teams::new(), plinth_flags::Flags::new()]
 }
 
 #[derive(Parser)]

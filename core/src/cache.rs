@@ -26,6 +26,8 @@ pub struct Cache<K, V> {
     name: &'static str,
     inner: moka::future::Cache<K, V>,
     generation: Arc<AtomicU64>,
+    /// Loader runs (misses that reached the source): shown at /metrics.
+    loads: Arc<AtomicU64>,
 }
 
 impl<K, V> Clone for Cache<K, V> {
@@ -34,6 +36,7 @@ impl<K, V> Clone for Cache<K, V> {
             name: self.name,
             inner: self.inner.clone(),
             generation: self.generation.clone(),
+            loads: self.loads.clone(),
         }
     }
 }
@@ -55,6 +58,7 @@ where
             name,
             inner: builder.build(),
             generation: Arc::new(AtomicU64::new(0)),
+            loads: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -75,9 +79,11 @@ where
     {
         let generation = self.generation.clone();
         let started = generation.load(Ordering::Acquire);
+        let loads = self.loads.clone();
         let result = self
             .inner
             .try_get_with(key, async move {
+                loads.fetch_add(1, Ordering::Relaxed);
                 match load().await {
                     Ok(v) if generation.load(Ordering::Acquire) == started => Ok(v),
                     Ok(v) => Err(LoadFailure::Stale(v)),
@@ -125,6 +131,11 @@ where
     pub fn entry_count(&self) -> u64 {
         self.inner.entry_count()
     }
+
+    /// How many times a miss ran the loader since start.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +164,7 @@ mod tests {
             assert_eq!(t.await.expect("join").expect("load"), 7);
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
+        assert_eq!(cache.loads(), 1);
     }
 
     #[tokio::test]

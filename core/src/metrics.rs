@@ -49,7 +49,7 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
-type SizeFn = Box<dyn Fn() -> u64 + Send + Sync>;
+type SizeFn = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
 
 /// All metrics of the process; one instance lives in the platform.
 #[derive(Clone)]
@@ -62,6 +62,7 @@ pub struct Metrics {
     job_duration: Family<NameLabel, Histogram, fn() -> Histogram>,
     db_pool: Family<StateLabel, Gauge>,
     cache_entries: Family<NameLabel, Gauge>,
+    cache_loads: Family<NameLabel, Gauge>,
     jobs_by_status: Family<StateLabel, Gauge>,
     caches: Arc<Mutex<Vec<(&'static str, SizeFn)>>>,
 }
@@ -119,6 +120,12 @@ impl Metrics {
             "Entries per in-process cache",
             cache_entries.clone(),
         );
+        let cache_loads = Family::<NameLabel, Gauge>::default();
+        registry.register(
+            "cache_loads",
+            "Cache misses that ran the loader (reached the database), since start",
+            cache_loads.clone(),
+        );
         let jobs_by_status = Family::<StateLabel, Gauge>::default();
         registry.register("jobs", "Background jobs by status", jobs_by_status.clone());
         Metrics {
@@ -130,6 +137,7 @@ impl Metrics {
             job_duration,
             db_pool,
             cache_entries,
+            cache_loads,
             jobs_by_status,
             caches: Arc::new(Mutex::new(Vec::new())),
         }
@@ -171,10 +179,18 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Makes a cache's size visible at /metrics.
-    pub fn register_cache(&self, name: &'static str, size: impl Fn() -> u64 + Send + Sync + 'static) {
+    /// Makes a cache's size and loads visible at /metrics.
+    pub fn register_cache<K, V>(&self, cache: &crate::cache::Cache<K, V>)
+    where
+        K: std::hash::Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let probe = cache.clone();
         if let Ok(mut caches) = self.caches.lock() {
-            caches.push((name, Box::new(size)));
+            caches.push((
+                cache.name(),
+                Box::new(move || (probe.entry_count(), probe.loads())),
+            ));
         }
     }
 
@@ -191,10 +207,11 @@ impl Metrics {
                 .set(i64::from(value));
         }
         if let Ok(caches) = self.caches.lock() {
-            for (name, size) in caches.iter() {
-                self.cache_entries
-                    .get_or_create(&NameLabel { name: (*name).into() })
-                    .set(size() as i64);
+            for (name, figures) in caches.iter() {
+                let (entries, loads) = figures();
+                let label = NameLabel { name: (*name).into() };
+                self.cache_entries.get_or_create(&label).set(entries as i64);
+                self.cache_loads.get_or_create(&label).set(loads as i64);
             }
         }
         for (status, n) in jobs {

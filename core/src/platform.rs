@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::{Db, Kind};
 use crate::error::Result;
 use crate::events::EventBus;
+use crate::flags::FeatureFlags;
 use crate::identity::Identity;
 use crate::jobs::Jobs;
 use crate::mail::Mailer;
@@ -34,6 +35,7 @@ struct Inner {
     metrics: Metrics,
     identity: Identity,
     mailer: Mailer,
+    feature_flags: Option<Arc<dyn FeatureFlags>>,
 }
 
 impl Platform {
@@ -42,6 +44,7 @@ impl Platform {
         events: EventBus,
         jobs: Jobs,
         entitlements: Arc<dyn Entitlements>,
+        feature_flags: Option<Arc<dyn FeatureFlags>>,
     ) -> Result<Self> {
         let db = Db::open(&config.database_path, config.db_pool_size, Kind::System);
         let root = Db::open(&config.database_path, ROOT_POOL_SIZE, Kind::Root);
@@ -50,10 +53,8 @@ impl Platform {
         let identity = Identity::new(&config);
         let mailer = Mailer::new(&config)?;
         let metrics = Metrics::new();
-        let sessions = identity.session_cache().clone();
-        metrics.register_cache(sessions.name(), move || sessions.entry_count());
-        let memberships = tenancy.membership_cache().clone();
-        metrics.register_cache(memberships.name(), move || memberships.entry_count());
+        metrics.register_cache(identity.session_cache());
+        metrics.register_cache(tenancy.membership_cache());
         Ok(Platform {
             inner: Arc::new(Inner {
                 config,
@@ -65,6 +66,7 @@ impl Platform {
                 metrics,
                 identity,
                 mailer,
+                feature_flags,
             }),
         })
     }
@@ -105,6 +107,11 @@ impl Platform {
         &self.inner.identity
     }
 
+    /// The feature-flag evaluator, when a plugin provides one (see [`Platform::flag`]).
+    pub fn feature_flags(&self) -> Option<&Arc<dyn FeatureFlags>> {
+        self.inner.feature_flags.as_ref()
+    }
+
     /// Outgoing email.
     pub fn mailer(&self) -> &Mailer {
         &self.inner.mailer
@@ -117,10 +124,7 @@ impl Platform {
         V: Clone + Send + Sync + 'static,
     {
         let cache = Cache::new(name, capacity, ttl);
-        let probe = cache.clone();
-        self.inner
-            .metrics
-            .register_cache(name, move || probe.entry_count());
+        self.inner.metrics.register_cache(&cache);
         cache
     }
 }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::events::EventBusBuilder;
+use crate::flags::FeatureFlags;
 use crate::jobs::JobHandler;
 use crate::migrations::Migration;
 use crate::platform::Platform;
@@ -59,6 +60,11 @@ pub trait Plugin: Send + Sync + 'static {
     /// Provides core's entitlements seam (plans, seats, features). The first enabled
     /// plugin that provides it wins; without one, everything is unlimited.
     fn entitlements(&self) -> Option<Arc<dyn Entitlements>> {
+        None
+    }
+
+    /// Provides core's feature-flag seam; the first enabled provider wins.
+    fn feature_flags(&self) -> Option<Arc<dyn FeatureFlags>> {
         None
     }
 }

@@ -110,7 +110,8 @@ impl App {
             .iter()
             .find_map(|p| p.entitlements())
             .unwrap_or_else(|| Arc::new(Unlimited));
-        let platform = Platform::new(config, bus.build(jobs.clone()), jobs, entitlements)?;
+        let feature_flags = enabled.iter().find_map(|p| p.feature_flags());
+        let platform = Platform::new(config, bus.build(jobs.clone()), jobs, entitlements, feature_flags)?;
 
         let mut parts: Vec<(&'static str, ApiPart)> = vec![
             (

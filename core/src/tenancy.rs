@@ -73,6 +73,11 @@ pub trait Entitlements: Send + Sync + 'static {
     /// `conn` is bound to the org.
     fn seat_limit(&self, conn: &Connection) -> Result<Option<u32>>;
 
+    /// The id of the org's current plan (flags can target plans); `None` = no plans.
+    fn plan(&self, _conn: &Connection) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Whether the org's plan includes a feature.
     fn has_feature(&self, _conn: &Connection, _feature: &str) -> Result<bool> {
         Ok(true)

@@ -131,6 +131,7 @@ impl TestAppBuilder {
     /// Registers the built-in plugins, as the binary does.
     pub fn builtins(mut self) -> Self {
         self.plugins.push(plinth_teams::Teams::new());
+        self.plugins.push(plinth_flags::Flags::new());
         self
     }
 

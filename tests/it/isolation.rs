@@ -55,6 +55,11 @@ async fn two_orgs() -> Acme {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
+        let override_path = format!("/api/admin/flags/new-dashboard/overrides/{org}");
+        let (status, _) = acme
+            .send("PUT", "stranger", &override_path, Some(json!({"value": true})))
+            .await;
+        assert_eq!(status, StatusCode::OK);
     }
     let conn = acme.app.conn();
     for table in tenant_tables(&conn) {
@@ -185,7 +190,9 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
         assert!(moved.is_err(), "update of {view} to another org_id succeeded");
     }
     // Unfiltered deletes take the bound org's rows and nothing else.
-    for table in ["tenant_activity", "tenant_invitations", "tenant_memberships"] {
+    let mut order = tables.clone();
+    order.sort_by_key(|t| t == "tenant_memberships");
+    for table in &order {
         let view = view_of(table);
         bound
             .write(move |tx| Ok(tx.execute(&format!("DELETE FROM {view}"), [])?))

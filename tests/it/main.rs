@@ -4,6 +4,7 @@
 mod acme;
 mod auth;
 mod cli;
+mod flags;
 mod harness;
 mod isolation;
 mod jobs;

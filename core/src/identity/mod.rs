@@ -39,6 +39,16 @@ pub struct Principal {
     pub impersonator: Option<Uuid>,
 }
 
+impl Principal {
+    /// Platform staff acting as themselves (not through an impersonation token).
+    pub fn require_staff(&self) -> Result<()> {
+        if !self.is_platform_admin || self.impersonator.is_some() {
+            return Err(Error::Forbidden("this needs platform staff".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Session statuses are cached this long at most; revocations invalidate at once.
 const SESSION_CACHE_TTL: Duration = Duration::from_secs(300);
 

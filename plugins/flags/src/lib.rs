@@ -1,0 +1,102 @@
+//! plinth-flags: feature flags managed by platform staff, targeted by org, user,
+//! plan, attribute and percentage rollout, with per-org overrides; evaluated from
+//! memory for `/api/orgs/{org_id}/flags` and for every other area through core's
+//! `FeatureFlags` seam (`Platform::flag`).
+
+mod api;
+pub mod model;
+mod seed;
+mod store;
+
+use std::sync::Arc;
+
+use plinth_core::events::EventBusBuilder;
+use plinth_core::flags::{FeatureFlags, FlagContext, FlagFuture};
+use plinth_core::migrations::Migration;
+use plinth_core::seed::SeedOptions;
+use plinth_core::tenancy::SeedContext;
+use plinth_core::{ApiPart, Platform, Plugin, Result};
+
+use store::Store;
+
+/// The flags plugin.
+pub struct Flags {
+    store: Arc<Store>,
+}
+
+impl Flags {
+    pub fn new() -> Arc<Flags> {
+        Arc::new(Flags {
+            store: Arc::new(Store::default()),
+        })
+    }
+}
+
+/// Core's seam, answered from the plugin's caches.
+struct Evaluator(Arc<Store>);
+
+impl FeatureFlags for Evaluator {
+    fn evaluate<'a>(&'a self, platform: &'a Platform, ctx: &'a FlagContext, key: &'a str) -> FlagFuture<'a> {
+        Box::pin(async move { Ok(self.0.evaluate_one(platform, ctx, key).await?.map(|e| e.value)) })
+    }
+}
+
+impl Plugin for Flags {
+    fn name(&self) -> &'static str {
+        "flags"
+    }
+
+    fn description(&self) -> &'static str {
+        "Feature flags: definitions, targeting rules, rollouts, per-org overrides, evaluation"
+    }
+
+    fn migrations(&self) -> Result<Vec<Migration>> {
+        Ok(plinth_core::embed_migrations!(
+            "flags",
+            "../../data/migrations/flags/",
+            ["0001_create_flags.sql"]
+        )?)
+    }
+
+    fn api(&self, platform: &Platform) -> Result<Option<ApiPart>> {
+        platform.metrics().register_cache(&self.store.definitions);
+        platform.metrics().register_cache(&self.store.orgs);
+        platform.metrics().register_cache(&self.store.users);
+        let api = api::FlagsApi {
+            platform: platform.clone(),
+            store: self.store.clone(),
+        };
+        ApiPart::new((api::AdminFlagsApi(api.clone()), api::OrgFlagsApi(api))).map(Some)
+    }
+
+    fn subscribe(&self, bus: &mut EventBusBuilder) {
+        // An org's slug and name are rule attributes.
+        let store = self.store.clone();
+        bus.on("org.updated", move |event, _| {
+            if let Some(org) = event.org_id {
+                store.orgs.invalidate_if(move |o, _| *o == org);
+            }
+            Ok(())
+        });
+    }
+
+    fn feature_flags(&self) -> Option<Arc<dyn FeatureFlags>> {
+        Some(Arc::new(Evaluator(self.store.clone())))
+    }
+
+    fn seed(&self, ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
+        seed::seed(ctx, options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/migrations/flags");
+        let on_disk = Migration::load_dir("flags", &dir).expect("read dir");
+        assert_eq!(on_disk, Flags::new().migrations().expect("embedded"));
+    }
+}

@@ -1,0 +1,306 @@
+//! Flags in the database and in memory. Evaluation reads only caches: the flag
+//! definitions (one entry, dropped on every flag change), each org's overrides and
+//! attributes, and each user's email; misses are the only database queries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use plinth_core::cache::Cache;
+use plinth_core::db::now_rfc3339;
+use plinth_core::flags::FlagContext;
+use plinth_core::identity::users;
+use plinth_core::tenancy::bound;
+use plinth_core::{Error, Platform, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::model::{Flag, Reason, Subjects, ValueType, evaluate};
+
+/// Org and user data change rarely and are not all invalidated explicitly (a
+/// rename, a plan change): they live this long at most.
+const ORG_TTL: Duration = Duration::from_secs(60);
+const USER_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default)]
+pub struct OrgData {
+    pub slug: String,
+    pub name: String,
+    pub plan: Option<String>,
+    /// Override values by flag id.
+    pub overrides: HashMap<Uuid, Value>,
+}
+
+pub type Definitions = Arc<BTreeMap<String, Arc<Flag>>>;
+
+pub struct Store {
+    pub definitions: Cache<(), Definitions>,
+    pub orgs: Cache<Uuid, Arc<OrgData>>,
+    pub users: Cache<Uuid, Option<String>>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            definitions: Cache::new("flags.definitions", 1, None),
+            orgs: Cache::new("flags.orgs", 100_000, Some(ORG_TTL)),
+            users: Cache::new("flags.users", 100_000, Some(USER_TTL)),
+        }
+    }
+}
+
+type FlagRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    bool,
+    String,
+    String,
+    String,
+);
+
+const FLAG_COLUMNS: &str =
+    "id, key, description, value_type, default_value, enabled, rules, created_at, updated_at";
+
+fn to_flag(row: FlagRow) -> Result<Flag> {
+    let (id, key, description, value_type, default_value, enabled, rules, created_at, updated_at) = row;
+    Ok(Flag {
+        id: Uuid::parse_str(&id).map_err(Error::internal)?,
+        key,
+        description,
+        value_type: ValueType::parse(&value_type).ok_or_else(|| Error::internal("unknown value type"))?,
+        default_value: serde_json::from_str(&default_value)?,
+        enabled,
+        rules: serde_json::from_str(&rules)?,
+        created_at,
+        updated_at,
+    })
+}
+
+fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ))
+}
+
+pub fn load_all(conn: &Connection) -> Result<Vec<Flag>> {
+    let sql = format!("SELECT {FLAG_COLUMNS} FROM flags ORDER BY key");
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map([], flag_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(to_flag).collect()
+}
+
+pub fn load_one(conn: &Connection, key: &str) -> Result<Option<Flag>> {
+    let sql = format!("SELECT {FLAG_COLUMNS} FROM flags WHERE key = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([key], flag_row)
+        .optional()?
+        .map(to_flag)
+        .transpose()
+}
+
+pub fn insert(conn: &Connection, flag: &Flag) -> Result<()> {
+    let now = now_rfc3339();
+    conn.prepare_cached(
+        "INSERT INTO flags (id, key, description, value_type, default_value, enabled, rules, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    )?
+    .execute(params![
+        flag.id.to_string(),
+        flag.key,
+        flag.description,
+        flag.value_type.as_str(),
+        flag.default_value.to_string(),
+        flag.enabled,
+        serde_json::to_string(&flag.rules)?,
+        now
+    ])
+    .map_err(|e| {
+        if e.to_string().contains("UNIQUE") {
+            Error::Conflict(format!("a flag with the key `{}` exists", flag.key))
+        } else {
+            Error::from(e)
+        }
+    })?;
+    Ok(())
+}
+
+pub fn update(conn: &Connection, flag: &Flag) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE flags SET description = ?2, default_value = ?3, enabled = ?4, rules = ?5, updated_at = ?6 WHERE id = ?1",
+    )?
+    .execute(params![
+        flag.id.to_string(),
+        flag.description,
+        flag.default_value.to_string(),
+        flag.enabled,
+        serde_json::to_string(&flag.rules)?,
+        now_rfc3339()
+    ])?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: Uuid) -> Result<()> {
+    conn.prepare_cached("DELETE FROM flags WHERE id = ?1")?
+        .execute([id.to_string()])?;
+    Ok(())
+}
+
+/// The bound org's override of a flag.
+pub fn override_of(conn: &Connection, flag: Uuid) -> Result<Option<Value>> {
+    let raw: Option<String> = conn
+        .prepare_cached("SELECT value FROM flag_overrides WHERE flag_id = ?1")?
+        .query_row([flag.to_string()], |r| r.get(0))
+        .optional()?;
+    raw.map(|r| serde_json::from_str(&r).map_err(Error::from))
+        .transpose()
+}
+
+/// Sets the bound org's override (writes through the view: check, then write).
+pub fn set_override(conn: &Connection, org: Uuid, flag: Uuid, value: &Value) -> Result<()> {
+    let now = now_rfc3339();
+    if override_of(conn, flag)?.is_some() {
+        conn.prepare_cached("UPDATE flag_overrides SET value = ?2, updated_at = ?3 WHERE flag_id = ?1")?
+            .execute(params![flag.to_string(), value.to_string(), now])?;
+    } else {
+        conn.prepare_cached(
+            "INSERT INTO flag_overrides (flag_id, org_id, value, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?
+        .execute(params![flag.to_string(), org.to_string(), value.to_string(), now])?;
+    }
+    Ok(())
+}
+
+pub fn remove_override(conn: &Connection, flag: Uuid) -> Result<()> {
+    conn.prepare_cached("DELETE FROM flag_overrides WHERE flag_id = ?1")?
+        .execute([flag.to_string()])?;
+    Ok(())
+}
+
+/// One evaluation's outcome.
+pub struct Evaluated {
+    pub value: Value,
+    pub reason: Reason,
+}
+
+impl Store {
+    pub async fn definitions(&self, platform: &Platform) -> Result<Definitions> {
+        let db = platform.db().clone();
+        self.definitions
+            .get_or_load((), || async move {
+                let flags = db.call(load_all).await?;
+                Ok(Arc::new(
+                    flags.into_iter().map(|f| (f.key.clone(), Arc::new(f))).collect(),
+                ))
+            })
+            .await
+    }
+
+    async fn org(&self, platform: &Platform, org: Uuid) -> Result<Arc<OrgData>> {
+        let p = platform.clone();
+        self.orgs
+            .get_or_load(org, || async move {
+                let tenancy = p.tenancy().clone();
+                p.tenancy()
+                    .bind(org)
+                    .call(move |conn| {
+                        let current = bound::get_org(conn)?
+                            .ok_or_else(|| Error::NotFound("no such organization".into()))?;
+                        let mut stmt = conn.prepare_cached("SELECT flag_id, value FROM flag_overrides")?;
+                        let overrides = stmt
+                            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                            .filter_map(|row| row.ok())
+                            .filter_map(|(id, v)| {
+                                Some((Uuid::parse_str(&id).ok()?, serde_json::from_str(&v).ok()?))
+                            })
+                            .collect();
+                        Ok(Arc::new(OrgData {
+                            slug: current.slug,
+                            name: current.name,
+                            plan: tenancy.entitlements().plan(conn)?,
+                            overrides,
+                        }))
+                    })
+                    .await
+            })
+            .await
+    }
+
+    async fn email(&self, platform: &Platform, user: Uuid) -> Result<Option<String>> {
+        let db = platform.db().clone();
+        self.users
+            .get_or_load(user, || async move {
+                Ok(db
+                    .call(move |conn| users::get(conn, user))
+                    .await?
+                    .map(|u| u.email))
+            })
+            .await
+    }
+
+    async fn subjects(&self, platform: &Platform, ctx: &FlagContext) -> Result<(Subjects, Arc<OrgData>)> {
+        let org = self.org(platform, ctx.org_id).await?;
+        let email = match ctx.user_id {
+            Some(user) => self.email(platform, user).await?,
+            None => None,
+        };
+        let subjects = Subjects {
+            org_id: ctx.org_id,
+            org_slug: org.slug.clone(),
+            org_name: org.name.clone(),
+            plan: org.plan.clone(),
+            user_id: ctx.user_id,
+            email,
+            role: ctx.role.map(|r| r.as_str().to_string()),
+        };
+        Ok((subjects, org))
+    }
+
+    /// Every flag for `ctx`, from memory on a warm cache.
+    pub async fn evaluate_all(
+        &self,
+        platform: &Platform,
+        ctx: &FlagContext,
+    ) -> Result<BTreeMap<String, Value>> {
+        let definitions = self.definitions(platform).await?;
+        let (subjects, org) = self.subjects(platform, ctx).await?;
+        Ok(definitions
+            .values()
+            .map(|flag| {
+                (
+                    flag.key.clone(),
+                    evaluate(flag, org.overrides.get(&flag.id), &subjects).0,
+                )
+            })
+            .collect())
+    }
+
+    /// One flag for `ctx`; `None` when no flag has this key.
+    pub async fn evaluate_one(
+        &self,
+        platform: &Platform,
+        ctx: &FlagContext,
+        key: &str,
+    ) -> Result<Option<Evaluated>> {
+        let definitions = self.definitions(platform).await?;
+        let Some(flag) = definitions.get(key) else {
+            return Ok(None);
+        };
+        let (subjects, org) = self.subjects(platform, ctx).await?;
+        let (value, reason) = evaluate(flag, org.overrides.get(&flag.id), &subjects);
+        Ok(Some(Evaluated { value, reason }))
+    }
+}
