@@ -28,6 +28,8 @@ pub struct Cache<K, V> {
     generation: Arc<AtomicU64>,
     /// Loader runs (misses that reached the source): shown at /metrics.
     loads: Arc<AtomicU64>,
+    /// Lookups through `get_or_load`; with `loads`, the hit rate.
+    requests: Arc<AtomicU64>,
 }
 
 impl<K, V> Clone for Cache<K, V> {
@@ -37,6 +39,7 @@ impl<K, V> Clone for Cache<K, V> {
             inner: self.inner.clone(),
             generation: self.generation.clone(),
             loads: self.loads.clone(),
+            requests: self.requests.clone(),
         }
     }
 }
@@ -59,6 +62,7 @@ where
             inner: builder.build(),
             generation: Arc::new(AtomicU64::new(0)),
             loads: Arc::new(AtomicU64::new(0)),
+            requests: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -80,6 +84,7 @@ where
         let generation = self.generation.clone();
         let started = generation.load(Ordering::Acquire);
         let loads = self.loads.clone();
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let result = self
             .inner
             .try_get_with(key, async move {
@@ -130,6 +135,15 @@ where
 
     pub fn entry_count(&self) -> u64 {
         self.inner.entry_count()
+    }
+
+    /// Share of `get_or_load` lookups served from memory since start (1.0 when idle).
+    pub fn hit_rate(&self) -> f64 {
+        let requests = self.requests.load(Ordering::Relaxed);
+        if requests == 0 {
+            return 1.0;
+        }
+        1.0 - self.loads().min(requests) as f64 / requests as f64
     }
 
     /// How many times a miss ran the loader since start.

@@ -35,7 +35,7 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TENANT_PREFIX: &str = "tenant_";
 /// Tables a tenant connection may append to directly (they hold no tenant's secrets
 /// and are read only through views or by core).
-const TENANT_APPEND_ONLY: [&str; 3] = ["jobs", "audit_log", "mail_outbox"];
+const TENANT_APPEND_ONLY: [&str; 4] = ["jobs", "audit_log", "audit_personal", "mail_outbox"];
 
 /// Which rules a connection runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +208,15 @@ fn authorize_tenant(ctx: AuthContext<'_>, views: &HashSet<String>, cascade: bool
     }
     match ctx.action {
         AuthAction::Insert { table_name } if TENANT_APPEND_ONLY.contains(&table_name) => Authorization::Allow,
+        // Appending to the audit chain reads where it ends, and nothing else.
+        AuthAction::Read {
+            table_name: "audit_log",
+            column_name: "seq" | "hash",
+        } => Authorization::Allow,
+        AuthAction::Read {
+            table_name: "audit_anchor",
+            ..
+        } => Authorization::Allow,
         ref action => match table_access(action) {
             Some((table, _)) if views.contains(table) => Authorization::Allow,
             // Table-valued functions (json_each) read no stored data.

@@ -49,7 +49,15 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
-type SizeFn = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
+type SizeFn = Box<dyn Fn() -> CacheFigures + Send + Sync>;
+
+/// A cache's figures at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheFigures {
+    pub entries: u64,
+    pub loads: u64,
+    pub hit_rate: f64,
+}
 
 /// All metrics of the process; one instance lives in the platform.
 #[derive(Clone)]
@@ -189,9 +197,21 @@ impl Metrics {
         if let Ok(mut caches) = self.caches.lock() {
             caches.push((
                 cache.name(),
-                Box::new(move || (probe.entry_count(), probe.loads())),
+                Box::new(move || CacheFigures {
+                    entries: probe.entry_count(),
+                    loads: probe.loads(),
+                    hit_rate: probe.hit_rate(),
+                }),
             ));
         }
+    }
+
+    /// Every registered cache's figures, by name.
+    pub fn caches(&self) -> Vec<(&'static str, CacheFigures)> {
+        self.caches
+            .lock()
+            .map(|caches| caches.iter().map(|(name, f)| (*name, f())).collect())
+            .unwrap_or_default()
     }
 
     /// Encodes everything, after reading the state gauges.
@@ -208,10 +228,10 @@ impl Metrics {
         }
         if let Ok(caches) = self.caches.lock() {
             for (name, figures) in caches.iter() {
-                let (entries, loads) = figures();
+                let f = figures();
                 let label = NameLabel { name: (*name).into() };
-                self.cache_entries.get_or_create(&label).set(entries as i64);
-                self.cache_loads.get_or_create(&label).set(loads as i64);
+                self.cache_entries.get_or_create(&label).set(f.entries as i64);
+                self.cache_loads.get_or_create(&label).set(f.loads as i64);
             }
         }
         for (status, n) in jobs {

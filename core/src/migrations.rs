@@ -150,6 +150,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0005_create_mail_outbox.sql",
             "0006_create_audit_log.sql",
             "0007_create_tenancy.sql",
+            "0008_chain_audit_log.sql",
         ]
     )?)
 }

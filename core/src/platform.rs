@@ -36,6 +36,7 @@ struct Inner {
     identity: Identity,
     mailer: Mailer,
     feature_flags: Option<Arc<dyn FeatureFlags>>,
+    started: std::time::Instant,
 }
 
 impl Platform {
@@ -67,6 +68,7 @@ impl Platform {
                 identity,
                 mailer,
                 feature_flags,
+                started: std::time::Instant::now(),
             }),
         })
     }
@@ -110,6 +112,27 @@ impl Platform {
     /// The feature-flag evaluator, when a plugin provides one (see [`Platform::flag`]).
     pub fn feature_flags(&self) -> Option<&Arc<dyn FeatureFlags>> {
         self.inner.feature_flags.as_ref()
+    }
+
+    /// How long the process has been up.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Figures of the three pools: (name, connections, idle, max).
+    pub fn pools(&self) -> Vec<(&'static str, u32, u32, u32)> {
+        let pools = [
+            ("system", &self.inner.db),
+            ("root", &self.inner.root),
+            ("tenant", self.inner.tenancy.pool()),
+        ];
+        pools
+            .iter()
+            .map(|(name, db)| {
+                let s = db.state();
+                (*name, s.connections, s.idle_connections, db.max_size())
+            })
+            .collect()
     }
 
     /// Outgoing email.

@@ -33,6 +33,11 @@ pub trait Plugin: Send + Sync + 'static {
     /// One line for `plinth plugins`.
     fn description(&self) -> &'static str;
 
+    /// The plugin's version (its crate's, usually `env!("CARGO_PKG_VERSION")`).
+    fn version(&self) -> &'static str {
+        "0.0.0"
+    }
+
     /// Its SQL migrations, usually embedded with [`crate::embed_migrations!`].
     fn migrations(&self) -> Result<Vec<Migration>> {
         Ok(Vec::new())
@@ -90,6 +95,7 @@ impl ApiPart {
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
     pub name: &'static str,
+    pub version: &'static str,
     pub description: &'static str,
     pub enabled: bool,
     pub migrations: usize,

@@ -167,6 +167,7 @@ impl App {
             .iter()
             .map(|p| PluginInfo {
                 name: p.name(),
+                version: p.version(),
                 description: p.description(),
                 enabled: !platform.config().plugin_disabled(p.name()),
                 migrations: migration_counts.get(p.name()).copied().unwrap_or(0),

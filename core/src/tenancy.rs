@@ -215,11 +215,19 @@ impl Tenant {
 /// Memberships are cached this long at most; every change drops them at once.
 const MEMBERSHIP_TTL: Duration = Duration::from_secs(300);
 
+/// What the tenant context needs about a caller's membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Membership {
+    pub role: Role,
+    /// Suspended orgs answer 403 on every route; their data is kept.
+    pub suspended: bool,
+}
+
 #[derive(Clone)]
 pub struct Tenancy {
     root: Db,
     pool: Db,
-    memberships: Cache<(Uuid, Uuid), Option<Role>>,
+    memberships: Cache<(Uuid, Uuid), Option<Membership>>,
     entitlements: Arc<dyn Entitlements>,
 }
 
@@ -233,8 +241,12 @@ impl Tenancy {
         }
     }
 
-    pub(crate) fn membership_cache(&self) -> &Cache<(Uuid, Uuid), Option<Role>> {
+    pub(crate) fn membership_cache(&self) -> &Cache<(Uuid, Uuid), Option<Membership>> {
         &self.memberships
+    }
+
+    pub(crate) fn pool(&self) -> &Db {
+        &self.pool
     }
 
     pub fn entitlements(&self) -> &dyn Entitlements {
@@ -246,15 +258,20 @@ impl Tenancy {
     pub async fn resolve(&self, principal: &Principal, org: Uuid, min: Role) -> Result<Tenant> {
         let user = principal.user_id;
         let root = self.root.clone();
-        let role = self
+        let membership = self
             .memberships
             .get_or_load((org, user), || async move {
-                root.call(move |conn| role_of(conn, org, user)).await
+                root.call(move |conn| membership_of(conn, org, user)).await
             })
             .await?;
-        let Some(role) = role else {
+        let Some(Membership { role, suspended }) = membership else {
             return Err(Error::NotFound("no such organization".into()));
         };
+        if suspended {
+            return Err(Error::Forbidden(
+                "this organization is suspended; its data is kept, contact support to restore access".into(),
+            ));
+        }
         if !role.at_least(min) {
             return Err(Error::Forbidden(format!(
                 "this needs the {} role or higher; yours is {}",
@@ -327,6 +344,62 @@ impl Tenancy {
             .await
     }
 
+    /// Orgs whose name or slug starts with `q` (all when empty), for platform staff.
+    pub async fn search_orgs(&self, q: String, limit: u32, after: Option<Uuid>) -> Result<Vec<OrgSummary>> {
+        self.root
+            .call(move |conn| {
+                let after = after.map(|a| a.to_string()).unwrap_or_default();
+                let prefix = format!("{}%", q.replace('%', "").replace('_', "\\_"));
+                let mut stmt = conn.prepare_cached(
+                    "SELECT o.id, o.name, o.slug, o.created_at, o.suspended_at IS NOT NULL,
+                            (SELECT count(*) FROM tenant_memberships m WHERE m.org_id = o.id)
+                     FROM organizations o
+                     WHERE (o.name LIKE ?1 ESCAPE '\\' OR o.slug LIKE ?1 ESCAPE '\\') AND o.id > ?2
+                     ORDER BY o.id LIMIT ?3",
+                )?;
+                let rows = stmt.query_map(params![prefix, after, limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, bool>(4)?,
+                        r.get::<_, u32>(5)?,
+                    ))
+                })?;
+                rows.map(|row| {
+                    let (id, name, slug, created_at, suspended, members) = row?;
+                    Ok(OrgSummary {
+                        org: Org {
+                            id: parse_uuid(&id)?,
+                            name,
+                            slug,
+                            created_at,
+                        },
+                        suspended,
+                        members,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    /// Org counts for platform stats: (orgs, suspended, memberships).
+    pub async fn counts(&self) -> Result<(i64, i64, i64)> {
+        self.root
+            .call(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT count(*) FROM organizations),
+                            (SELECT count(*) FROM organizations WHERE suspended_at IS NOT NULL),
+                            (SELECT count(*) FROM tenant_memberships)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .await
+    }
+
     /// Whether a slug is taken by any org (slugs are global).
     pub async fn slug_taken(&self, slug: String) -> Result<bool> {
         self.root
@@ -343,12 +416,17 @@ fn parse_uuid(s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(Error::internal)
 }
 
-fn role_of(conn: &Connection, org: Uuid, user: Uuid) -> Result<Option<Role>> {
-    let role: Option<String> = conn
-        .prepare_cached("SELECT role FROM tenant_memberships WHERE org_id = ?1 AND user_id = ?2")?
-        .query_row([org.to_string(), user.to_string()], |r| r.get(0))
+fn membership_of(conn: &Connection, org: Uuid, user: Uuid) -> Result<Option<Membership>> {
+    let row: Option<(String, bool)> = conn
+        .prepare_cached(
+            "SELECT m.role, o.suspended_at IS NOT NULL FROM tenant_memberships m
+             JOIN organizations o ON o.id = m.org_id WHERE m.org_id = ?1 AND m.user_id = ?2",
+        )?
+        .query_row([org.to_string(), user.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
-    Ok(role.and_then(|r| Role::parse(&r)))
+    Ok(row.and_then(|(role, suspended)| Role::parse(&role).map(|role| Membership { role, suspended })))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +435,14 @@ pub struct Org {
     pub name: String,
     pub slug: String,
     pub created_at: String,
+}
+
+/// An org as platform staff list it.
+#[derive(Debug, Clone)]
+pub struct OrgSummary {
+    pub org: Org,
+    pub suspended: bool,
+    pub members: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +507,23 @@ pub mod bound {
             })
         })
         .transpose()
+    }
+
+    /// Suspends or restores the bound org.
+    pub fn set_suspended(conn: &Connection, suspended: bool) -> Result<()> {
+        let now = now_rfc3339();
+        conn.prepare_cached("UPDATE org SET suspended_at = ?1, updated_at = ?2")?
+            .execute(params![suspended.then(|| now.clone()), now])?;
+        Ok(())
+    }
+
+    /// Whether the bound org is suspended.
+    pub fn is_suspended(conn: &Connection) -> Result<bool> {
+        Ok(conn
+            .prepare_cached("SELECT suspended_at IS NOT NULL FROM org")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(false))
     }
 
     pub fn update_org(conn: &Connection, name: &str, slug: &str) -> Result<()> {

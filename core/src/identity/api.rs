@@ -362,7 +362,8 @@ impl AuthApi {
             self.audit(
                 AuditEntry::new("auth.login_failed")
                     .client(&client)
-                    .details(json!({ "email": email, "reason": "unknown_email" })),
+                    .details(json!({ "reason": "unknown_email" }))
+                    .personal(json!({ "email": email })),
             )
             .await?;
             return Err(invalid_credentials());
@@ -858,7 +859,7 @@ pub(crate) fn password_reset_job() -> JobHandler {
                     &AuditEntry::new("auth.password_reset_requested")
                         .actor(creds.id)
                         .target("user", creds.id)
-                        .details(json!({ "ip": ip })),
+                        .personal(json!({ "ip": ip })),
                 )?;
                 Ok(())
             })

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod erasure;
 pub mod jwt;
 pub mod passwords;
 pub mod sessions;

@@ -26,6 +26,8 @@ pub struct SessionStatus {
     pub user_disabled: bool,
     pub is_platform_admin: bool,
     pub email_verified: bool,
+    /// The staff member behind an impersonation session.
+    pub impersonator: Option<Uuid>,
 }
 
 impl SessionStatus {
@@ -67,6 +69,35 @@ pub fn create(conn: &Connection, config: &Config, user: Uuid, client: &ClientInf
     ])?;
     let refresh = new_refresh_token(conn, &config.secret_key, id)?;
     Ok((id, refresh))
+}
+
+/// Opens a short impersonation session of `user` for staff member `staff`: no
+/// refresh token, no idle extension; it ends at `ttl`.
+pub fn create_impersonation(
+    conn: &Connection,
+    user: Uuid,
+    staff: Uuid,
+    ttl: std::time::Duration,
+    client: &ClientInfo,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    let now = now_rfc3339();
+    let end = now_millis() + ttl.as_millis() as i64;
+    conn.prepare_cached(
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, ip, user_agent,
+                               impersonator_id)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id.to_string(),
+        user.to_string(),
+        now,
+        end,
+        client.ip.to_string(),
+        client.user_agent,
+        staff.to_string()
+    ])?;
+    Ok(id)
 }
 
 fn new_refresh_token(conn: &Connection, key: &Secret, session: Uuid) -> Result<String> {
@@ -174,12 +205,13 @@ pub fn status(conn: &Connection, session: Uuid) -> Result<Option<SessionStatus>>
     let row = conn
         .prepare_cached(
             "SELECT s.user_id, s.expires_at, s.idle_expires_at, s.revoked_at IS NOT NULL,
-                    u.disabled_at IS NOT NULL, u.is_platform_admin, u.email_verified_at IS NOT NULL
+                    u.disabled_at IS NOT NULL, u.is_platform_admin, u.email_verified_at IS NOT NULL, s.impersonator_id
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
         )?
         .query_row([session.to_string()], |r| {
             Ok((
                 r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(7)?,
                 SessionStatus {
                     user_id: Uuid::nil(),
                     expires_at: r.get(1)?,
@@ -188,13 +220,15 @@ pub fn status(conn: &Connection, session: Uuid) -> Result<Option<SessionStatus>>
                     user_disabled: r.get(4)?,
                     is_platform_admin: r.get(5)?,
                     email_verified: r.get(6)?,
+                    impersonator: None,
                 },
             ))
         })
         .optional()?;
-    row.map(|(user, status)| {
+    row.map(|(user, impersonator, status)| {
         Ok(SessionStatus {
             user_id: Uuid::parse_str(&user).map_err(Error::internal)?,
+            impersonator: impersonator.and_then(|i| Uuid::parse_str(&i).ok()),
             ..status
         })
     })

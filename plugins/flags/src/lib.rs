@@ -46,6 +46,10 @@ impl Plugin for Flags {
         "flags"
     }
 
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn description(&self) -> &'static str {
         "Feature flags: definitions, targeting rules, rollouts, per-org overrides, evaluation"
     }

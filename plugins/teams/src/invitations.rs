@@ -358,7 +358,8 @@ impl InvitationsApi {
                         .org(org)
                         .target("invitation", id)
                         .client(&client)
-                        .details(json!({ "email": email, "role": role.as_str() })),
+                        .details(json!({ "role": role.as_str() }))
+                        .personal(json!({ "email": email })),
                 )?;
                 platform.events().publish(
                     tx,
@@ -405,7 +406,7 @@ impl InvitationsApi {
                         .org(org)
                         .target("invitation", id)
                         .client(&client)
-                        .details(json!({ "email": row.email })),
+                        .personal(json!({ "email": row.email })),
                 )?;
                 platform.events().publish(
                     tx,
@@ -452,7 +453,7 @@ impl InvitationsApi {
                         .org(org)
                         .target("invitation", id)
                         .client(&client)
-                        .details(json!({ "email": row.email })),
+                        .personal(json!({ "email": row.email })),
                 )?;
                 let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
                 view(tx, row)
@@ -560,7 +561,8 @@ impl InvitationsApi {
                         .org(org)
                         .target("invitation", row.id)
                         .client(&client)
-                        .details(json!({ "email": user.email, "role": row.role.as_str() })),
+                        .details(json!({ "role": row.role.as_str() }))
+                        .personal(json!({ "email": user.email })),
                 )?;
                 platform.events().publish(
                     tx,

@@ -36,6 +36,10 @@ impl Plugin for Teams {
         "teams"
     }
 
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+
     fn description(&self) -> &'static str {
         "Organizations, members, invitations, activity feed and org audit log"
     }

@@ -111,7 +111,8 @@ fn remove(
             .org(org)
             .target("user", target)
             .client(client)
-            .details(json!({ "email": member.email, "role": member.role.as_str() })),
+            .details(json!({ "role": member.role.as_str() }))
+            .personal(json!({ "email": member.email })),
     )?;
     platform.events().publish(
         tx,
