@@ -12,7 +12,11 @@ use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server
 
 /// The built-in plugins, in registration order.
 fn builtin_plugins() -> Vec<Arc<dyn Plugin>> {
-    vec![plinth_teams::Teams::new(), plinth_flags::Flags::new()]
+    vec![
+        plinth_teams::Teams::new(),
+        plinth_flags::Flags::new(),
+        plinth_admin::Admin::new(),
+    ]
 }
 
 #[derive(Parser)]
@@ -63,6 +67,22 @@ enum Command {
     },
     /// List the plugins and whether each is enabled.
     Plugins,
+    /// The audit log: verify its hash chain, or archive old entries.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain and report the first altered or missing entry (exit 1).
+    Verify,
+    /// Archive entries older than N days to a file and prune them.
+    Archive {
+        #[arg(long)]
+        older_than_days: u32,
+    },
 }
 
 #[tokio::main]
@@ -137,6 +157,38 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
             migrate(&app)?;
             let password = read_admin_password()?;
             create_admin(&app, &email, &name, &password)
+        }
+        Command::Audit { command } => {
+            migrate(&app)?;
+            match command {
+                AuditCommand::Verify => {
+                    let report = app.verify_audit()?;
+                    match report.broken {
+                        None => {
+                            println!("audit log intact: {} entries checked", report.checked);
+                            Ok(())
+                        }
+                        Some((seq, why)) => {
+                            println!(
+                                "audit log BROKEN at entry {seq}: {why} ({} entries before it verified)",
+                                report.checked
+                            );
+                            Err(Error::Conflict(format!(
+                                "the audit chain is broken at entry {seq}"
+                            )))
+                        }
+                    }
+                }
+                AuditCommand::Archive { older_than_days } => {
+                    let (n, file) = app.archive_audit(older_than_days)?;
+                    if n == 0 {
+                        println!("nothing older than {older_than_days} days");
+                    } else {
+                        println!("archived {n} entries to {}", file.display());
+                    }
+                    Ok(())
+                }
+            }
         }
         Command::Plugins => {
             if app.plugins().is_empty() {

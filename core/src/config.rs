@@ -117,6 +117,12 @@ pub struct Config {
     pub mail_from: String,
     /// `PLINTH_PASSWORD_HASH_CONCURRENCY`: argon2 runs at once, default the CPU count.
     pub password_hash_concurrency: usize,
+    /// `PLINTH_AUDIT_RETENTION_DAYS`: audit entries older than this are archived to
+    /// a file and pruned (hourly); unset keeps them forever.
+    pub audit_retention_days: Option<u32>,
+    /// `PLINTH_AUDIT_ARCHIVE_DIR`: where archives go, default `audit-archive` beside
+    /// the database.
+    pub audit_archive_dir: PathBuf,
 }
 
 /// Why the configuration was refused: every problem found, not only the first.
@@ -307,6 +313,16 @@ impl Config {
         let auth_rate_per_account = number("PLINTH_AUTH_RATE_PER_ACCOUNT", 10, 1, 100_000) as u32;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let password_hash_concurrency = number("PLINTH_PASSWORD_HASH_CONCURRENCY", cpus, 1, 256) as usize;
+        let audit_archive_dir = get("PLINTH_AUDIT_ARCHIVE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                database_path
+                    .parent()
+                    .map(|p| p.join("audit-archive"))
+                    .unwrap_or_else(|| PathBuf::from("audit-archive"))
+            });
+        let audit_retention_days = get("PLINTH_AUDIT_RETENTION_DAYS")
+            .map(|_| number("PLINTH_AUDIT_RETENTION_DAYS", 365, 1, 36_500) as u32);
         let jwt_issuer = get("PLINTH_JWT_ISSUER").unwrap_or_else(|| "plinth".into());
         let jwt_audience = get("PLINTH_JWT_AUDIENCE").unwrap_or_else(|| "plinth-api".into());
         let mail_from =
@@ -361,6 +377,8 @@ impl Config {
             auth_rate_per_account,
             mail_from,
             password_hash_concurrency,
+            audit_archive_dir,
+            audit_retention_days,
         })
     }
 

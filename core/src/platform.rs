@@ -14,6 +14,7 @@ use crate::flags::FeatureFlags;
 use crate::identity::Identity;
 use crate::jobs::Jobs;
 use crate::mail::Mailer;
+use crate::plugin::PluginInfo;
 use crate::tenancy::{Entitlements, Tenancy};
 
 /// Root connections serve migrations, seeding and membership lookups only.
@@ -37,6 +38,7 @@ struct Inner {
     mailer: Mailer,
     feature_flags: Option<Arc<dyn FeatureFlags>>,
     started: std::time::Instant,
+    plugins: std::sync::OnceLock<Vec<PluginInfo>>,
 }
 
 impl Platform {
@@ -69,6 +71,7 @@ impl Platform {
                 mailer,
                 feature_flags,
                 started: std::time::Instant::now(),
+                plugins: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -112,6 +115,15 @@ impl Platform {
     /// The feature-flag evaluator, when a plugin provides one (see [`Platform::flag`]).
     pub fn feature_flags(&self) -> Option<&Arc<dyn FeatureFlags>> {
         self.inner.feature_flags.as_ref()
+    }
+
+    /// Every registered plugin, enabled or not.
+    pub fn plugins(&self) -> &[PluginInfo] {
+        self.inner.plugins.get().map(Vec::as_slice).unwrap_or_default()
+    }
+
+    pub(crate) fn set_plugins(&self, plugins: Vec<PluginInfo>) {
+        let _ = self.inner.plugins.set(plugins);
     }
 
     /// How long the process has been up.

@@ -163,7 +163,7 @@ impl App {
             }
         }
 
-        let infos = plugins
+        let infos: Vec<PluginInfo> = plugins
             .iter()
             .map(|p| PluginInfo {
                 name: p.name(),
@@ -175,6 +175,7 @@ impl App {
             })
             .collect();
 
+        platform.set_plugins(infos.clone());
         Ok(App {
             platform,
             enabled,
@@ -240,6 +241,18 @@ impl App {
         })
     }
 
+    /// Walks the audit chain (blocking).
+    pub fn verify_audit(&self) -> Result<crate::audit::Verification> {
+        let conn = self.platform.root().conn()?;
+        crate::audit::verify(&conn)
+    }
+
+    /// Archives audit entries older than `days` to a new NDJSON file in the archive
+    /// folder and prunes them (blocking). Returns how many moved and where.
+    pub fn archive_audit(&self, days: u32) -> Result<(usize, std::path::PathBuf)> {
+        archive_audit(&self.platform, days)
+    }
+
     /// Serves HTTP on `acceptor` until `shutdown` resolves, then lets in-flight
     /// requests and jobs finish (within PLINTH_SHUTDOWN_TIMEOUT_SECS).
     /// Migrations must have been applied.
@@ -259,6 +272,24 @@ impl App {
         }
         let identity = platform.identity().clone();
         tokio::spawn(async move { identity.warm_up().await });
+        if let Some(days) = config.audit_retention_days {
+            let p = platform.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+                loop {
+                    every.tick().await;
+                    let q = p.clone();
+                    match tokio::task::spawn_blocking(move || archive_audit(&q, days)).await {
+                        Ok(Ok((0, _))) => {}
+                        Ok(Ok((n, file))) => {
+                            tracing::info!(archived = n, file = %file.display(), "audit entries archived")
+                        }
+                        Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+                        Err(e) => tracing::error!(error = %e, "audit retention failed"),
+                    }
+                }
+            });
+        }
         let workers = Workers::start(
             platform.clone(),
             self.jobs,
@@ -313,6 +344,23 @@ impl App {
         tracing::info!("server stopped");
         served.map_err(Error::internal)
     }
+}
+
+fn archive_audit(platform: &Platform, days: u32) -> Result<(usize, std::path::PathBuf)> {
+    let dir = platform.config().audit_archive_dir.clone();
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+    let cutoff = time::OffsetDateTime::now_utc() - time::Duration::days(i64::from(days));
+    let cutoff = cutoff
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(Error::internal)?;
+    let file = dir.join(format!("audit-{}.ndjson", uuid::Uuid::now_v7()));
+    let mut conn = platform.root().conn()?;
+    let n = in_transaction(&mut conn, |tx| crate::audit::archive_before(tx, &cutoff, &file))?;
+    if n == 0 {
+        let _ = std::fs::remove_file(&file);
+    }
+    Ok((n, file))
 }
 
 /// poem-openapi's query parameters read the query from this extension, which its own

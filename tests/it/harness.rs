@@ -132,6 +132,7 @@ impl TestAppBuilder {
     pub fn builtins(mut self) -> Self {
         self.plugins.push(plinth_teams::Teams::new());
         self.plugins.push(plinth_flags::Flags::new());
+        self.plugins.push(plinth_admin::Admin::new());
         self
     }
 

@@ -690,12 +690,7 @@ impl AuthApi {
         let ip = client.ip.to_string();
         self.platform
             .db()
-            .write(move |tx| {
-                platform
-                    .jobs()
-                    .enqueue(tx, PASSWORD_RESET_JOB, &json!({ "email": email, "ip": ip }))?;
-                Ok(())
-            })
+            .write(move |tx| enqueue_password_reset(tx, platform.jobs(), &email, &ip))
             .await?;
         Ok(AcceptedResponse::Accepted(Json(Accepted {
             detail: "if an account exists for this address, a reset link is on its way".into(),
@@ -823,6 +818,18 @@ impl AuthApi {
         self.forget(&[session]).await;
         Ok(NoContent::Done)
     }
+}
+
+/// Asks for a reset link to be emailed to `email` (if it has an account), in the
+/// caller's transaction.
+pub fn enqueue_password_reset(
+    tx: &rusqlite::Connection,
+    jobs: &crate::jobs::Jobs,
+    email: &str,
+    ip: &str,
+) -> Result<()> {
+    jobs.enqueue(tx, PASSWORD_RESET_JOB, &json!({ "email": email, "ip": ip }))?;
+    Ok(())
 }
 
 /// The job behind POST /password-reset: emails a reset link when the account exists.

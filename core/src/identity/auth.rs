@@ -7,6 +7,9 @@ use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
+use serde_json::json;
+
+use crate::audit::{AuditEntry, record};
 use crate::error::Error;
 use crate::identity::Principal;
 use crate::platform::Platform;
@@ -25,8 +28,20 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
     let platform = req
         .data::<Platform>()
         .ok_or_else(|| Error::internal("the platform is not attached to requests"))?;
-    Ok(platform
+    let principal = platform
         .identity()
         .authenticate(platform.db(), &bearer.token)
-        .await?)
+        .await?;
+    if let Some(staff) = principal.impersonator {
+        // Every request made as someone else leaves a trace.
+        let entry = AuditEntry::new("impersonation.request")
+            .actor(staff)
+            .target("user", principal.user_id)
+            .details(json!({ "method": req.method().as_str(), "path": req.uri().path() }));
+        platform
+            .db()
+            .write(move |tx| record(tx, &entry).map(|_| ()))
+            .await?;
+    }
+    Ok(principal)
 }

@@ -188,6 +188,75 @@ pub fn mark_verified(conn: &Connection, id: Uuid) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// Search criteria of the staff user list.
+#[derive(Debug, Clone, Default)]
+pub struct UserSearch {
+    /// Prefix of the email or the name.
+    pub q: Option<String>,
+    pub verified: Option<bool>,
+    pub disabled: Option<bool>,
+    pub staff: Option<bool>,
+}
+
+/// Users matching `search`, by id, after `after`.
+pub fn search(conn: &Connection, search: &UserSearch, limit: u32, after: Option<Uuid>) -> Result<Vec<User>> {
+    let prefix = search.q.as_ref().map(|q| {
+        format!(
+            "{}%",
+            q.trim().to_lowercase().replace('%', "").replace('_', "\\_")
+        )
+    });
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
+         FROM users
+         WHERE (?1 IS NULL OR email LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\')
+           AND (?2 IS NULL OR (email_verified_at IS NOT NULL) = ?2)
+           AND (?3 IS NULL OR (disabled_at IS NOT NULL) = ?3)
+           AND (?4 IS NULL OR is_platform_admin = ?4)
+           AND id > ?5
+         ORDER BY id LIMIT ?6",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            prefix,
+            search.verified,
+            search.disabled,
+            search.staff,
+            after.map(|a| a.to_string()).unwrap_or_default(),
+            limit
+        ],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                User {
+                    id: Uuid::nil(),
+                    email: r.get(1)?,
+                    name: r.get(2)?,
+                    email_verified: r.get(3)?,
+                    is_platform_admin: r.get(4)?,
+                    disabled: r.get(5)?,
+                    created_at: r.get(6)?,
+                },
+            ))
+        },
+    )?;
+    rows.map(|row| {
+        let (id, user) = row?;
+        Ok(User {
+            id: Uuid::parse_str(&id).map_err(Error::internal)?,
+            ..user
+        })
+    })
+    .collect()
+}
+
+/// Active platform staff accounts.
+pub fn count_staff(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM users WHERE is_platform_admin = 1 AND disabled_at IS NULL")?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// Disables or re-enables an account; false when nothing changed.
 pub fn set_disabled(conn: &Connection, id: Uuid, disabled: bool) -> Result<bool> {
     let now = now_rfc3339();

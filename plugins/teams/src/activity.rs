@@ -46,7 +46,31 @@ pub fn record_activity(
     Ok(())
 }
 
+/// Scrubs an erased person from every org's invitations and feed. Erasure runs in
+/// core's cross-tenant transaction, so this handler, alone in this plugin, names
+/// the base tables.
+fn scrub(tx: &Connection, email: &str, name: &str) -> Result<()> {
+    tx.execute("DELETE FROM tenant_invitations WHERE email = ?1", [email])?;
+    let pattern = |s: &str| format!("%{}%", s.replace('%', "").replace('_', "\\_"));
+    for (needle, replacement) in [(email, "[erased]"), (name, "a former member")] {
+        if needle.trim().is_empty() {
+            continue;
+        }
+        tx.execute(
+            "UPDATE tenant_activity SET summary = replace(summary, ?1, ?2), details = replace(details, ?1, ?2)
+             WHERE summary LIKE ?3 ESCAPE '\\' OR details LIKE ?3 ESCAPE '\\'",
+            params![needle, replacement, pattern(needle)],
+        )?;
+    }
+    Ok(())
+}
+
 pub(crate) fn subscribe(bus: &mut EventBusBuilder) {
+    bus.on("user.erased", |event: &Event, ctx| {
+        let email = event.payload["email"].as_str().unwrap_or_default();
+        let name = event.payload["name"].as_str().unwrap_or_default();
+        scrub(ctx.tx, email, name)
+    });
     bus.on(ALL_EVENTS, |event: &Event, ctx| {
         let Some(org) = event.org_id else { return Ok(()) };
         if NOT_IN_FEED.contains(&event.name.as_str()) {
