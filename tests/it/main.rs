@@ -2,6 +2,7 @@
 //! temporary folder, driven over real HTTP. One test binary keeps link time down.
 
 mod acme;
+mod admin;
 mod auth;
 mod cli;
 mod flags;

@@ -130,7 +130,7 @@ fn ndjson_line(r: &AuditRow) -> String {
     .to_string()
 }
 
-#[OpenApi(tag = "AdminTag::AdminAudit")]
+#[OpenApi(tag = "AdminTag::Audit")]
 impl AuditApi {
     /// Query the audit log
     ///

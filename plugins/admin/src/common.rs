@@ -32,13 +32,17 @@ impl AdminApi {
 #[derive(Tags)]
 pub(crate) enum AdminTag {
     /// Platform staff: accounts.
-    AdminUsers,
+    #[oai(rename = "AdminUsers")]
+    Users,
     /// Platform staff: organizations.
-    AdminOrgs,
+    #[oai(rename = "AdminOrgs")]
+    Orgs,
     /// Platform staff: the audit log.
-    AdminAudit,
+    #[oai(rename = "AdminAudit")]
+    Audit,
     /// Platform staff: stats and system health.
-    AdminSystem,
+    #[oai(rename = "AdminSystem")]
+    System,
 }
 
 #[derive(ApiResponse)]

@@ -90,7 +90,7 @@ fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-#[OpenApi(tag = "AdminTag::AdminSystem")]
+#[OpenApi(tag = "AdminTag::System")]
 impl MonitorApi {
     /// Platform stats
     #[oai(path = "/api/admin/stats", method = "get", operation_id = "adminStats")]

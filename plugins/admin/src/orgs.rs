@@ -136,7 +136,7 @@ impl OrgsApi {
     }
 }
 
-#[OpenApi(tag = "AdminTag::AdminOrgs")]
+#[OpenApi(tag = "AdminTag::Orgs")]
 impl OrgsApi {
     /// Search organizations
     ///

@@ -133,7 +133,7 @@ impl UsersApi {
     }
 }
 
-#[OpenApi(tag = "AdminTag::AdminUsers")]
+#[OpenApi(tag = "AdminTag::Users")]
 impl UsersApi {
     /// Search users
     ///
