@@ -583,66 +583,45 @@ pub mod bound {
             .query_row([], |r| r.get(0))?)
     }
 
+    const MEMBER_SELECT: &str = "SELECT m.id, m.user_id, u.email, u.name, m.role, m.created_at
+         FROM memberships m JOIN org_users u ON u.id = m.user_id";
+
+    type MemberRow = (String, String, String, String, String, String);
+
+    fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRow> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+    }
+
+    fn to_member((membership, user, email, name, role, joined_at): MemberRow) -> Result<Member> {
+        Ok(Member {
+            membership_id: parse_uuid(&membership)?,
+            user_id: parse_uuid(&user)?,
+            email,
+            name,
+            role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
+            joined_at,
+        })
+    }
+
     /// Members in join order, after the membership `after`.
     pub fn members(conn: &Connection, limit: u32, after: Option<Uuid>) -> Result<Vec<Member>> {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
-        let mut stmt = conn.prepare_cached(
-            "SELECT m.id, m.user_id, u.email, u.name, m.role, m.created_at
-             FROM memberships m JOIN org_users u ON u.id = m.user_id
-             WHERE m.id > ?1 ORDER BY m.id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, limit], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (membership, user, email, name, role, joined_at) = row?;
-            Ok(Member {
-                membership_id: parse_uuid(&membership)?,
-                user_id: parse_uuid(&user)?,
-                email,
-                name,
-                role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
-                joined_at,
-            })
-        })
-        .collect()
+        let sql = format!("{MEMBER_SELECT} WHERE m.id > ?1 ORDER BY m.id LIMIT ?2");
+        let rows = conn
+            .prepare_cached(&sql)?
+            .query_map(params![after, limit], member_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(to_member).collect()
     }
 
     /// One member's profile, if they belong to the bound org.
     pub fn member(conn: &Connection, user: Uuid) -> Result<Option<Member>> {
-        let row = conn
-            .prepare_cached(
-                "SELECT m.id, u.email, u.name, m.role, m.created_at
-                 FROM memberships m JOIN org_users u ON u.id = m.user_id WHERE m.user_id = ?1",
-            )?
-            .query_row([user.to_string()], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })
-            .optional()?;
-        row.map(|(membership, email, name, role, joined_at)| {
-            Ok(Member {
-                membership_id: parse_uuid(&membership)?,
-                user_id: user,
-                email,
-                name,
-                role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
-                joined_at,
-            })
-        })
-        .transpose()
+        let sql = format!("{MEMBER_SELECT} WHERE m.user_id = ?1");
+        conn.prepare_cached(&sql)?
+            .query_row([user.to_string()], member_row)
+            .optional()?
+            .map(to_member)
+            .transpose()
     }
 }
 
