@@ -72,6 +72,7 @@ pub struct Metrics {
     cache_entries: Family<NameLabel, Gauge>,
     cache_loads: Family<NameLabel, Gauge>,
     jobs_by_status: Family<StateLabel, Gauge>,
+    platform: Family<NameLabel, Gauge>,
     caches: Arc<Mutex<Vec<(&'static str, SizeFn)>>>,
 }
 
@@ -136,6 +137,12 @@ impl Metrics {
         );
         let jobs_by_status = Family::<StateLabel, Gauge>::default();
         registry.register("jobs", "Background jobs by status", jobs_by_status.clone());
+        let platform = Family::<NameLabel, Gauge>::default();
+        registry.register(
+            "platform",
+            "Platform figures (users, orgs, uptime, database size), as /api/admin/stats and /system show them",
+            platform.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             http_requests,
@@ -147,6 +154,7 @@ impl Metrics {
             cache_entries,
             cache_loads,
             jobs_by_status,
+            platform,
             caches: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -215,7 +223,18 @@ impl Metrics {
     }
 
     /// Encodes everything, after reading the state gauges.
-    pub fn render(&self, pool: r2d2::State, pool_max: u32, jobs: &[(&str, i64)]) -> String {
+    pub fn render(
+        &self,
+        pool: r2d2::State,
+        pool_max: u32,
+        jobs: &[(&str, i64)],
+        figures: &[(&str, i64)],
+    ) -> String {
+        for (name, value) in figures {
+            self.platform
+                .get_or_create(&NameLabel { name: (*name).into() })
+                .set(*value);
+        }
         let in_use = pool.connections.saturating_sub(pool.idle_connections);
         for (state, value) in [
             ("idle", pool.idle_connections),

@@ -128,13 +128,46 @@ impl OpsApi {
                 )));
             }
         }
-        let jobs = self.platform.db().call(crate::jobs::counts).await;
-        match jobs {
-            Ok(jobs) => {
+        let jobs = self
+            .platform
+            .db()
+            .call(|conn| {
+                let users: (i64, i64, i64, i64) = conn.query_row(
+                    "SELECT count(*), count(email_verified_at), count(disabled_at), coalesce(sum(is_platform_admin), 0)
+                     FROM users",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
+                Ok((crate::jobs::counts(conn)?, users))
+            })
+            .await;
+        let orgs = self.platform.tenancy().counts().await;
+        match jobs.and_then(|j| orgs.map(|o| (j, o))) {
+            Ok(((jobs, users), orgs)) => {
                 let mut jobs: Vec<(&str, i64)> = jobs.into_iter().collect();
                 jobs.sort();
                 let db = self.platform.db();
-                let text = self.platform.metrics().render(db.state(), db.max_size(), &jobs);
+                let size = |suffix: &str| {
+                    let mut path = db.path().as_os_str().to_owned();
+                    path.push(suffix);
+                    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+                };
+                let figures = [
+                    ("users", users.0),
+                    ("users_verified", users.1),
+                    ("users_disabled", users.2),
+                    ("staff", users.3),
+                    ("orgs", orgs.0),
+                    ("orgs_suspended", orgs.1),
+                    ("memberships", orgs.2),
+                    ("uptime_seconds", self.platform.uptime().as_secs() as i64),
+                    ("database_bytes", size("")),
+                    ("wal_bytes", size("-wal")),
+                ];
+                let text = self
+                    .platform
+                    .metrics()
+                    .render(db.state(), db.max_size(), &jobs, &figures);
                 MetricsResponse::Ok(PlainText(text))
             }
             Err(e) => {

@@ -42,6 +42,8 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
         "{text}"
     );
     assert!(text.contains(r#"plinth_jobs{state="queued"} 0"#), "{text}");
+    assert!(text.contains(r#"plinth_platform{name="users"} 0"#), "{text}");
+    assert!(text.contains(r#"plinth_platform{name="orgs"} 0"#), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
 }
 
