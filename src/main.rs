@@ -196,8 +196,10 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
             }
             for p in app.plugins() {
                 println!(
-                    "{:<12} {:<8} {:>3} operations {:>3} migrations  {}",
+                    "{:<12} {:<8} {:<8} {:<9} {:>3} operations {:>3} migrations  {}",
                     p.name,
+                    p.version,
+                    if p.external { "external" } else { "built-in" },
                     if p.enabled { "enabled" } else { "disabled" },
                     p.operations,
                     p.migrations,

@@ -13,6 +13,8 @@
 //! those rows; the chain still verifies, and the salt is gone with them, so the
 //! digest cannot be matched against a guess.
 
+use std::borrow::Cow;
+
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
@@ -31,8 +33,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry {
     pub actor_id: Option<Uuid>,
-    pub action: &'static str,
-    pub target_type: Option<&'static str>,
+    pub action: Cow<'static, str>,
+    pub target_type: Option<Cow<'static, str>>,
     pub target_id: Option<String>,
     pub org_id: Option<Uuid>,
     pub ip: Option<String>,
@@ -42,9 +44,9 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    pub fn new(action: &'static str) -> Self {
+    pub fn new(action: impl Into<Cow<'static, str>>) -> Self {
         AuditEntry {
-            action,
+            action: action.into(),
             details: Value::Object(Default::default()),
             ..Default::default()
         }
@@ -55,8 +57,8 @@ impl AuditEntry {
         self
     }
 
-    pub fn target(mut self, kind: &'static str, id: impl ToString) -> Self {
-        self.target_type = Some(kind);
+    pub fn target(mut self, kind: impl Into<Cow<'static, str>>, id: impl ToString) -> Self {
+        self.target_type = Some(kind.into());
         self.target_id = Some(id.to_string());
         self
     }
@@ -167,8 +169,8 @@ pub fn record(conn: &Connection, entry: &AuditEntry) -> Result<Uuid> {
             id: &id_text,
             at: &at,
             actor_id: actor.as_deref(),
-            action: entry.action,
-            target_type: entry.target_type,
+            action: &entry.action,
+            target_type: entry.target_type.as_deref(),
             target_id: entry.target_id.as_deref(),
             org_id: org.as_deref(),
             details: &details,
@@ -185,8 +187,8 @@ pub fn record(conn: &Connection, entry: &AuditEntry) -> Result<Uuid> {
         seq,
         at,
         actor,
-        entry.action,
-        entry.target_type,
+        entry.action.as_ref(),
+        entry.target_type.as_deref(),
         entry.target_id,
         org,
         details,

@@ -120,6 +120,9 @@ pub struct Config {
     /// `PLINTH_AUDIT_RETENTION_DAYS`: audit entries older than this are archived to
     /// a file and pruned (hourly); unset keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// `PLINTH_PLUGIN_DIR`: shared libraries loaded as external plugins at start,
+    /// default `./plugins.d` (a missing folder means none).
+    pub plugin_dir: PathBuf,
     /// `PLINTH_AUDIT_ARCHIVE_DIR`: where archives go, default `audit-archive` beside
     /// the database.
     pub audit_archive_dir: PathBuf,
@@ -379,6 +382,9 @@ impl Config {
             password_hash_concurrency,
             audit_archive_dir,
             audit_retention_days,
+            plugin_dir: get("PLINTH_PLUGIN_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("plugins.d")),
         })
     }
 

@@ -66,19 +66,19 @@ pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 /// A plugin's handler for one kind of job.
 #[derive(Clone)]
 pub struct JobHandler {
-    pub kind: &'static str,
+    pub kind: String,
     run: Arc<dyn Fn(JobContext) -> JobFuture + Send + Sync>,
 }
 
 impl JobHandler {
     /// `f` returns `Err(message)` to ask for a retry; the message is stored on the job.
-    pub fn new<F, Fut>(kind: &'static str, f: F) -> Self
+    pub fn new<F, Fut>(kind: impl Into<String>, f: F) -> Self
     where
         F: Fn(JobContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         JobHandler {
-            kind,
+            kind: kind.into(),
             run: Arc::new(move |ctx| Box::pin(f(ctx))),
         }
     }
@@ -252,8 +252,8 @@ impl Workers {
     /// (a disabled plugin's) stay queued instead of failing.
     pub fn start(platform: Platform, handlers: Vec<JobHandler>, count: usize, poll: Duration) -> Workers {
         let (stop, stop_rx) = watch::channel(false);
-        let handlers: Arc<HashMap<&'static str, JobHandler>> =
-            Arc::new(handlers.into_iter().map(|h| (h.kind, h)).collect());
+        let handlers: Arc<HashMap<String, JobHandler>> =
+            Arc::new(handlers.into_iter().map(|h| (h.kind.clone(), h)).collect());
         let kinds: Arc<str> = serde_json::to_string(&handlers.keys().collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".into())
             .into();
@@ -295,7 +295,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 
 async fn worker(
     platform: Platform,
-    handlers: Arc<HashMap<&'static str, JobHandler>>,
+    handlers: Arc<HashMap<String, JobHandler>>,
     kinds: Arc<str>,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
@@ -326,8 +326,8 @@ async fn worker(
     }
 }
 
-async fn run_one(platform: &Platform, handlers: &HashMap<&'static str, JobHandler>, job: Claimed) {
-    let Some(handler) = handlers.get(job.kind.as_str()) else {
+async fn run_one(platform: &Platform, handlers: &HashMap<String, JobHandler>, job: Claimed) {
+    let Some(handler) = handlers.get(&job.kind) else {
         return; // unreachable: claims filter on handled kinds
     };
     let ctx = JobContext {

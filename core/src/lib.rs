@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod flags;
 pub mod http;
 pub mod identity;

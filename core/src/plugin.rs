@@ -94,10 +94,12 @@ impl ApiPart {
 /// What `plinth plugins` shows.
 #[derive(Debug, Clone)]
 pub struct PluginInfo {
-    pub name: &'static str,
-    pub version: &'static str,
-    pub description: &'static str,
+    pub name: String,
+    pub version: String,
+    pub description: String,
     pub enabled: bool,
+    /// Loaded from a shared library rather than built in.
+    pub external: bool,
     pub migrations: usize,
     pub operations: usize,
 }

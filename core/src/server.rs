@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::db::in_transaction;
 use crate::error::{Error, Result};
 use crate::events::EventBusBuilder;
+use crate::external::ExternalPlugin;
 use crate::http::{PipelineOptions, pipeline};
 use crate::identity::api::{AuthApi, password_reset_job};
 use crate::jobs::{JobHandler, Jobs, Workers};
@@ -63,9 +64,28 @@ impl App {
                 return Err(Error::internal(format!("two plugins are named `{name}`")));
             }
         }
+        // External plugins, from shared libraries; a clash with a built-in skips them.
+        let external: Vec<Arc<ExternalPlugin>> = crate::external::load_dir(&config.plugin_dir)
+            .into_iter()
+            .filter(|p| {
+                let clash = names.contains(p.name());
+                if clash {
+                    tracing::error!(
+                        name = p.name(),
+                        "external plugin skipped: a built-in plugin has its name"
+                    );
+                }
+                !clash
+            })
+            .collect();
         for disabled in &config.disabled_plugins {
-            if !names.contains(disabled.as_str()) || disabled == CORE {
-                let known: Vec<_> = plugins.iter().map(|p| p.name()).collect();
+            let external_name = external.iter().any(|p| p.name() == disabled);
+            if (!names.contains(disabled.as_str()) && !external_name) || disabled == CORE {
+                let known: Vec<&str> = plugins
+                    .iter()
+                    .map(|p| p.name())
+                    .chain(external.iter().map(|p| p.name()))
+                    .collect();
                 return Err(Error::internal(format!(
                     "PLINTH_DISABLED_PLUGINS names `{disabled}`, which is not a plugin (plugins: {})",
                     if known.is_empty() {
@@ -76,7 +96,11 @@ impl App {
                 )));
             }
         }
-
+        let external_enabled: Vec<Arc<ExternalPlugin>> = external
+            .iter()
+            .filter(|p| !config.plugin_disabled(p.name()))
+            .cloned()
+            .collect();
         let (enabled, _disabled): (Vec<_>, Vec<_>) = plugins
             .iter()
             .cloned()
@@ -99,6 +123,9 @@ impl App {
             }
         }
 
+        for plugin in &external_enabled {
+            all_migrations.extend(plugin.migrations());
+        }
         let migrations = Arc::new(all_migrations);
 
         let mut bus = EventBusBuilder::default();
@@ -113,16 +140,16 @@ impl App {
         let feature_flags = enabled.iter().find_map(|p| p.feature_flags());
         let platform = Platform::new(config, bus.build(jobs.clone()), jobs, entitlements, feature_flags)?;
 
-        let mut parts: Vec<(&'static str, ApiPart)> = vec![
+        let mut parts: Vec<(String, ApiPart)> = vec![
             (
-                CORE,
+                CORE.to_string(),
                 ApiPart::new(OpsApi {
                     platform: platform.clone(),
                     migrations: migrations.clone(),
                 })?,
             ),
             (
-                CORE,
+                CORE.to_string(),
                 ApiPart::new(AuthApi {
                     platform: platform.clone(),
                 })?,
@@ -131,11 +158,16 @@ impl App {
         let mut operation_counts = HashMap::new();
         for plugin in &enabled {
             if let Some(part) = plugin.api(&platform)? {
-                operation_counts.insert(plugin.name(), count_operations(&part.spec));
-                parts.push((plugin.name(), part));
+                operation_counts.insert(plugin.name().to_string(), count_operations(&part.spec));
+                parts.push((plugin.name().to_string(), part));
             }
         }
-        let spec = openapi::merge(parts.iter().map(|(owner, part)| (*owner, &part.spec)))
+        for plugin in &external_enabled {
+            let (spec, routes) = crate::external::api(plugin, &platform);
+            operation_counts.insert(plugin.name().to_string(), count_operations(&spec));
+            parts.push((plugin.name().to_string(), ApiPart { spec, routes }));
+        }
+        let spec = openapi::merge(parts.iter().map(|(owner, part)| (owner.as_str(), &part.spec)))
             .map_err(Error::internal)?;
 
         let mut routes = RouteTable::new();
@@ -162,17 +194,30 @@ impl App {
                 handlers.push(handler);
             }
         }
+        for plugin in &external_enabled {
+            handlers.extend(crate::external::jobs(plugin));
+        }
 
         let infos: Vec<PluginInfo> = plugins
             .iter()
             .map(|p| PluginInfo {
-                name: p.name(),
-                version: p.version(),
-                description: p.description(),
+                name: p.name().to_string(),
+                version: p.version().to_string(),
+                description: p.description().to_string(),
                 enabled: !platform.config().plugin_disabled(p.name()),
+                external: false,
                 migrations: migration_counts.get(p.name()).copied().unwrap_or(0),
                 operations: operation_counts.get(p.name()).copied().unwrap_or(0),
             })
+            .chain(external.iter().map(|p| PluginInfo {
+                name: p.name().to_string(),
+                version: p.version().to_string(),
+                description: p.description().to_string(),
+                enabled: !platform.config().plugin_disabled(p.name()),
+                external: true,
+                migrations: p.migrations().len(),
+                operations: operation_counts.get(p.name()).copied().unwrap_or(0),
+            }))
             .collect();
 
         platform.set_plugins(infos.clone());

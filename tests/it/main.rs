@@ -5,6 +5,7 @@ mod acme;
 mod admin;
 mod auth;
 mod cli;
+mod external;
 mod flags;
 mod harness;
 mod isolation;

@@ -209,8 +209,8 @@ impl MonitorApi {
                 .plugins()
                 .iter()
                 .map(|p| PluginFigures {
-                    name: p.name.into(),
-                    version: p.version.into(),
+                    name: p.name.clone(),
+                    version: p.version.clone(),
                     enabled: p.enabled,
                 })
                 .collect(),
