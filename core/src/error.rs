@@ -209,13 +209,15 @@ impl ResponseError for Error {
 /// returns `Result<_, Error>` lists them, with the `Problem` schema.
 impl ApiResponse for Error {
     fn meta() -> MetaResponses {
-        const DOCUMENTED: [(u16, &str); 9] = [
+        const DOCUMENTED: [(u16, &str); 11] = [
             (400, "Malformed request (bad JSON or parameter)"),
             (401, "Missing or invalid credentials"),
             (402, "The plan does not allow this"),
             (403, "Not allowed"),
             (404, "Not found"),
             (409, "Conflict with the current state"),
+            (413, "Request body too large"),
+            (415, "Unsupported content type"),
             (422, "Invalid fields"),
             (429, "Too many requests"),
             (500, "Internal error"),

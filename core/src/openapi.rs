@@ -49,8 +49,10 @@ fn base_document() -> Value {
             "title": "Plinth API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Accounts, organizations, roles, billing, feature flags and audit for SaaS products. \
-    Errors are RFC 9457 problem+json documents. Authenticate with `Authorization: Bearer <access token>`."
+    Errors are RFC 9457 problem+json documents. Authenticate with `Authorization: Bearer <access token>`.",
+            "license": { "name": "MIT" }
         },
+        "servers": [{ "url": "/", "description": "This server" }],
         "tags": [],
         "paths": {},
         "components": {
@@ -103,7 +105,12 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Resul
                         }
                         op_owner.insert(id.to_string(), owner.to_string());
                     }
-                    object_at(&mut doc, &["paths", path]).insert(method.clone(), operation.clone());
+                    let mut operation = operation.clone();
+                    if operation.get("security").is_none() {
+                        // Public on purpose (login, registration, health): say so.
+                        operation["security"] = json!([]);
+                    }
+                    object_at(&mut doc, &["paths", path]).insert(method.clone(), operation);
                 }
             }
         }
@@ -142,6 +149,7 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Resul
             }
         }
     }
+    mark_optional_nullable(&mut doc);
     tags.sort_by(|a, b| {
         let key = |t: &Value| {
             t.get("name")
@@ -153,6 +161,45 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Resul
     });
     doc["tags"] = Value::Array(tags);
     Ok(doc)
+}
+
+/// Optional fields are serialized as `null` when absent, as the HTTP contract says
+/// (`next_cursor: string|null`); poem-openapi documents them only as optional.
+/// Every non-required property is therefore marked nullable (a `$ref` is wrapped
+/// in `allOf`, since OpenAPI 3.0 ignores siblings of `$ref`).
+fn mark_optional_nullable(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        let required: Vec<String> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, prop) in props.iter_mut() {
+            if required.contains(name) {
+                continue;
+            }
+            if let Some(reference) = prop.get("$ref").cloned() {
+                let mut wrapped =
+                    json!({ "type": "object", "allOf": [{ "$ref": reference }], "nullable": true });
+                if let Some(description) = prop.get("description") {
+                    wrapped["description"] = description.clone();
+                }
+                *prop = wrapped;
+            } else if let Some(obj) = prop.as_object_mut().filter(|o| o.contains_key("type")) {
+                // Untyped (any JSON) properties already admit null.
+                obj.insert("nullable".into(), Value::Bool(true));
+            }
+        }
+    }
 }
 
 /// The object at `path` inside `doc`, created empty where missing.
