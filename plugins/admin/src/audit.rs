@@ -7,7 +7,10 @@ use plinth_core::identity::auth::BearerAuth;
 use plinth_core::pagination::Page;
 use plinth_core::{Error, Result};
 use poem_openapi::param::Query;
-use poem_openapi::payload::{Binary, Json};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{
+    MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry,
+};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -83,14 +86,47 @@ enum ExportFormat {
     Ndjson,
 }
 
-#[derive(ApiResponse)]
-enum Export {
-    /// CSV, one entry per row, newest first.
-    #[oai(status = 200, content_type = "text/csv")]
-    Csv(Binary<poem::Body>),
-    /// One JSON object per line, newest first.
-    #[oai(status = 200, content_type = "application/x-ndjson")]
-    Ndjson(Binary<poem::Body>),
+/// The export: one 200 response in either of two media types, streamed.
+struct Export {
+    content_type: &'static str,
+    body: poem::Body,
+}
+
+const CSV: &str = "text/csv";
+const NDJSON: &str = "application/x-ndjson";
+
+impl poem::IntoResponse for Export {
+    fn into_response(self) -> poem::Response {
+        poem::Response::builder()
+            .content_type(self.content_type)
+            .body(self.body)
+    }
+}
+
+impl ApiResponse for Export {
+    fn meta() -> MetaResponses {
+        let binary = || MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")));
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "Every matching entry, newest first: CSV rows or one JSON object per line",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType {
+                        content_type: CSV,
+                        schema: binary(),
+                    },
+                    MetaMediaType {
+                        content_type: NDJSON,
+                        schema: binary(),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(_registry: &mut Registry) {}
 }
 
 use plinth_core::poem;
@@ -290,10 +326,9 @@ impl AuditApi {
             }
         });
         let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        let body = poem::Body::from_bytes_stream(stream);
-        Ok(match format {
-            ExportFormat::Csv => Export::Csv(Binary(body)),
-            ExportFormat::Ndjson => Export::Ndjson(Binary(body)),
+        Ok(Export {
+            content_type: if format == ExportFormat::Csv { CSV } else { NDJSON },
+            body: poem::Body::from_bytes_stream(stream),
         })
     }
 
