@@ -70,23 +70,27 @@ impl Example for LoginRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct RefreshRequest {
     /// The refresh token from the last login or refresh; each works once.
     refresh_token: String,
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct TokenRequest {
     /// The token from the emailed link.
     token: String,
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct EmailRequest {
     email: String,
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct ResetConfirmRequest {
     /// The token from the emailed link.
     token: String,
@@ -94,12 +98,14 @@ struct ResetConfirmRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct ChangePasswordRequest {
     current_password: String,
     new_password: String,
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct UpdateMeRequest {
     name: Option<String>,
 }
@@ -873,4 +879,54 @@ pub(crate) fn password_reset_job() -> JobHandler {
             .await
             .map_err(|e| e.to_string())
     })
+}
+
+impl poem_openapi::types::Example for RefreshRequest {
+    fn example() -> Self {
+        RefreshRequest {
+            refresh_token: "3f1c...a9".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for TokenRequest {
+    fn example() -> Self {
+        TokenRequest {
+            token: "5b2e...c7".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for EmailRequest {
+    fn example() -> Self {
+        EmailRequest {
+            email: "ada@example.com".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ResetConfirmRequest {
+    fn example() -> Self {
+        ResetConfirmRequest {
+            token: "5b2e...c7".into(),
+            new_password: "a new long passphrase".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ChangePasswordRequest {
+    fn example() -> Self {
+        ChangePasswordRequest {
+            current_password: "correct horse battery staple".into(),
+            new_password: "a new long passphrase".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for UpdateMeRequest {
+    fn example() -> Self {
+        UpdateMeRequest {
+            name: Some("Ada King".into()),
+        }
+    }
 }

@@ -1236,7 +1236,13 @@ export interface components {
             intact: boolean;
             reason?: string | null;
         };
-        /** ChangePasswordRequest */
+        /**
+         * ChangePasswordRequest
+         * @example {
+         *       "current_password": "correct horse battery staple",
+         *       "new_password": "a new long passphrase"
+         *     }
+         */
         ChangePasswordRequest: {
             current_password: string;
             new_password: string;
@@ -1290,7 +1296,12 @@ export interface components {
             /** @description YYYY-MM-DD (UTC). */
             day: string;
         };
-        /** EmailRequest */
+        /**
+         * EmailRequest
+         * @example {
+         *       "email": "ada@example.com"
+         *     }
+         */
         EmailRequest: {
             email: string;
         };
@@ -1503,7 +1514,12 @@ export interface components {
             /** @description Unique, URL-friendly name. */
             slug: string;
         };
-        /** OverrideBody */
+        /**
+         * OverrideBody
+         * @example {
+         *       "value": true
+         *     }
+         */
         OverrideBody: {
             /** @description The org's value (of the flag's type); it beats every rule while the flag is on. */
             value: unknown;
@@ -1561,7 +1577,12 @@ export interface components {
             /** @description `ready`. */
             status: string;
         };
-        /** RefreshRequest */
+        /**
+         * RefreshRequest
+         * @example {
+         *       "refresh_token": "3f1c...a9"
+         *     }
+         */
         RefreshRequest: {
             /** @description The refresh token from the last login or refresh; each works once. */
             refresh_token: string;
@@ -1579,7 +1600,13 @@ export interface components {
             name: string;
             password: string;
         };
-        /** ResetConfirmRequest */
+        /**
+         * ResetConfirmRequest
+         * @example {
+         *       "new_password": "a new long passphrase",
+         *       "token": "5b2e...c7"
+         *     }
+         */
         ResetConfirmRequest: {
             new_password: string;
             /** @description The token from the emailed link. */
@@ -1590,7 +1617,12 @@ export interface components {
          * @enum {string}
          */
         Role: "owner" | "admin" | "member" | "viewer";
-        /** RoleChange */
+        /**
+         * RoleChange
+         * @example {
+         *       "role": "admin"
+         *     }
+         */
         RoleChange: {
             role: components["schemas"]["Role"];
         };
@@ -1685,7 +1717,12 @@ export interface components {
             /** Format: uint64 */
             wal_bytes: number;
         };
-        /** TokenRequest */
+        /**
+         * TokenRequest
+         * @example {
+         *       "token": "5b2e...c7"
+         *     }
+         */
         TokenRequest: {
             /** @description The token from the emailed link. */
             token: string;
@@ -1705,7 +1742,12 @@ export interface components {
             token_type: string;
             user: components["schemas"]["UserView"];
         };
-        /** TransferRequest */
+        /**
+         * TransferRequest
+         * @example {
+         *       "user_id": "00000000-0000-0000-0000-000000000000"
+         *     }
+         */
         TransferRequest: {
             /**
              * Format: uuid
@@ -1713,18 +1755,37 @@ export interface components {
              */
             user_id: string;
         };
-        /** UpdateFlag */
+        /**
+         * UpdateFlag
+         * @example {
+         *       "default_value": null,
+         *       "description": null,
+         *       "enabled": false,
+         *       "rules": null
+         *     }
+         */
         UpdateFlag: {
             default_value?: unknown;
             description?: string | null;
             enabled?: boolean | null;
             rules?: components["schemas"]["RuleBody"][] | null;
         };
-        /** UpdateMeRequest */
+        /**
+         * UpdateMeRequest
+         * @example {
+         *       "name": "Ada King"
+         *     }
+         */
         UpdateMeRequest: {
             name?: string | null;
         };
-        /** UpdateOrgRequest */
+        /**
+         * UpdateOrgRequest
+         * @example {
+         *       "name": "Initech Holdings",
+         *       "slug": null
+         *     }
+         */
         UpdateOrgRequest: {
             name?: string | null;
             slug?: string | null;

@@ -287,6 +287,7 @@ impl Example for CreateFlag {
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct UpdateFlag {
     description: Option<String>,
     default_value: Option<Value>,
@@ -295,6 +296,7 @@ struct UpdateFlag {
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct OverrideBody {
     /// The org's value (of the flag's type); it beats every rule while the flag is on.
     value: Value,
@@ -823,5 +825,22 @@ impl OrgFlagsApi {
             value: evaluated.value,
             reason: staff.then(|| EvaluationReason::new(&evaluated.reason)),
         }))
+    }
+}
+
+impl poem_openapi::types::Example for UpdateFlag {
+    fn example() -> Self {
+        UpdateFlag {
+            description: None,
+            default_value: None,
+            enabled: Some(false),
+            rules: None,
+        }
+    }
+}
+
+impl poem_openapi::types::Example for OverrideBody {
+    fn example() -> Self {
+        OverrideBody { value: json!(true) }
     }
 }

@@ -52,11 +52,13 @@ struct MemberPage {
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct RoleChange {
     role: Role,
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct TransferRequest {
     /// The member who becomes an owner; the caller becomes an admin.
     user_id: Uuid,
@@ -330,5 +332,19 @@ impl MembersApi {
             .await?;
         self.0.platform.tenancy().forget_org(org);
         Ok(Json(MemberView::new(member)?))
+    }
+}
+
+impl poem_openapi::types::Example for RoleChange {
+    fn example() -> Self {
+        RoleChange { role: Role::Admin }
+    }
+}
+
+impl poem_openapi::types::Example for TransferRequest {
+    fn example() -> Self {
+        TransferRequest {
+            user_id: uuid::Uuid::nil(),
+        }
     }
 }

@@ -68,6 +68,7 @@ impl Example for CreateOrgRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 struct UpdateOrgRequest {
     name: Option<String>,
     slug: Option<String>,
@@ -356,6 +357,15 @@ mod tests {
         assert!(slug_violation("acme").is_none());
         for bad in ["a", "Acme", "-acme", "acme-", "ac--me", "ac me", &"a".repeat(49)] {
             assert!(slug_violation(bad).is_some(), "{bad}");
+        }
+    }
+}
+
+impl poem_openapi::types::Example for UpdateOrgRequest {
+    fn example() -> Self {
+        UpdateOrgRequest {
+            name: Some("Initech Holdings".into()),
+            slug: None,
         }
     }
 }
