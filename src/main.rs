@@ -67,6 +67,16 @@ enum Command {
     },
     /// List the plugins and whether each is enabled.
     Plugins,
+    /// Copy the database consistently (safe while a server is running).
+    Backup {
+        /// The file to write.
+        path: std::path::PathBuf,
+    },
+    /// Replace the database with a backup (refused while a server runs on it).
+    Restore {
+        /// The backup file.
+        path: std::path::PathBuf,
+    },
     /// The audit log: verify its hash chain, or archive old entries.
     Audit {
         #[command(subcommand)]
@@ -157,6 +167,20 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
             migrate(&app)?;
             let password = read_admin_password()?;
             create_admin(&app, &email, &name, &password)
+        }
+        Command::Backup { path } => {
+            plinth_core::backup::backup(&app.platform().config().database_path, &path)?;
+            println!("backup written to {}", path.display());
+            Ok(())
+        }
+        Command::Restore { path } => {
+            plinth_core::backup::restore(&path, &app.platform().config().database_path)?;
+            println!(
+                "restored {} from {}",
+                app.platform().config().database_path.display(),
+                path.display()
+            );
+            Ok(())
         }
         Command::Audit { command } => {
             migrate(&app)?;

@@ -120,6 +120,11 @@ pub struct Config {
     /// `PLINTH_AUDIT_RETENTION_DAYS`: audit entries older than this are archived to
     /// a file and pruned (hourly); unset keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// `PLINTH_BACKUP_DIR`: when set, a backup is taken there every
+    /// `PLINTH_BACKUP_INTERVAL_SECS` (default 86400), keeping `PLINTH_BACKUP_KEEP` (7).
+    pub backup_dir: Option<PathBuf>,
+    pub backup_interval: Duration,
+    pub backup_keep: usize,
     /// `PLINTH_PLUGIN_DIR`: shared libraries loaded as external plugins at start,
     /// default `./plugins.d` (a missing folder means none).
     pub plugin_dir: PathBuf,
@@ -316,6 +321,9 @@ impl Config {
         let auth_rate_per_account = number("PLINTH_AUTH_RATE_PER_ACCOUNT", 10, 1, 100_000) as u32;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let password_hash_concurrency = number("PLINTH_PASSWORD_HASH_CONCURRENCY", cpus, 1, 256) as usize;
+        let backup_interval =
+            Duration::from_secs(number("PLINTH_BACKUP_INTERVAL_SECS", 86_400, 1, 31_536_000));
+        let backup_keep = number("PLINTH_BACKUP_KEEP", 7, 1, 10_000) as usize;
         let audit_archive_dir = get("PLINTH_AUDIT_ARCHIVE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
@@ -382,6 +390,9 @@ impl Config {
             password_hash_concurrency,
             audit_archive_dir,
             audit_retention_days,
+            backup_dir: get("PLINTH_BACKUP_DIR").map(PathBuf::from),
+            backup_interval,
+            backup_keep,
             plugin_dir: get("PLINTH_PLUGIN_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("plugins.d")),

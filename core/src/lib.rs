@@ -7,6 +7,7 @@
 //! feature areas goes through the seams defined here.
 
 pub mod audit;
+pub mod backup;
 pub mod cache;
 pub mod config;
 pub mod db;

@@ -308,6 +308,29 @@ impl App {
     ) -> Result<()> {
         let platform = self.platform.clone();
         let config = platform.config().clone();
+        // One server per database file; `plinth restore` checks this lock.
+        let _lock = crate::backup::lock_server(&config.database_path)?;
+        if let Some(dir) = config.backup_dir.clone() {
+            let (db, every, keep) = (
+                config.database_path.clone(),
+                config.backup_interval,
+                config.backup_keep,
+            );
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    let (db, dir) = (db.clone(), dir.clone());
+                    match tokio::task::spawn_blocking(move || crate::backup::scheduled(&db, &dir, keep)).await
+                    {
+                        Ok(Ok(file)) => tracing::info!(file = %file.display(), "backup taken"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "scheduled backup failed"),
+                        Err(e) => tracing::error!(error = %e, "scheduled backup failed"),
+                    }
+                }
+            });
+        }
         let recovered = platform.db().call(crate::jobs::recover).await?;
         if recovered > 0 {
             tracing::info!(

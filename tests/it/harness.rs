@@ -185,14 +185,24 @@ impl TestAppBuilder {
         let server = tokio::spawn(app.serve(acceptor, async move {
             let _ = rx.await;
         }));
-        TestApp {
+        let app = TestApp {
             addr,
             platform,
             client: reqwest::Client::new(),
             dir,
             shutdown: Some(tx),
             server: Some(server),
-        }
+        };
+        // Serving (and holding the database lock) before the test goes on.
+        eventually("the server answers", || async {
+            app.client
+                .get(app.url("/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        })
+        .await;
+        app
     }
 }
 

@@ -4,6 +4,7 @@
 mod acme;
 mod admin;
 mod auth;
+mod backup;
 mod cli;
 mod external;
 mod flags;
