@@ -340,6 +340,15 @@ impl OrgsApi {
     }
 }
 
+impl poem_openapi::types::Example for UpdateOrgRequest {
+    fn example() -> Self {
+        UpdateOrgRequest {
+            name: Some("Initech Holdings".into()),
+            slug: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,15 +366,6 @@ mod tests {
         assert!(slug_violation("acme").is_none());
         for bad in ["a", "Acme", "-acme", "acme-", "ac--me", "ac me", &"a".repeat(49)] {
             assert!(slug_violation(bad).is_some(), "{bad}");
-        }
-    }
-}
-
-impl poem_openapi::types::Example for UpdateOrgRequest {
-    fn example() -> Self {
-        UpdateOrgRequest {
-            name: Some("Initech Holdings".into()),
-            slug: None,
         }
     }
 }
