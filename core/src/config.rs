@@ -120,6 +120,11 @@ pub struct Config {
     /// `PLINTH_AUDIT_RETENTION_DAYS`: audit entries older than this are archived to
     /// a file and pruned (hourly); unset keeps them forever.
     pub audit_retention_days: Option<u32>,
+    /// `PLINTH_MAX_IN_FLIGHT`: requests served at once; more get 503 with
+    /// Retry-After instead of queueing in memory, default 1024.
+    pub max_in_flight: usize,
+    /// `PLINTH_IDLE_TIMEOUT_SECS`: idle keep-alive connections close after this, default 60.
+    pub idle_timeout: Duration,
     /// `PLINTH_BACKUP_DIR`: when set, a backup is taken there every
     /// `PLINTH_BACKUP_INTERVAL_SECS` (default 86400), keeping `PLINTH_BACKUP_KEEP` (7).
     pub backup_dir: Option<PathBuf>,
@@ -321,6 +326,8 @@ impl Config {
         let auth_rate_per_account = number("PLINTH_AUTH_RATE_PER_ACCOUNT", 10, 1, 100_000) as u32;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let password_hash_concurrency = number("PLINTH_PASSWORD_HASH_CONCURRENCY", cpus, 1, 256) as usize;
+        let max_in_flight = number("PLINTH_MAX_IN_FLIGHT", 1024, 1, 1_000_000) as usize;
+        let idle_timeout = Duration::from_secs(number("PLINTH_IDLE_TIMEOUT_SECS", 60, 1, 3600));
         let backup_interval =
             Duration::from_secs(number("PLINTH_BACKUP_INTERVAL_SECS", 86_400, 1, 31_536_000));
         let backup_keep = number("PLINTH_BACKUP_KEEP", 7, 1, 10_000) as usize;
@@ -390,6 +397,8 @@ impl Config {
             password_hash_concurrency,
             audit_archive_dir,
             audit_retention_days,
+            max_in_flight,
+            idle_timeout,
             backup_dir: get("PLINTH_BACKUP_DIR").map(PathBuf::from),
             backup_interval,
             backup_keep,

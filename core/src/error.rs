@@ -71,6 +71,9 @@ pub enum Error {
     /// 429: too many requests; retry after the given number of seconds.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// 503: too many requests in flight; retry shortly.
+    #[error("the server is busy; retry shortly")]
+    Overloaded,
     /// 503: a dependency is not ready (database, migrations).
     #[error("{0}")]
     Unavailable(String),
@@ -108,6 +111,7 @@ impl Error {
                 retry_after_secs: *retry_after_secs,
             },
             Error::Unavailable(s) => Error::Unavailable(s.clone()),
+            Error::Overloaded => Error::Overloaded,
             Error::Internal(cause) => Error::internal(cause.to_string()),
         }
     }
@@ -123,7 +127,7 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Unavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -196,6 +200,10 @@ impl ResponseError for Error {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Error::Overloaded = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Error::RateLimited { retry_after_secs } = self
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
@@ -209,7 +217,7 @@ impl ResponseError for Error {
 /// returns `Result<_, Error>` lists them, with the `Problem` schema.
 impl ApiResponse for Error {
     fn meta() -> MetaResponses {
-        const DOCUMENTED: [(u16, &str); 11] = [
+        const DOCUMENTED: [(u16, &str); 12] = [
             (400, "Malformed request (bad JSON or parameter)"),
             (401, "Missing or invalid credentials"),
             (402, "The plan does not allow this"),
@@ -221,6 +229,7 @@ impl ApiResponse for Error {
             (422, "Invalid fields"),
             (429, "Too many requests"),
             (500, "Internal error"),
+            (503, "Busy (retry after Retry-After) or a dependency is not ready"),
         ];
         MetaResponses {
             responses: DOCUMENTED

@@ -96,6 +96,8 @@ pub(crate) struct PipelineOptions {
     pub body_limit: usize,
     pub production: bool,
     pub trusted_proxies: Vec<IpAddr>,
+    /// Requests served at once before the server sheds load with 503.
+    pub max_in_flight: usize,
 }
 
 /// Wraps the router in the whole pipeline.
@@ -121,6 +123,7 @@ pub(crate) fn pipeline(
         .expose_headers([REQUEST_ID_HEADER, "retry-after"])
         .max_age(600);
     let limit = options.body_limit;
+    let permits = Arc::new(tokio::sync::Semaphore::new(options.max_in_flight));
     let options = Arc::new(options);
     inner
         .around(move |ep, req| limit_body(ep, req, limit))
@@ -134,6 +137,16 @@ pub(crate) fn pipeline(
             ep.call(req).await
         })
         .with(CatchPanic::new().with_handler(ProblemOnPanic))
+        .around(move |ep, req| {
+            // A flood is refused at the door instead of queueing in memory.
+            let permits = permits.clone();
+            async move {
+                let Ok(_permit) = permits.try_acquire() else {
+                    return Err(Error::Overloaded.into());
+                };
+                Ok(ep.call(req).await?.into_response())
+            }
+        })
         .around(move |ep, req| observe(ep, req, options.clone()))
 }
 

@@ -403,9 +403,11 @@ impl App {
                 body_limit: config.body_limit,
                 production: config.is_production(),
                 trusted_proxies: config.trusted_proxies.clone(),
+                max_in_flight: config.max_in_flight,
             },
         );
         let served = Server::new_with_acceptor(acceptor)
+            .idle_timeout(config.idle_timeout)
             .run_with_graceful_shutdown(app, shutdown, Some(config.shutdown_timeout))
             .await;
         workers.shutdown(config.shutdown_timeout).await;

@@ -8,6 +8,7 @@ mod backup;
 mod cli;
 mod external;
 mod flags;
+mod hardening;
 mod harness;
 mod isolation;
 mod jobs;
