@@ -180,7 +180,8 @@ async fn observe<E: Endpoint>(
     req.extensions_mut().insert(client);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, method = %method, path = %loggable(&path));
     let _in_flight = options.metrics.request_started();
     let started = Instant::now();
 
@@ -212,6 +213,21 @@ async fn observe<E: Endpoint>(
         }
     });
     Ok(resp)
+}
+
+/// The path as logs may show it: invitation tokens travel in the path and are
+/// secrets, so that segment is masked.
+fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/api/invitations/") {
+        Some(rest) => {
+            let tail = rest
+                .split_once('/')
+                .map(|(_, t)| format!("/{t}"))
+                .unwrap_or_default();
+            format!("/api/invitations/[token]{tail}").into()
+        }
+        None => path.into(),
+    }
 }
 
 /// Client-supplied ids are kept only when short and plain, so they cannot inject
@@ -318,6 +334,16 @@ impl PanicHandler for ProblemOnPanic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invitation_tokens_are_masked_in_logged_paths() {
+        assert_eq!(
+            loggable("/api/invitations/abc.def/accept"),
+            "/api/invitations/[token]/accept"
+        );
+        assert_eq!(loggable("/api/invitations/abc.def"), "/api/invitations/[token]");
+        assert_eq!(loggable("/api/orgs"), "/api/orgs");
+    }
 
     #[test]
     fn request_ids_from_clients_are_sanitised() {
