@@ -211,3 +211,204 @@ async fn sigterm_under_load_drops_no_acknowledged_request() {
     assert!(lost.is_empty(), "{} acknowledged writes lost", lost.len());
     assert!(!acknowledged.is_empty());
 }
+
+#[tokio::test]
+async fn concurrent_read_then_write_transactions_never_fail_busy() {
+    let app = TestApp::builder().plugin(Widgets::default()).spawn().await;
+    let db = app.platform.db().clone();
+    db.write(|tx| Ok(tx.execute("INSERT INTO widgets (id, name) VALUES ('counter', 'counter')", [])?))
+        .await
+        .expect("seed");
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    // Read, then write what was read: a deferred transaction here
+                    // would hit SQLITE_BUSY_SNAPSHOT under contention.
+                    db.write(|tx| {
+                        let n: i64 =
+                            tx.query_row("SELECT processed FROM widgets WHERE id = 'counter'", [], |r| {
+                                r.get(0)
+                            })?;
+                        tx.execute("UPDATE widgets SET processed = ?1 WHERE id = 'counter'", [n + 1])?;
+                        Ok(())
+                    })
+                    .await
+                    .expect("no busy error");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let n: i64 = app
+        .conn()
+        .query_row("SELECT processed FROM widgets WHERE id = 'counter'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(n, 400, "no lost update");
+}
+
+#[tokio::test]
+async fn trace_is_refused() {
+    let app = TestApp::builder().spawn().await;
+    let resp = app
+        .client
+        .request(reqwest::Method::TRACE, app.url("/api/auth/me"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn logs_of_a_production_run_hold_no_secret_or_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("server.log");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let url = format!("sqlite://{}", dir.path().join("plinth.db").display());
+    let (jwt, key) = (
+        "fedcba9876543210fedcba9876543210-jwt",
+        "0123456789abcdef0123456789abcdef-secret",
+    );
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .env_clear()
+        .envs([
+            ("PLINTH_ENV", "production"),
+            ("DATABASE_URL", url.as_str()),
+            ("SECRET_KEY", key),
+            ("JWT_SECRET", jwt),
+            // Nobody listens there: mail jobs fail and log their errors.
+            ("SMTP_URL", "smtp://127.0.0.1:9"),
+            ("APP_URL", "https://app.example.com"),
+            ("PLINTH_LOG", "debug"),
+            ("PLINTH_JOB_POLL_MS", "50"),
+            ("PLINTH_JOB_BACKOFF_MS", "50"),
+        ])
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready);
+    let password = "an unmistakable passphrase 77";
+    let post = |path: &str, body: Value| client.post(format!("{base}{path}")).json(&body).send();
+    post(
+        "/api/auth/register",
+        json!({"email": "ada@example.com", "password": password, "name": "Ada"}),
+    )
+    .await
+    .expect("register");
+    let login: Value = post(
+        "/api/auth/login",
+        json!({"email": "ada@example.com", "password": password}),
+    )
+    .await
+    .expect("login")
+    .json()
+    .await
+    .expect("json");
+    let (access, refresh) = (
+        login["access_token"].as_str().expect("a").to_string(),
+        login["refresh_token"].as_str().expect("r").to_string(),
+    );
+    post("/api/auth/refresh", json!({ "refresh_token": refresh }))
+        .await
+        .expect("refresh");
+    post(
+        "/api/auth/login",
+        json!({"email": "ada@example.com", "password": "wrong password here"}),
+    )
+    .await
+    .expect("login");
+    let org: Value = client
+        .post(format!("{base}/api/orgs"))
+        .bearer_auth(&access)
+        .json(&json!({"name": "Logs Inc"}))
+        .send()
+        .await
+        .expect("org")
+        .json()
+        .await
+        .expect("json");
+    client
+        .post(format!(
+            "{base}/api/orgs/{}/invitations",
+            org["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&access)
+        .json(&json!({"email": "bob@example.com", "role": "member"}))
+        .send()
+        .await
+        .expect("invite");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let conn = plinth_core::db::open_connection(&dir.path().join("plinth.db")).expect("open");
+    let mails: Vec<String> = conn
+        .prepare("SELECT text_body FROM mail_outbox")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let tokens_in_mail: Vec<String> = mails
+        .iter()
+        .filter_map(|m| {
+            let at = m
+                .find("token=")
+                .map(|i| i + 6)
+                .or_else(|| m.find("/invitations/").map(|i| i + 13))?;
+            Some(
+                m[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_hexdigit() || *c == '.')
+                    .collect(),
+            )
+        })
+        .collect();
+    assert!(tokens_in_mail.len() >= 2, "{mails:?}");
+    for token in &tokens_in_mail {
+        client
+            .get(format!("{base}/api/invitations/{token}"))
+            .send()
+            .await
+            .expect("preview");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.lines().count() > 10, "a real log was captured");
+    let mut secrets = vec![
+        password.to_string(),
+        access,
+        refresh,
+        jwt.to_string(),
+        key.to_string(),
+    ];
+    secrets.extend(tokens_in_mail);
+    for secret in secrets {
+        assert!(
+            !text.contains(&secret),
+            "the log contains a secret: {}…",
+            &secret[..8.min(secret.len())]
+        );
+    }
+}
