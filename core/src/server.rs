@@ -37,7 +37,6 @@ pub const CORE: &str = "core";
 pub struct App {
     platform: Platform,
     enabled: Vec<Arc<dyn Plugin>>,
-    infos: Vec<PluginInfo>,
     migrations: Arc<Vec<Migration>>,
     spec: Value,
     routes: RouteTable,
@@ -220,11 +219,10 @@ impl App {
             }))
             .collect();
 
-        platform.set_plugins(infos.clone());
+        platform.set_plugins(infos);
         Ok(App {
             platform,
             enabled,
-            infos,
             migrations,
             spec,
             routes,
@@ -242,7 +240,7 @@ impl App {
     }
 
     pub fn plugins(&self) -> &[PluginInfo] {
-        &self.infos
+        self.platform.plugins()
     }
 
     /// Every migration of core and the enabled plugins.
@@ -488,7 +486,7 @@ pub async fn bind(addr: std::net::SocketAddr) -> Result<TcpAcceptor> {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("plugins", &self.infos)
+            .field("plugins", &self.platform.plugins())
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,8 @@
 //! /api/admin/audit-logs: filtered queries, streaming export (CSV, NDJSON) in
 //! constant memory, and chain verification.
 
+use std::io::Write;
+
 use bytes::Bytes;
 use plinth_core::audit::{self, AuditEntry, AuditFilter, AuditRow, EXPORT_COLUMNS};
 use plinth_core::identity::auth::BearerAuth;
@@ -272,25 +274,12 @@ impl AuditApi {
         tokio::task::spawn_blocking(move || {
             let result = (|| -> Result<()> {
                 let conn = db.conn()?;
-                let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
-                let send = |buf: &mut Vec<u8>, force: bool| -> Result<()> {
-                    if buf.len() >= CHUNK || (force && !buf.is_empty()) {
-                        let chunk = Bytes::from(std::mem::replace(buf, Vec::with_capacity(CHUNK * 2)));
-                        // The client went away: stop reading.
-                        tx.blocking_send(Ok(chunk))
-                            .map_err(|_| Error::internal("export cancelled"))?;
-                    }
-                    Ok(())
-                };
+                let mut out = ChunkSender::new(tx);
                 match format {
                     ExportFormat::Csv => {
-                        let mut header = csv::Writer::from_writer(Vec::new());
-                        header.write_record(EXPORT_COLUMNS).map_err(Error::internal)?;
-                        buf.extend(header.into_inner().map_err(|e| Error::internal(e.to_string()))?);
+                        let mut w = csv::Writer::from_writer(&mut out);
+                        w.write_record(EXPORT_COLUMNS).map_err(Error::internal)?;
                         audit::query(&conn, &filter, None, None, |r| {
-                            let mut w = csv::WriterBuilder::new()
-                                .has_headers(false)
-                                .from_writer(Vec::with_capacity(256));
                             let seq = r.seq.map(|s| s.to_string()).unwrap_or_default();
                             w.write_record([
                                 r.id.as_str(),
@@ -306,20 +295,17 @@ impl AuditApi {
                                 r.details.as_str(),
                                 r.personal.as_deref().unwrap_or(""),
                             ])
-                            .map_err(Error::internal)?;
-                            buf.extend(w.into_inner().map_err(|e| Error::internal(e.to_string()))?);
-                            send(&mut buf, false)
+                            .map_err(Error::internal)
                         })?;
+                        w.flush().map_err(Error::internal)?;
                     }
                     ExportFormat::Ndjson => {
                         audit::query(&conn, &filter, None, None, |r| {
-                            buf.extend(ndjson_line(&r).as_bytes());
-                            buf.push(b'\n');
-                            send(&mut buf, false)
+                            writeln!(out, "{}", ndjson_line(&r)).map_err(Error::internal)
                         })?;
                     }
                 }
-                send(&mut buf, true)
+                out.finish()
             })();
             if let Err(e) = result {
                 tracing_stop(&e);
@@ -354,6 +340,51 @@ impl AuditApi {
             broken_at,
             reason,
         }))
+    }
+}
+
+/// Buffers export bytes and hands them to the response stream in chunks; a
+/// closed channel (the client went away) becomes a write error that stops the
+/// export.
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl ChunkSender {
+    fn new(tx: mpsc::Sender<std::io::Result<Bytes>>) -> Self {
+        ChunkSender {
+            buf: Vec::with_capacity(CHUNK * 2),
+            tx,
+        }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK * 2)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "export cancelled"))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.send().map_err(Error::internal)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
