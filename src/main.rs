@@ -10,12 +10,14 @@ use clap::{Parser, Subcommand};
 use plinth_core::seed::{DEMO_PASSWORD, DEMO_USERS, SeedOptions};
 use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server};
 
-/// The built-in plugins, in registration order.
-fn builtin_plugins() -> Vec<Arc<dyn Plugin>> {
+/// The built-in plugins, in registration order. Billing is passed in because its
+/// command-line tasks (reprocess, reconcile) run on the same instance.
+fn builtin_plugins(billing: Arc<plinth_billing::Billing>) -> Vec<Arc<dyn Plugin>> {
     vec![
         plinth_teams::Teams::new(),
         plinth_flags::Flags::new(),
         plinth_admin::Admin::new(),
+        billing,
     ]
 }
 
@@ -77,11 +79,24 @@ enum Command {
         /// The backup file.
         path: std::path::PathBuf,
     },
+    /// Billing tasks: reprocess a webhook event, reconcile with Stripe.
+    Billing {
+        #[command(subcommand)]
+        command: BillingCommand,
+    },
     /// The audit log: verify its hash chain, or archive old entries.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum BillingCommand {
+    /// Apply a stored Stripe webhook event again (by its evt_... id).
+    Reprocess { event_id: String },
+    /// Re-read every customer and subscription from Stripe and repair drift.
+    Reconcile,
 }
 
 #[derive(Subcommand)]
@@ -119,7 +134,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config) -> Result<(), Error> {
-    let app = App::new(config, builtin_plugins())?;
+    let billing = plinth_billing::Billing::new();
+    let app = App::new(config, builtin_plugins(billing.clone()))?;
     match command {
         Command::Serve { demo, .. } => {
             migrate(&app)?;
@@ -213,6 +229,25 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
                     Ok(())
                 }
             }
+        }
+        Command::Billing { command } => {
+            migrate(&app)?;
+            match command {
+                BillingCommand::Reprocess { event_id } => {
+                    let outcome = billing.reprocess(app.platform(), &event_id).await?;
+                    println!("{event_id}: {outcome}");
+                }
+                BillingCommand::Reconcile => {
+                    let changes = billing.reconcile(app.platform()).await?;
+                    if changes.is_empty() {
+                        println!("billing matches Stripe: nothing to repair");
+                    }
+                    for line in changes {
+                        println!("{line}");
+                    }
+                }
+            }
+            Ok(())
         }
         Command::Plugins => {
             if app.plugins().is_empty() {

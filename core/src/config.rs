@@ -64,6 +64,11 @@ pub struct Config {
     pub stripe_secret_key: Option<Secret>,
     /// `STRIPE_WEBHOOK_SECRET`: verifies Stripe webhook signatures.
     pub stripe_webhook_secret: Option<Secret>,
+    /// `STRIPE_API_BASE`: where the Stripe client sends requests, default Stripe's
+    /// (tests and staging point it at a stand-in).
+    pub stripe_api_base: String,
+    /// `PLINTH_BILLING_GRACE_DAYS`: how long a past-due org keeps its plan, default 7.
+    pub billing_grace: Duration,
     /// `SMTP_URL`: e.g. `smtp://user:pass@host:587`; unset in development means mail
     /// goes to the outbox table and the log only.
     pub smtp_url: Option<Secret>,
@@ -230,6 +235,11 @@ impl Config {
             );
         }
 
+        let stripe_api_base = get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com/".into());
+        if !(stripe_api_base.starts_with("https://") || stripe_api_base.starts_with("http://")) {
+            problems.push("STRIPE_API_BASE must be an http(s) URL".into());
+        }
+
         let smtp_url = get("SMTP_URL").map(Secret);
         if let Some(url) = &smtp_url {
             if !(url.expose().starts_with("smtp://") || url.expose().starts_with("smtps://")) {
@@ -327,6 +337,7 @@ impl Config {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let password_hash_concurrency = number("PLINTH_PASSWORD_HASH_CONCURRENCY", cpus, 1, 256) as usize;
         let max_in_flight = number("PLINTH_MAX_IN_FLIGHT", 1024, 1, 1_000_000) as usize;
+        let billing_grace = Duration::from_secs(86_400 * number("PLINTH_BILLING_GRACE_DAYS", 7, 0, 365));
         let idle_timeout = Duration::from_secs(number("PLINTH_IDLE_TIMEOUT_SECS", 60, 1, 3600));
         let backup_interval =
             Duration::from_secs(number("PLINTH_BACKUP_INTERVAL_SECS", 86_400, 1, 31_536_000));
@@ -371,6 +382,8 @@ impl Config {
             jwt_secret,
             stripe_secret_key,
             stripe_webhook_secret,
+            stripe_api_base,
+            billing_grace,
             smtp_url,
             app_url,
             addr,

@@ -143,6 +143,18 @@ impl Jobs {
         Ok(id)
     }
 
+    /// Enqueues a job of `kind` unless one is already queued or running; returns
+    /// its id when it did.
+    pub fn enqueue_unique(&self, conn: &Connection, kind: &str, payload: &Value) -> Result<Option<Uuid>> {
+        let pending = conn
+            .prepare_cached("SELECT 1 FROM jobs WHERE kind = ?1 AND status IN ('queued', 'running') LIMIT 1")?
+            .exists([kind])?;
+        if pending {
+            return Ok(None);
+        }
+        self.enqueue(conn, kind, payload).map(Some)
+    }
+
     /// Delay before the next attempt after `attempts` failed ones: base * 2^(n-1),
     /// capped, with up to 10 % jitter so retries of a burst do not align.
     pub fn backoff(&self, attempts: u32) -> Duration {

@@ -35,7 +35,7 @@ pub mod tenancy;
 pub use config::{Config, Environment};
 pub use error::{Error, FieldError, Problem, Result};
 pub use platform::Platform;
-pub use plugin::{ApiPart, Plugin};
+pub use plugin::{ApiPart, Plugin, Schedule};
 pub use server::App;
 
 /// Re-exported so plugins build their APIs against the exact versions core uses.

@@ -56,6 +56,12 @@ pub trait Plugin: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Job kinds to enqueue periodically (reconciliation, period closing). The
+    /// server enqueues one whenever none of that kind is waiting or running.
+    fn schedules(&self) -> Vec<Schedule> {
+        Vec::new()
+    }
+
     /// Adds its part of the demo data, inside the seed's transaction (bind the
     /// context to an org before writing that org's rows).
     fn seed(&self, _ctx: &SeedContext<'_>, _options: &SeedOptions) -> Result<()> {
@@ -72,6 +78,14 @@ pub trait Plugin: Send + Sync + 'static {
     fn feature_flags(&self) -> Option<Arc<dyn FeatureFlags>> {
         None
     }
+}
+
+/// A periodic job: `kind` is enqueued (payload `{}`) every `every`, the first time
+/// one period after start-up.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub kind: &'static str,
+    pub every: std::time::Duration,
 }
 
 /// A plugin's (or core's) API: its routes and its own OpenAPI document, merged by

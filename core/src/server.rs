@@ -41,6 +41,7 @@ pub struct App {
     spec: Value,
     routes: RouteTable,
     jobs: Vec<JobHandler>,
+    schedules: Vec<crate::plugin::Schedule>,
 }
 
 impl App {
@@ -220,6 +221,7 @@ impl App {
             .collect();
 
         platform.set_plugins(infos);
+        let schedules = enabled.iter().flat_map(|p| p.schedules()).collect();
         Ok(App {
             platform,
             enabled,
@@ -227,6 +229,7 @@ impl App {
             spec,
             routes,
             jobs: handlers,
+            schedules,
         })
     }
 
@@ -352,6 +355,25 @@ impl App {
                         }
                         Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
                         Err(e) => tracing::error!(error = %e, "audit retention failed"),
+                    }
+                }
+            });
+        }
+        for schedule in self.schedules.clone() {
+            let p = platform.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(schedule.every);
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    let jobs = p.jobs().clone();
+                    let kind = schedule.kind;
+                    let queued = p
+                        .db()
+                        .write(move |tx| jobs.enqueue_unique(tx, kind, &serde_json::json!({})))
+                        .await;
+                    if let Err(e) = queued {
+                        tracing::error!(kind, error = %e, "could not enqueue a scheduled job");
                     }
                 }
             });

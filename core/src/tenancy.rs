@@ -400,6 +400,17 @@ impl Tenancy {
             .await
     }
 
+    /// Whether an org exists (for staff and system flows that name one).
+    pub async fn org_exists(&self, org: Uuid) -> Result<bool> {
+        self.root
+            .call(move |conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM organizations WHERE id = ?1")?
+                    .exists([org.to_string()])?)
+            })
+            .await
+    }
+
     /// Whether a slug is taken by any org (slugs are global).
     pub async fn slug_taken(&self, slug: String) -> Result<bool> {
         self.root

@@ -359,7 +359,7 @@ async fn stats_agree_with_the_database() {
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(plugins, ["teams", "flags", "admin"]);
+    assert_eq!(plugins, ["teams", "flags", "admin", "billing"]);
     assert!(
         system["caches"]
             .as_array()

@@ -34,10 +34,14 @@ async fn demo_flags_evaluate_by_org_user_role_and_email() {
     assert_eq!(member["welcome-message"], "Welcome!");
     assert_eq!(owner["max-projects"], 10, "attribute rule on the role");
     assert_eq!(member["max-projects"], 3);
-    assert_eq!(owner["beta-reports"], false, "no plan without billing");
+    assert_eq!(
+        owner["beta-reports"], true,
+        "plans rule: the demo puts Acme on Pro"
+    );
     assert_eq!(owner["staff-tools"], false);
     let globex = flags_of(&acme, "outsider", acme.globex).await;
     assert_eq!(globex["new-dashboard"], false);
+    assert_eq!(globex["beta-reports"], false, "Globex is on the free plan");
     // Staff's own org: the email-domain attribute matches.
     let (_, org) = acme
         .send(

@@ -133,6 +133,7 @@ impl TestAppBuilder {
         self.plugins.push(plinth_teams::Teams::new());
         self.plugins.push(plinth_flags::Flags::new());
         self.plugins.push(plinth_admin::Admin::new());
+        self.plugins.push(plinth_billing::Billing::new());
         self
     }
 

@@ -11,7 +11,12 @@ use crate::harness::TestApp;
 
 /// Tables with an `org_id` column that are not tenant tables, and why.
 /// audit_log: written by core for every area, read by tenants through `org_audit_log`.
-const SHARED_WITH_ORG_ID: [&str; 1] = ["audit_log"];
+/// billing_customers: the routing index from a Stripe customer id to its org, read
+/// by webhook processing before it can bind; it holds no tenant data.
+const SHARED_WITH_ORG_ID: [&str; 2] = ["audit_log", "billing_customers"];
+
+/// Ledgers: their views refuse every delete (rows go only with their org).
+const APPEND_ONLY: [&str; 2] = ["tenant_usage_events", "tenant_invoices"];
 
 /// Every table carrying `org_id`, from the schema itself.
 fn tables_with_org_id(conn: &Connection) -> Vec<String> {
@@ -55,6 +60,35 @@ async fn two_orgs() -> Acme {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
+        // Billing: a plan (account row), usage, and a closed period's invoice.
+        let (status, _) = acme
+            .send(
+                "PUT",
+                "stranger",
+                &format!("/api/admin/orgs/{org}/billing/subscription"),
+                Some(json!({"plan_id": "pro"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = acme
+            .send(
+                "POST",
+                who,
+                &format!("/api/orgs/{org}/usage"),
+                Some(json!({"metric": "api_calls", "quantity": 3, "idempotency_key": "fixture"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, closed) = acme
+            .send(
+                "POST",
+                "stranger",
+                &format!("/api/admin/orgs/{org}/billing/close-period"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(closed["invoice"]["number"].is_string(), "{closed}");
         let override_path = format!("/api/admin/flags/new-dashboard/overrides/{org}");
         let (status, _) = acme
             .send("PUT", "stranger", &override_path, Some(json!({"value": true})))
@@ -113,6 +147,13 @@ async fn every_table_with_org_id_is_a_tenant_table_behind_a_view_with_guards() {
                     |r| r.get(0),
                 )
                 .unwrap_or_else(|_| panic!("{view} lacks its {op} trigger"));
+            if op == "delete" && APPEND_ONLY.contains(&table.as_str()) {
+                assert!(
+                    body.contains("RAISE(ABORT"),
+                    "{trigger} of a ledger does not refuse"
+                );
+                continue;
+            }
             assert!(body.contains("current_org()"), "{trigger} does not check the org");
         }
         let cascades: bool = conn
@@ -194,10 +235,14 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
     order.sort_by_key(|t| t == "tenant_memberships");
     for table in &order {
         let view = view_of(table);
-        bound
+        let deleted = bound
             .write(move |tx| Ok(tx.execute(&format!("DELETE FROM {view}"), [])?))
-            .await
-            .expect("delete");
+            .await;
+        if APPEND_ONLY.contains(&table.as_str()) {
+            assert!(deleted.is_err(), "a delete from the ledger {table} succeeded");
+            continue;
+        }
+        deleted.expect("delete");
         assert_eq!(
             count(
                 &conn,

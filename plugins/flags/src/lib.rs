@@ -74,14 +74,16 @@ impl Plugin for Flags {
     }
 
     fn subscribe(&self, bus: &mut EventBusBuilder) {
-        // An org's slug and name are rule attributes.
-        let store = self.store.clone();
-        bus.on("org.updated", move |event, _| {
-            if let Some(org) = event.org_id {
-                store.orgs.invalidate_if(move |o, _| *o == org);
-            }
-            Ok(())
-        });
+        // An org's slug, name and plan are rule attributes.
+        for name in ["org.updated", "subscription.changed"] {
+            let store = self.store.clone();
+            bus.on(name, move |event, _| {
+                if let Some(org) = event.org_id {
+                    store.orgs.invalidate_if(move |o, _| *o == org);
+                }
+                Ok(())
+            });
+        }
     }
 
     fn feature_flags(&self) -> Option<Arc<dyn FeatureFlags>> {

@@ -1,0 +1,102 @@
+//! Demo plans (Free limits, Pro, Business) and Acme on Pro, in local mode.
+
+use std::collections::BTreeMap;
+
+use plinth_core::seed::{DEMO_ORG, SeedOptions};
+use plinth_core::tenancy::SeedContext;
+use plinth_core::{Error, Result};
+use rusqlite::OptionalExtension;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Shared;
+use crate::account::{self, add_interval};
+use crate::plans::{self, Over, Plan, Quota};
+
+fn quota(limit: i64, over: Over, unit_price_cents: i64, unit_size: i64) -> Quota {
+    Quota {
+        limit,
+        over,
+        unit_price_cents,
+        unit_size,
+    }
+}
+
+pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared) -> Result<()> {
+    if !options.demo {
+        return Ok(());
+    }
+    let mut catalog = plans::load(ctx)?;
+    // The default plan gets demo limits only while nobody has edited it.
+    if let Ok(free) = catalog.default_plan()
+        && free.id == "free"
+        && free.seat_limit.is_none()
+        && free.quotas.is_empty()
+    {
+        {
+            let mut free = free.clone();
+            free.description = "For trying things out".into();
+            free.seat_limit = Some(5);
+            free.quotas = BTreeMap::from([("api_calls".to_string(), quota(1_000, Over::Block, 0, 1))]);
+            plans::save(ctx, &free)?;
+        }
+    }
+    let demo = [
+        Plan {
+            id: "pro".into(),
+            name: "Pro".into(),
+            description: "For growing teams".into(),
+            price_cents: 2_900,
+            currency: "usd".into(),
+            interval: "month".into(),
+            stripe_price_id: None,
+            seat_limit: Some(25),
+            quotas: BTreeMap::from([("api_calls".to_string(), quota(100_000, Over::Bill, 1, 100))]),
+            features: vec!["audit_export".into(), "priority_support".into()],
+            trial_days: 14,
+            is_default: false,
+            archived: false,
+            position: 1,
+        },
+        Plan {
+            id: "business".into(),
+            name: "Business".into(),
+            description: "For organizations with many teams".into(),
+            price_cents: 9_900,
+            currency: "usd".into(),
+            interval: "month".into(),
+            stripe_price_id: None,
+            seat_limit: None,
+            quotas: BTreeMap::from([("api_calls".to_string(), quota(1_000_000, Over::Bill, 1, 1_000))]),
+            features: vec!["audit_export".into(), "priority_support".into(), "sso".into()],
+            trial_days: 14,
+            is_default: false,
+            archived: false,
+            position: 2,
+        },
+    ];
+    for plan in &demo {
+        if catalog.get(&plan.id).is_none() {
+            plans::save(ctx, plan)?;
+        }
+    }
+    catalog = plans::load(ctx)?;
+    let acme: Option<String> = ctx
+        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
+        .query_row([DEMO_ORG.1], |r| r.get(0))
+        .optional()?;
+    if let Some(acme) = acme {
+        let acme = Uuid::parse_str(&acme).map_err(Error::internal)?;
+        ctx.bind(acme);
+        let now = OffsetDateTime::now_utc();
+        let mut account = account::load(ctx, acme, &catalog, now)?;
+        if !account.stored {
+            account.plan_id = "pro".into();
+            account.period_start = now;
+            account.period_end = add_interval(now, "month");
+            account::save(ctx, &mut account)?;
+        }
+    }
+    shared.reload_plans(ctx)?;
+    Ok(())
+}
