@@ -1535,7 +1535,12 @@ impl AdminBillingApi {
         event_id: Path<String>,
     ) -> Result<Json<Reprocessed>> {
         auth.0.require_staff()?;
-        let outcome = webhooks::reprocess(&self.0.platform, &self.0.shared, &event_id.0).await?;
+        // A failure is the answer, not a server error: it is also kept in the inbox.
+        let outcome = match webhooks::reprocess(&self.0.platform, &self.0.shared, &event_id.0).await {
+            Ok(outcome) => outcome,
+            Err(Error::NotFound(why)) => return Err(Error::NotFound(why)),
+            Err(e) => format!("failed: {e}"),
+        };
         let (actor, id) = (auth.0.user_id, event_id.0);
         self.0
             .platform

@@ -78,9 +78,9 @@ impl Stripe {
         let client = ClientBuilder::new(key.expose())
             .url(config.stripe_api_base.clone())
             .timeout(Duration::from_secs(20))
-            // Network errors and 5xx/429 are retried by the SDK a few times; the job
-            // queue retries beyond that.
-            .request_strategy(RequestStrategy::ExponentialBackoff(2))
+            // One attempt per call: jobs retry with backoff (durably), and a request
+            // path answers 503 at once rather than holding the client.
+            .request_strategy(RequestStrategy::Once)
             .build()
             .map_err(|e| Error::internal(format!("Stripe client: {e}")))?;
         Ok(Some(Stripe { client }))
