@@ -33,13 +33,11 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
         && free.seat_limit.is_none()
         && free.quotas.is_empty()
     {
-        {
-            let mut free = free.clone();
-            free.description = "For trying things out".into();
-            free.seat_limit = Some(5);
-            free.quotas = BTreeMap::from([("api_calls".to_string(), quota(1_000, Over::Block, 0, 1))]);
-            plans::save(ctx, &free)?;
-        }
+        let mut free = free.clone();
+        free.description = "For trying things out".into();
+        free.seat_limit = Some(5);
+        free.quotas = BTreeMap::from([("api_calls".to_string(), quota(1_000, Over::Block, 0, 1))]);
+        plans::save(ctx, &free)?;
     }
     let demo = [
         Plan {

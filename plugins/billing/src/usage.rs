@@ -108,12 +108,10 @@ pub fn record(
         && q.over == Over::Block
         && so_far.saturating_add(quantity) > q.limit
     {
-        {
-            return Err(Error::PaymentRequired(format!(
-                "the {} plan allows {} {metric} per period and {so_far} are used; upgrade the plan to record more",
-                plan.name, q.limit
-            )));
-        }
+        return Err(Error::PaymentRequired(format!(
+            "the {} plan allows {} {metric} per period and {so_far} are used; upgrade the plan to record more",
+            plan.name, q.limit
+        )));
     }
     let id = Uuid::now_v7().to_string();
     let at = now_rfc3339();

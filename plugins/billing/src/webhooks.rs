@@ -243,10 +243,8 @@ async fn apply(
             if outcome == TIE
                 && let (Some(stripe), Some(id)) = (shared.stripe(platform.config())?, object["id"].as_str())
             {
-                {
-                    let current = stripe.subscription(id).await?;
-                    return apply_subscription(platform, shared, org, current, created, true).await;
-                }
+                let current = stripe.subscription(id).await?;
+                return apply_subscription(platform, shared, org, current, created, true).await;
             }
             Ok(outcome)
         }
