@@ -1583,7 +1583,7 @@ export interface components {
         };
         /** ClosedPeriod */
         ClosedPeriod: {
-            /** @description The invoice issued for the closed period; null when there was nothing to charge. */
+            /** @description The invoice issued for the closed period; absent when there was nothing to charge. */
             invoice?: components["schemas"]["InvoiceView"] & unknown;
         };
         /**

@@ -449,7 +449,8 @@ struct SetSubscriptionRequest {
 
 #[derive(Object)]
 struct ClosedPeriod {
-    /// The invoice issued for the closed period; null when there was nothing to charge.
+    /// The invoice issued for the closed period; absent when there was nothing to charge.
+    #[oai(skip_serializing_if_is_none)]
     invoice: Option<InvoiceView>,
 }
 
