@@ -759,7 +759,7 @@ impl OrgBillingApi {
                 &cancel,
             )
             .await?;
-        let (platform, user) = (self.0.platform.clone(), tenant.user_id());
+        let user = tenant.user_id();
         tenant
             .db()
             .write(move |tx| {
@@ -772,7 +772,6 @@ impl OrgBillingApi {
                         .client(&client)
                         .details(json!({ "plan": plan.id })),
                 )?;
-                let _ = platform;
                 Ok(())
             })
             .await?;
@@ -998,7 +997,6 @@ impl OrgBillingApi {
                             .org(org)
                             .target("org", org),
                         )?;
-                        let _ = platform;
                         Ok(())
                     })
                     .await?;
