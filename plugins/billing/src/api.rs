@@ -982,7 +982,6 @@ impl OrgBillingApi {
                 let now = OffsetDateTime::now_utc().unix_timestamp();
                 webhooks::apply_subscription(&self.0.platform, &self.0.shared, org, updated, now, true)
                     .await?;
-                let platform = self.0.platform.clone();
                 tenant
                     .db()
                     .write(move |tx| {
