@@ -297,7 +297,7 @@ pub async fn close_period(
                 });
             }
             let mut stmt = tx.prepare_cached(
-                "SELECT metric, sum(quantity) FROM usage_events WHERE period_start = ?1 GROUP BY metric ORDER BY metric",
+                "SELECT metric, total FROM usage_totals WHERE period_start = ?1 ORDER BY metric",
             )?;
             let used: Vec<(String, i64)> = stmt
                 .query_map([&start], |r| Ok((r.get(0)?, r.get(1)?)))?

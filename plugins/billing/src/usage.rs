@@ -53,10 +53,10 @@ pub fn valid_metric(metric: &str) -> bool {
 
 fn used(conn: &Connection, metric: &str, period_start: &str) -> Result<i64> {
     Ok(conn
-        .prepare_cached(
-            "SELECT coalesce(sum(quantity), 0) FROM usage_events WHERE period_start = ?1 AND metric = ?2",
-        )?
-        .query_row(params![period_start, metric], |r| r.get(0))?)
+        .prepare_cached("SELECT total FROM usage_totals WHERE period_start = ?1 AND metric = ?2")?
+        .query_row(params![period_start, metric], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// Records usage in the caller's (bound, immediate) transaction. A key seen before
@@ -147,9 +147,7 @@ pub fn totals(conn: &Connection, shared: &Shared, org: Uuid) -> Result<(String, 
     let period = format_time(start);
     let mut used_by_metric: std::collections::BTreeMap<String, i64> =
         plan.quotas.keys().map(|m| (m.clone(), 0)).collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT metric, sum(quantity) FROM usage_events WHERE period_start = ?1 GROUP BY metric",
-    )?;
+    let mut stmt = conn.prepare_cached("SELECT metric, total FROM usage_totals WHERE period_start = ?1")?;
     for row in stmt.query_map([&period], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
         let (metric, n) = row?;
         used_by_metric.insert(metric, n);
