@@ -13,7 +13,7 @@
 //! calls run on tokio's blocking pool; writes run in `BEGIN IMMEDIATE` transactions
 //! so a read-then-write cannot fail with SQLITE_BUSY_SNAPSHOT half-way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,12 +114,21 @@ impl Drop for CascadeOn<'_> {
 pub fn configure(conn: &mut Connection, org: OrgCell) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    // No checkpoint inside a committing writer (it would fsync on a request's
+    // time): a served process checkpoints in the background (`checkpoint`), and the
+    // last connection to close checkpoints whatever is left.
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 0;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
+    // The query planner stability guarantee: without it SQLite marks a statement for
+    // re-preparation whenever a parameter it peeked at is bound again (every
+    // `LIMIT ?` of a keyset page, any LIKE pattern), so cached statements were
+    // parsed and planned again on every request (measured: members list).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // Not DETERMINISTIC: SQLite could then evaluate it once at prepare time, and a
     // cached statement would keep the org of the request that prepared it.
     conn.create_scalar_function(
@@ -129,6 +138,12 @@ pub fn configure(conn: &mut Connection, org: OrgCell) -> rusqlite::Result<()> {
         move |_| Ok(org.lock().ok().and_then(|o| o.clone())),
     )?;
     Ok(())
+}
+
+/// Copies committed WAL pages into the database without waiting for readers or
+/// blocking writers (`PASSIVE`); the server runs it a few times a second.
+pub fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
 }
 
 /// Opens one configured, unbound connection outside the pools (CLI tools, tests).
@@ -358,8 +373,21 @@ impl Db {
     }
 }
 
-/// Runs `f` in an immediate transaction on any connection.
+/// One gate per database file: writers of this process queue here, in order, instead
+/// of colliding on SQLite's lock, whose busy handler sleeps in steps of up to 100 ms
+/// (a p99 of a second under 64 concurrent writers, measured).
+fn write_gate(path: &str) -> Arc<parking_lot::FairMutex<()>> {
+    static GATES: std::sync::LazyLock<Mutex<HashMap<String, Arc<parking_lot::FairMutex<()>>>>> =
+        std::sync::LazyLock::new(Mutex::default);
+    let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    gates.entry(path.to_string()).or_default().clone()
+}
+
+/// Runs `f` in an immediate transaction on any connection, after the writers of this
+/// process that came first.
 pub fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let gate = write_gate(conn.path().unwrap_or_default());
+    let _turn = gate.lock();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let value = f(&tx)?;
     tx.commit().map_err(Error::from)?;

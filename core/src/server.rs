@@ -332,6 +332,17 @@ impl App {
                 }
             });
         }
+        let db = platform.db().clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(250));
+            loop {
+                ticks.tick().await;
+                let result = db.call(|conn| Ok(crate::db::checkpoint(conn)?)).await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                }
+            }
+        });
         let recovered = platform.db().call(crate::jobs::recover).await?;
         if recovered > 0 {
             tracing::info!(
