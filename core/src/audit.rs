@@ -334,26 +334,43 @@ pub fn query(
     limit: Option<u32>,
     mut each: impl FnMut(AuditRow) -> Result<()>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT a.id, a.seq, a.at, a.actor_id, a.action, a.target_type, a.target_id, a.org_id,
-                coalesce(p.ip, a.ip), coalesce(p.user_agent, a.user_agent), a.details, p.data
-         FROM audit_log a LEFT JOIN audit_personal p ON p.entry_id = a.id
-         WHERE (?1 IS NULL OR a.actor_id = ?1) AND (?2 IS NULL OR a.org_id = ?2) AND (?3 IS NULL OR a.action = ?3)
-           AND (?4 IS NULL OR a.target_type = ?4) AND (?5 IS NULL OR a.target_id = ?5)
-           AND (?6 IS NULL OR a.at >= ?6) AND (?7 IS NULL OR a.at < ?7) AND (?8 IS NULL OR a.id < ?8)
-         ORDER BY a.id DESC LIMIT ?9",
-    )?;
-    let mut rows = stmt.query(params![
+    // Only the filters given appear in the SQL, so the planner can use the index
+    // of the one that narrows (actor, org, action); a catch-all `(?1 IS NULL OR
+    // col = ?1)` form scanned the whole log newest-first instead. Each combination
+    // is its own cached statement.
+    let (actor, org) = (
         filter.actor_id.map(|a| a.to_string()),
         filter.org_id.map(|o| o.to_string()),
-        filter.action,
-        filter.target_type,
-        filter.target_id,
-        filter.since,
-        filter.until,
-        before,
-        limit.map_or(-1, i64::from)
-    ])?;
+    );
+    let conditions: [(&str, Option<&str>); 8] = [
+        ("a.actor_id = ?", actor.as_deref()),
+        ("a.org_id = ?", org.as_deref()),
+        ("a.action = ?", filter.action.as_deref()),
+        ("a.target_type = ?", filter.target_type.as_deref()),
+        ("a.target_id = ?", filter.target_id.as_deref()),
+        ("a.at >= ?", filter.since.as_deref()),
+        ("a.at < ?", filter.until.as_deref()),
+        ("a.id < ?", before),
+    ];
+    let mut sql = String::from(
+        "SELECT a.id, a.seq, a.at, a.actor_id, a.action, a.target_type, a.target_id, a.org_id,
+                coalesce(p.ip, a.ip), coalesce(p.user_agent, a.user_agent), a.details, p.data
+         FROM audit_log a LEFT JOIN audit_personal p ON p.entry_id = a.id WHERE 1",
+    );
+    let mut values: Vec<&str> = Vec::new();
+    for (condition, value) in conditions {
+        if let Some(value) = value {
+            sql.push_str(" AND ");
+            sql.push_str(condition);
+            values.push(value);
+        }
+    }
+    sql.push_str(" ORDER BY a.id DESC LIMIT ?");
+    let limit = limit.map_or(-1, i64::from);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+    params.push(&limit);
+    let mut rows = stmt.query(params.as_slice())?;
     while let Some(r) = rows.next()? {
         each(AuditRow {
             id: r.get(0)?,

@@ -362,8 +362,13 @@ impl Db {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let turn = async_write_gate(&self.path).lock_owned().await;
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write_blocking(f)).await?
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            db.write_blocking(f)
+        })
+        .await?
     }
 
     /// [`Db::write`] for code already on a blocking thread.
@@ -381,6 +386,16 @@ fn write_gate(path: &str) -> Arc<parking_lot::FairMutex<()>> {
         std::sync::LazyLock::new(Mutex::default);
     let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     gates.entry(path.to_string()).or_default().clone()
+}
+
+/// The async side of the gate: async writers wait their turn as tasks, not as
+/// blocking threads holding a pooled connection (64 waiting writers had meant 64
+/// blocking threads and their memory).
+pub(crate) fn async_write_gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+    static GATES: std::sync::LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        std::sync::LazyLock::new(Mutex::default);
+    let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    gates.entry(path.to_path_buf()).or_default().clone()
 }
 
 /// Runs `f` in an immediate transaction on any connection, after the writers of this

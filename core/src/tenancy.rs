@@ -184,8 +184,10 @@ impl TenantDb {
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let turn = crate::db::async_write_gate(self.pool.path()).lock_owned().await;
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             let mut conn = db.conn()?;
             in_transaction(&mut conn, f)
         })
