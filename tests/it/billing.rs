@@ -12,15 +12,15 @@ use crate::acme::Acme;
 use crate::harness::{TestApp, eventually};
 use crate::stripe_mock::{StripeMock, fixture};
 
-const SECRET: &str = "whsec_plinth_test_secret";
+pub const SECRET: &str = "whsec_plinth_test_secret";
 const PRICE: &str = "price_pro_monthly";
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// The Stripe-Signature header exactly as Stripe computes it.
-fn stripe_signature(body: &str, secret: &str, t: i64) -> String {
+pub fn stripe_signature(body: &str, secret: &str, t: i64) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
     mac.update(format!("{t}.{body}").as_bytes());
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))

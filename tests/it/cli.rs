@@ -62,11 +62,18 @@ pub fn http_get(base: &str, path: &str) -> Option<(u16, String)> {
 
 /// Starts `plinth serve` on a port and waits until /readyz answers 200.
 pub fn spawn_plinth(dir: &Path, port: u16, extra: &[&str]) -> (Child, String) {
+    spawn_plinth_with(dir, port, extra, &[])
+}
+
+/// [`spawn_plinth`] with more environment variables.
+pub fn spawn_plinth_with(dir: &Path, port: u16, extra: &[&str], vars: &[(&str, &str)]) -> (Child, String) {
     let addr = format!("127.0.0.1:{port}");
     let url = db_url(dir);
     let mut args = vec!["serve", "--addr", addr.as_str()];
     args.extend_from_slice(extra);
-    let mut child = command(&[("DATABASE_URL", url.as_str())])
+    let mut all = vec![("DATABASE_URL", url.as_str())];
+    all.extend_from_slice(vars);
+    let mut child = command(&all)
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

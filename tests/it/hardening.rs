@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::cli::{free_port, spawn_plinth};
+use crate::cli::{free_port, spawn_plinth, spawn_plinth_with};
 use crate::harness::TestApp;
 use crate::widgets::Widgets;
 
@@ -48,9 +48,26 @@ async fn a_flood_is_shed_with_503_and_retry_after() {
 }
 
 async fn login(base: &str) -> String {
+    login_as(base, "owner@acme.test").await
+}
+
+async fn acme_id(base: &str, token: &str) -> String {
+    let orgs: Value = reqwest::Client::new()
+        .get(format!("{base}/api/orgs"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("orgs")
+        .json()
+        .await
+        .expect("json");
+    orgs["items"][0]["id"].as_str().expect("acme").to_string()
+}
+
+async fn login_as(base: &str, email: &str) -> String {
     let body: Value = reqwest::Client::new()
         .post(format!("{base}/api/auth/login"))
-        .json(&json!({"email": "owner@acme.test", "password": "demo-password-1"}))
+        .json(&json!({"email": email, "password": "demo-password-1"}))
         .send()
         .await
         .expect("login")
@@ -60,15 +77,38 @@ async fn login(base: &str) -> String {
     body["access_token"].as_str().expect("token").to_string()
 }
 
-/// Writers creating orgs until stopped; returns the ids the server acknowledged.
+/// What a crash-test writer writes, and where the acknowledged id must be found.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Write {
+    Org,
+    Usage,
+    Invitation,
+    Webhook,
+}
+
+impl Write {
+    fn table(self) -> &'static str {
+        match self {
+            Write::Org => "organizations",
+            Write::Usage => "tenant_usage_events",
+            Write::Invitation => "tenant_invitations",
+            Write::Webhook => "billing_webhook_events",
+        }
+    }
+}
+
+/// One writer per kind (orgs, usage events, invitations, signed webhook events),
+/// writing until stopped; each returns the ids the server acknowledged with 2xx.
 fn start_writers(
     base: &str,
     token: &str,
+    org: &str,
     stop: Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
-    (0..4)
-        .map(|w| {
-            let (base, token, stop) = (base.to_string(), token.to_string(), stop.clone());
+) -> Vec<tokio::task::JoinHandle<Vec<(Write, String)>>> {
+    [Write::Org, Write::Usage, Write::Invitation, Write::Webhook]
+        .into_iter()
+        .map(|kind| {
+            let (base, token, org, stop) = (base.to_string(), token.to_string(), org.to_string(), stop.clone());
             tokio::spawn(async move {
                 let client = reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
@@ -76,20 +116,44 @@ fn start_writers(
                     .expect("client");
                 let mut acknowledged = Vec::new();
                 let mut i = 0;
+                let run = uuid::Uuid::now_v7().simple().to_string();
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
-                    let sent = client
-                        .post(format!("{base}/api/orgs"))
-                        .bearer_auth(&token)
-                        .json(&json!({"name": format!("Crash {w}-{i}")}))
-                        .send()
-                        .await;
-                    match sent {
-                        Ok(resp) if resp.status() == StatusCode::CREATED => {
-                            if let Ok(body) = resp.json::<Value>().await
+                    let key = format!("{run}-{i}");
+                    let request = match kind {
+                        Write::Org => client
+                            .post(format!("{base}/api/orgs"))
+                            .json(&json!({"name": format!("Crash {key}")})),
+                        Write::Usage => client.post(format!("{base}/api/orgs/{org}/usage")).json(
+                            &json!({"metric": "crash_events", "quantity": 1, "idempotency_key": key}),
+                        ),
+                        Write::Invitation => client
+                            .post(format!("{base}/api/orgs/{org}/invitations"))
+                            .json(&json!({"email": format!("crash-{key}@example.com"), "role": "viewer"})),
+                        Write::Webhook => {
+                            let body = json!({
+                                "id": format!("evt_crash_{key}"), "object": "event", "type": "customer.updated",
+                                "created": crate::billing::now(),
+                                "data": {"object": {"object": "customer", "id": "cus_crash", "metadata": {}}},
+                            })
+                            .to_string();
+                            let sig = crate::billing::stripe_signature(&body, crate::billing::SECRET, crate::billing::now());
+                            client
+                                .post(format!("{base}/api/webhooks/stripe"))
+                                .header("content-type", "application/json")
+                                .header("stripe-signature", sig)
+                                .body(body)
+                        }
+                    };
+                    let request = if kind == Write::Webhook { request } else { request.bearer_auth(&token) };
+                    match request.send().await {
+                        Ok(resp) if resp.status().is_success() => {
+                            if kind == Write::Webhook {
+                                acknowledged.push((kind, format!("evt_crash_{key}")));
+                            } else if let Ok(body) = resp.json::<Value>().await
                                 && let Some(id) = body["id"].as_str()
                             {
-                                acknowledged.push(id.to_string());
+                                acknowledged.push((kind, id.to_string()));
                             }
                         }
                         Ok(_) => {}
@@ -102,17 +166,17 @@ fn start_writers(
         .collect()
 }
 
-fn missing(db: &std::path::Path, ids: &[String]) -> (Vec<String>, String) {
+fn missing(db: &std::path::Path, ids: &[(Write, String)]) -> (Vec<(Write, String)>, String) {
     let conn = plinth_core::db::open_connection(db).expect("open");
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
     let lost = ids
         .iter()
-        .filter(|id| {
+        .filter(|(kind, id)| {
             !conn
                 .query_row(
-                    "SELECT count(*) FROM organizations WHERE id = ?1",
+                    &format!("SELECT count(*) FROM {} WHERE id = ?1", kind.table()),
                     [id.as_str()],
                     |r| r.get::<_, i64>(0),
                 )
@@ -133,13 +197,31 @@ async fn acknowledged_writes_survive_sigkill_mid_load() {
             .status
             .success()
     );
-    let mut acknowledged: Vec<String> = Vec::new();
+    let vars = [
+        ("STRIPE_WEBHOOK_SECRET", crate::billing::SECRET),
+        ("PLINTH_JOB_POLL_MS", "50"),
+    ];
+    let mut acknowledged: Vec<(Write, String)> = Vec::new();
     for round in 0..3 {
-        let (mut server, base) = spawn_plinth(dir.path(), free_port(), &[]);
+        let (mut server, base) = spawn_plinth_with(dir.path(), free_port(), &[], &vars);
         let token = login(&base).await;
+        let client = reqwest::Client::new();
+        let acme = acme_id(&base, &token).await;
+        if round == 0 {
+            // Unlimited seats, so invitations are never refused for the plan.
+            let staff = login_as(&base, "staff@plinth.test").await;
+            let set = client
+                .put(format!("{base}/api/admin/orgs/{acme}/billing/subscription"))
+                .bearer_auth(&staff)
+                .json(&json!({"plan_id": "business"}))
+                .send()
+                .await
+                .expect("plan");
+            assert_eq!(set.status(), StatusCode::OK);
+        }
         let stop = Arc::new(AtomicBool::new(false));
-        let writers = start_writers(&base, &token, stop.clone());
-        tokio::time::sleep(Duration::from_millis(400 + round * 150)).await;
+        let writers = start_writers(&base, &token, &acme, stop.clone());
+        tokio::time::sleep(Duration::from_millis(600 + round * 200)).await;
         server.kill().expect("SIGKILL");
         let _ = server.wait();
         stop.store(true, Ordering::SeqCst);
@@ -150,17 +232,17 @@ async fn acknowledged_writes_survive_sigkill_mid_load() {
         assert_eq!(check, "ok", "round {round}");
         assert!(
             lost.is_empty(),
-            "round {round}: {} acknowledged writes lost",
-            lost.len()
+            "round {round}: {} acknowledged writes lost: {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
         );
     }
-    assert!(
-        acknowledged.len() > 20,
-        "only {} writes were acknowledged",
-        acknowledged.len()
-    );
-    // Jobs and sessions left by the kills are picked up by the next start.
-    let (mut server, base) = spawn_plinth(dir.path(), free_port(), &[]);
+    for kind in [Write::Org, Write::Usage, Write::Invitation, Write::Webhook] {
+        let n = acknowledged.iter().filter(|(k, _)| *k == kind).count();
+        assert!(n > 5, "only {n} {kind:?} writes were acknowledged");
+    }
+    // Jobs left by the kills (webhook processing) are picked up by the next start.
+    let (mut server, base) = spawn_plinth_with(dir.path(), free_port(), &[], &vars);
     assert_eq!(
         reqwest::get(format!("{base}/readyz"))
             .await
@@ -168,11 +250,26 @@ async fn acknowledged_writes_survive_sigkill_mid_load() {
             .status(),
         StatusCode::OK
     );
+    let conn = plinth_core::db::open_connection(&db).expect("open");
+    crate::harness::eventually("every stored webhook event is processed", || async {
+        conn.query_row(
+            "SELECT count(*) FROM billing_webhook_events WHERE processed_at IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n == 0)
+    })
+    .await;
     let _ = server.kill();
     let _ = server.wait();
+    let count = |kind: Write| acknowledged.iter().filter(|(k, _)| *k == kind).count();
     eprintln!(
-        "crash test: 3 SIGKILLs, {} acknowledged writes, 0 lost",
-        acknowledged.len()
+        "crash test: 3 SIGKILLs, {} acknowledged writes ({} orgs, {} usage events, {} invitations, {} webhook events), 0 lost",
+        acknowledged.len(),
+        count(Write::Org),
+        count(Write::Usage),
+        count(Write::Invitation),
+        count(Write::Webhook)
     );
 }
 
@@ -186,10 +283,12 @@ async fn sigterm_under_load_drops_no_acknowledged_request() {
             .status
             .success()
     );
-    let (mut server, base) = spawn_plinth(dir.path(), free_port(), &[]);
+    let vars = [("STRIPE_WEBHOOK_SECRET", crate::billing::SECRET)];
+    let (mut server, base) = spawn_plinth_with(dir.path(), free_port(), &[], &vars);
     let token = login(&base).await;
+    let acme = acme_id(&base, &token).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = start_writers(&base, &token, stop.clone());
+    let writers = start_writers(&base, &token, &acme, stop.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let term = std::process::Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
