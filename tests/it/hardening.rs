@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::cli::{free_port, spawn_plinth, spawn_plinth_with};
+use crate::cli::{free_port, spawn_plinth_with};
 use crate::harness::TestApp;
 use crate::widgets::Widgets;
 
