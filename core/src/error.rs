@@ -164,6 +164,7 @@ pub fn problem(status: StatusCode, detail: impl Into<String>, errors: Option<Vec
         415 => ("unsupported-media-type", "Unsupported media type"),
         422 => ("validation-error", "Validation error"),
         429 => ("rate-limited", "Too many requests"),
+        431 => ("headers-too-large", "Request header fields too large"),
         503 => ("unavailable", "Service unavailable"),
         s if s >= 500 => ("internal-error", "Internal server error"),
         _ => ("error", "Error"),

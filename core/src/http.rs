@@ -22,6 +22,10 @@ use crate::metrics::Metrics;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Request headers above this total (names and values) are refused with 431: a
+/// bearer token, cookies and the usual headers fit in a fraction of it.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
 /// The request's id, in request extensions for handlers, and in every log line of
 /// the request through its tracing span.
 #[derive(Debug, Clone)]
@@ -127,6 +131,22 @@ pub(crate) fn pipeline(
     let options = Arc::new(options);
     inner
         .around(move |ep, req| limit_body(ep, req, limit))
+        .around(|ep, req| async move {
+            // hyper alone allows 100 headers in a buffer of up to ~400 KiB.
+            let bytes: usize = req
+                .headers()
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len())
+                .sum();
+            if bytes > MAX_HEADER_BYTES {
+                return Ok(crate::error::problem_response(&crate::error::problem(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    format!("the request headers total more than {MAX_HEADER_BYTES} bytes"),
+                    None,
+                )));
+            }
+            Ok(ep.call(req).await?.into_response())
+        })
         .with(cors)
         .around(|ep, mut req| async move {
             // Same-origin requests (Swagger UI on /docs) need no CORS; browsers still

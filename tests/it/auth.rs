@@ -9,7 +9,7 @@ use crate::harness::{TestApp, eventually};
 use crate::smtp::SmtpSink;
 
 const PASSWORD: &str = "a decent passphrase";
-const DEV_JWT_SECRET: &str = "plinth-development-jwt-secret-do-not-use-in-production";
+pub const DEV_JWT_SECRET: &str = "plinth-development-jwt-secret-do-not-use-in-production";
 
 pub async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
     app.client
@@ -320,13 +320,13 @@ async fn login_returns_the_documented_token_pair() {
     assert!(audit_actions(&app).contains(&"auth.login".to_string()));
 }
 
-fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn claims(sub: &str, sid: &str, exp_offset: i64, aud: &str) -> Value {
+pub fn claims(sub: &str, sid: &str, exp_offset: i64, aud: &str) -> Value {
     let now = unix_now();
     json!({"sub": sub, "sid": sid, "iat": now, "nbf": now, "exp": now + exp_offset, "iss": "plinth", "aud": aud})
 }
@@ -428,7 +428,7 @@ async fn forged_and_stale_access_tokens_are_refused() {
 }
 
 /// Minimal base64url, so the test needs no extra crate.
-mod base64_decode {
+pub mod base64_decode {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
     pub fn encode_segment(input: &[u8]) -> String {

@@ -3,6 +3,7 @@
 
 mod acme;
 mod admin;
+mod attacks;
 mod auth;
 mod backup;
 mod billing;

@@ -269,6 +269,11 @@ impl OrgsApi {
                     bound::get_org(tx)?.ok_or_else(|| Error::NotFound("no such organization".into()))?;
                 let new_name = name.unwrap_or_else(|| before.name.clone());
                 let new_slug = slug.unwrap_or_else(|| before.slug.clone());
+                // Nothing to change (no fields, or the same values): no write, no
+                // audit entry, no activity item.
+                if new_name == before.name && new_slug == before.slug {
+                    return Ok(before);
+                }
                 bound::update_org(tx, &new_name, &new_slug)?;
                 let changes = json!({
                     "before": { "name": before.name, "slug": before.slug },
