@@ -30,6 +30,7 @@ pub mod plugin;
 pub mod ratelimit;
 pub mod seed;
 pub mod server;
+mod stall;
 pub mod tenancy;
 
 pub use config::{Config, Environment};

@@ -437,6 +437,7 @@ impl App {
                 max_in_flight: config.max_in_flight,
             },
         );
+        let acceptor = crate::stall::StallGuard::new(acceptor, config.idle_timeout);
         let served = Server::new_with_acceptor(acceptor)
             .idle_timeout(config.idle_timeout)
             .run_with_graceful_shutdown(app, shutdown, Some(config.shutdown_timeout))

@@ -511,3 +511,32 @@ async fn logs_of_a_production_run_hold_no_secret_or_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_client_that_stops_mid_request_is_disconnected_after_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::builder()
+        .var("PLINTH_IDLE_TIMEOUT_SECS", "1")
+        .spawn()
+        .await;
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    // Half a request line, then silence (a slow or stalled client holding a slot).
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+        .await
+        .expect("the server never closed the connection");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "expected the connection to close, got {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
+}
