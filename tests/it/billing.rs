@@ -100,6 +100,15 @@ async fn stripe_acme(mock: &StripeMock) -> Acme {
     acme
 }
 
+/// Staff put Acme on a plan directly (local subscription).
+async fn set_plan(acme: &Acme, plan: &str) {
+    let path = format!("/api/admin/orgs/{}/billing/subscription", acme.org);
+    let (status, body) = acme
+        .send("PUT", "stranger", &path, Some(json!({"plan_id": plan})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 async fn subscription_of(acme: &Acme) -> Value {
     let (status, sub) = acme
         .send("GET", "viewer", &acme.path("/billing/subscription"), None)
@@ -246,15 +255,7 @@ async fn lifecycle_trial_active_past_due_canceled_through_webhooks() {
     let mock = StripeMock::start().await;
     let acme = stripe_acme(&mock).await;
     // Acme starts on the free plan in this test.
-    let (status, _) = acme
-        .send(
-            "PUT",
-            "stranger",
-            &format!("/api/admin/orgs/{}/billing/subscription", acme.org),
-            Some(json!({"plan_id": "free"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    set_plan(&acme, "free").await;
     let t = now() - 1000;
     let steps = [
         ("evt_1", "customer.subscription.created", "trialing", "pro"),
@@ -502,15 +503,7 @@ async fn usage_is_recorded_once_per_key_reported_once_and_blocked_past_the_quota
         )
     };
     // Free plan: 1,000 api_calls, blocking.
-    let (status, _) = acme
-        .send(
-            "PUT",
-            "stranger",
-            &format!("/api/admin/orgs/{}/billing/subscription", acme.org),
-            Some(json!({"plan_id": "free"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    set_plan(&acme, "free").await;
     let (status, first) = record(600, "k1", "member").await;
     assert_eq!(status, StatusCode::CREATED, "{first}");
     assert_eq!(first["period_total"], 600);
@@ -605,15 +598,7 @@ async fn usage_is_recorded_once_per_key_reported_once_and_blocked_past_the_quota
 #[tokio::test]
 async fn seat_limits_come_from_the_plan() {
     let acme = Acme::start().await;
-    let (status, _) = acme
-        .send(
-            "PUT",
-            "stranger",
-            &format!("/api/admin/orgs/{}/billing/subscription", acme.org),
-            Some(json!({"plan_id": "free"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    set_plan(&acme, "free").await;
     let invitations = acme.path("/invitations");
     let invite = |email: &'static str| {
         acme.send(
@@ -633,13 +618,7 @@ async fn seat_limits_come_from_the_plan() {
     assert_eq!(sub["seats"]["limit"], 5);
     assert_eq!(sub["mode"], "local");
     // Upgrading lifts it.
-    acme.send(
-        "PUT",
-        "stranger",
-        &format!("/api/admin/orgs/{}/billing/subscription", acme.org),
-        Some(json!({"plan_id": "pro"})),
-    )
-    .await;
+    set_plan(&acme, "pro").await;
     assert_eq!(invite("sixth@example.com").await.0, StatusCode::CREATED);
 }
 
@@ -656,15 +635,7 @@ async fn local_mode_issues_numbered_immutable_invoices_at_period_end() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "no Stripe in local mode");
     // Pro: $29, 100,000 api_calls included, then 1 cent per 100.
-    let (status, _) = acme
-        .send(
-            "PUT",
-            "stranger",
-            &format!("/api/admin/orgs/{}/billing/subscription", acme.org),
-            Some(json!({"plan_id": "pro"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    set_plan(&acme, "pro").await;
     let (status, _) = acme
         .send(
             "POST",
