@@ -270,6 +270,7 @@ pub async fn close_period(
     early: bool,
 ) -> Result<Option<Invoice>> {
     let catalog: Arc<Catalog> = webhooks::catalog(platform, shared).await?;
+    let grace = shared.grace();
     let p = platform.clone();
     platform
         .tenancy()
@@ -286,7 +287,7 @@ pub async fn close_period(
             }
             let before = acct.clone();
             let end = if early { now } else { acct.period_end };
-            let plan = acct.effective_plan(&catalog, shared_grace(&p), acct.period_start)?.clone();
+            let plan = acct.effective_plan(&catalog, grace, acct.period_start)?.clone();
             let start = format_time(acct.period_start);
             let mut lines = Vec::new();
             if plan.price_cents > 0 {
@@ -366,10 +367,6 @@ pub async fn close_period(
             Ok(issued)
         })
         .await
-}
-
-fn shared_grace(platform: &Platform) -> Duration {
-    platform.config().billing_grace
 }
 
 /// A printable HTML rendering of an invoice (the browser prints it to PDF).

@@ -103,13 +103,17 @@ pub struct Plans(RwLock<Option<Arc<Catalog>>>);
 
 impl Plans {
     pub fn current(&self, conn: &Connection) -> Result<Arc<Catalog>> {
-        let cached = match self.0.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        match cached {
+        match self.cached() {
             Some(catalog) => Ok(catalog),
             None => self.reload(conn),
+        }
+    }
+
+    /// The catalogue if it has been read already.
+    pub fn cached(&self) -> Option<Arc<Catalog>> {
+        match self.0.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 

@@ -298,10 +298,13 @@ async fn apply(
 
 const TIE: &str = "tie";
 
+/// The plan catalogue; a connection is checked out only the first time.
 pub(crate) async fn catalog(platform: &Platform, shared: &Shared) -> Result<Arc<Catalog>> {
-    let shared_plans = &shared.plans;
+    if let Some(catalog) = shared.plans.cached() {
+        return Ok(catalog);
+    }
     let conn = platform.db().conn()?;
-    shared_plans.current(&conn)
+    shared.plans.current(&conn)
 }
 
 fn unix(v: &Value) -> Option<OffsetDateTime> {
