@@ -4,8 +4,12 @@
 //! prometheus-client's per-family map; gauges that describe state (pool, caches,
 //! jobs) are read at scrape time instead of being kept up to date on every change.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
+
+use parking_lot::RwLock;
+use poem::http::Method;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -44,6 +48,10 @@ struct StateLabel {
     state: String,
 }
 
+type HttpKey = (Method, Arc<str>, u16);
+
+static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(crate::http::UNMATCHED));
+
 fn latency_histogram() -> Histogram {
     // 100 µs to ~3.3 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -66,6 +74,8 @@ pub struct Metrics {
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     http_in_flight: Gauge,
+    /// Handles of `http_requests` and `http_duration` by (method, route, status).
+    http_handles: Arc<RwLock<HashMap<HttpKey, (Counter, Histogram)>>>,
     jobs: Family<JobLabels, Counter>,
     job_duration: Family<NameLabel, Histogram, fn() -> Histogram>,
     db_pool: Family<StateLabel, Gauge>,
@@ -148,6 +158,7 @@ impl Metrics {
             http_requests,
             http_duration,
             http_in_flight,
+            http_handles: Arc::default(),
             jobs,
             job_duration,
             db_pool,
@@ -165,20 +176,44 @@ impl Metrics {
         InFlight(self.http_in_flight.clone())
     }
 
-    pub fn request_finished(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                method: method.to_string(),
-                route: route.to_string(),
-                status,
-            })
-            .inc();
-        self.http_duration
-            .get_or_create(&RouteLabels {
-                method: method.to_string(),
-                route: route.to_string(),
-            })
-            .observe(elapsed.as_secs_f64());
+    /// Counts a request by method, route pattern (None: no route matched) and
+    /// status, and records its latency.
+    pub fn request_finished(
+        &self,
+        method: &Method,
+        route: Option<&Arc<str>>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let route = route.cloned().unwrap_or_else(|| Arc::clone(&UNMATCHED));
+        let key = (method.clone(), route, status);
+        // The label strings are built once per (method, route, status), not per request.
+        let cached = self.http_handles.read().get(&key).cloned();
+        let (counter, histogram) = match cached {
+            Some(handles) => handles,
+            None => {
+                let (method, route, status) = &key;
+                let handles = (
+                    self.http_requests
+                        .get_or_create(&HttpLabels {
+                            method: method.to_string(),
+                            route: route.to_string(),
+                            status: *status,
+                        })
+                        .clone(),
+                    self.http_duration
+                        .get_or_create(&RouteLabels {
+                            method: method.to_string(),
+                            route: route.to_string(),
+                        })
+                        .clone(),
+                );
+                self.http_handles.write().insert(key, handles.clone());
+                handles
+            }
+        };
+        counter.inc();
+        histogram.observe(elapsed.as_secs_f64());
     }
 
     pub fn job_finished(&self, kind: &str, outcome: &str, elapsed: Duration) {

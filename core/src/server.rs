@@ -11,8 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use poem::listener::TcpAcceptor;
-use poem::{EndpointExt, Request, Response, Route, RouteMethod, Server, endpoint::make_sync};
-use poem_openapi::__private::UrlQuery;
+use poem::{Response, Route, RouteMethod, Server, endpoint::make_sync};
 use serde_json::Value;
 
 use crate::config::Config;
@@ -422,13 +421,12 @@ impl App {
                         .content_type("text/html; charset=utf-8")
                         .body(docs_html.clone())
                 })),
-            )
-            .before(insert_url_query)
-            .data(platform.clone());
+            );
 
         let app = pipeline(
             route,
             PipelineOptions {
+                platform: platform.clone(),
                 metrics: platform.metrics().clone(),
                 app_url: config.app_url.clone(),
                 body_limit: config.body_limit,
@@ -437,9 +435,9 @@ impl App {
                 max_in_flight: config.max_in_flight,
             },
         );
+        // The stall guard closes idle and stalled connections alike (see stall.rs).
         let acceptor = crate::stall::StallGuard::new(acceptor, config.idle_timeout);
         let served = Server::new_with_acceptor(acceptor)
-            .idle_timeout(config.idle_timeout)
             .run_with_graceful_shutdown(app, shutdown, Some(config.shutdown_timeout))
             .await;
         workers.shutdown(config.shutdown_timeout).await;
@@ -463,14 +461,6 @@ fn archive_audit(platform: &Platform, days: u32) -> Result<(usize, std::path::Pa
         let _ = std::fs::remove_file(&file);
     }
     Ok((n, file))
-}
-
-/// poem-openapi's query parameters read the query from this extension, which its own
-/// service would insert; routes are mounted individually here, so core inserts it.
-async fn insert_url_query(mut req: Request) -> poem::Result<Request> {
-    let query: Vec<(String, String)> = req.params().unwrap_or_default();
-    req.extensions_mut().insert(UrlQuery(query));
-    Ok(req)
 }
 
 fn count_operations(spec: &Value) -> usize {

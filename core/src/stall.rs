@@ -1,8 +1,9 @@
-//! Stalled clients: a connection on which the server waits to read and that sends
-//! nothing (and receives nothing) for the idle timeout is closed. poem's own idle
-//! timeout shuts connections down gracefully, which waits forever for a request
-//! that stopped half-way (a client holding a connection with half a request line:
-//! measured, never closed). This fails the read instead, so hyper drops it.
+//! Idle and stalled clients: a connection on which the server waits to read and
+//! that sends nothing (and receives nothing) for the idle timeout is closed, whether
+//! it sits between keep-alive requests or stopped half-way through one. poem's own
+//! idle timeout shuts connections down gracefully, which waits forever for a
+//! request that stopped half-way (measured: never closed). This fails the read
+//! instead, so hyper drops the connection.
 
 use std::future::Future;
 use std::io;
@@ -37,28 +38,48 @@ impl<A: Acceptor> Acceptor for StallGuard<A> {
 
     async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
         let (io, local, remote, scheme) = self.inner.accept().await?;
+        let now = Instant::now();
         let io = Guarded {
             io,
             timeout: self.timeout,
-            deadline: Box::pin(tokio::time::sleep(self.timeout)),
-            armed: false,
+            deadline: Box::pin(tokio::time::sleep_until(now + self.timeout)),
+            last_activity: now,
         };
         Ok((io, local, remote, scheme))
     }
 }
 
 /// A connection whose reads fail once it has been silent for the timeout.
+///
+/// Activity only stamps `last_activity`; the timer is moved when it fires early.
+/// Resetting it on every request instead costs a lock on tokio's timer wheel per
+/// request (poem's own idle timeout, which wakes a watchdog task on every read and
+/// write, is not used for the same reason).
 pub struct Guarded<T> {
     io: T,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
-    /// Whether the deadline runs (since the first read that found nothing).
-    armed: bool,
+    last_activity: Instant,
 }
 
 impl<T> Guarded<T> {
     fn activity(&mut self) {
-        self.armed = false;
+        self.last_activity = Instant::now();
+    }
+
+    /// Ready when the connection has been silent for the timeout.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let due = self.last_activity + self.timeout;
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            // Activity since the timer was set: wait for the rest of the silence.
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 
@@ -76,20 +97,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => {
-                if !self.armed {
-                    let at = Instant::now() + self.timeout;
-                    self.deadline.as_mut().reset(at);
-                    self.armed = true;
-                }
-                match self.deadline.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the client sent nothing for the idle timeout",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match self.poll_stalled(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent nothing for the idle timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }

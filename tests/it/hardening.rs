@@ -540,3 +540,66 @@ async fn a_client_that_stops_mid_request_is_disconnected_after_the_idle_timeout(
         "closed too early: {waited:?}"
     );
 }
+
+/// Reads one whole HTTP/1.1 response with a Content-Length from `socket`.
+async fn read_response(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the connection closed before the response ended");
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .expect("content-length");
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_close_after_the_idle_timeout_and_busy_ones_do_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::builder()
+        .var("PLINTH_IDLE_TIMEOUT_SECS", "1")
+        .spawn()
+        .await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Busy: a request every 300 ms for 2.4 s, over twice the timeout, on one connection.
+    let mut busy = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    for _ in 0..8 {
+        busy.write_all(request).await.expect("write");
+        let response = read_response(&mut busy).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Idle: one request, then silence; the server closes it after about a second.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    idle.write_all(request).await.expect("write");
+    let response = read_response(&mut idle).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf))
+        .await
+        .expect("the server never closed the idle connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "expected a close, got {read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed too early: {waited:?}"
+    );
+}
