@@ -70,7 +70,11 @@ where
         self.name
     }
 
-    pub async fn get(&self, key: &K) -> Option<V> {
+    pub async fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.inner.get(key).await
     }
 
@@ -81,10 +85,14 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V>>,
     {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        // A hit through `get` skips the single-flight machinery of `try_get_with`.
+        if let Some(v) = self.inner.get(&key).await {
+            return Ok(v);
+        }
         let generation = self.generation.clone();
         let started = generation.load(Ordering::Acquire);
         let loads = self.loads.clone();
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let result = self
             .inner
             .try_get_with(key, async move {

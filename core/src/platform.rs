@@ -57,6 +57,7 @@ impl Platform {
         let mailer = Mailer::new(&config)?;
         let metrics = Metrics::new();
         metrics.register_cache(identity.session_cache());
+        metrics.register_cache(identity.token_cache());
         metrics.register_cache(tenancy.membership_cache());
         Ok(Platform {
             inner: Arc::new(Inner {

@@ -36,6 +36,12 @@ pub struct AccessClaims {
     pub act: Option<Actor>,
 }
 
+/// jsonwebtoken's rule: not before `nbf` nor after `exp`, give or take the leeway.
+fn within_lifetime(nbf: i64, exp: i64, now: i64) -> bool {
+    let leeway = LEEWAY_SECS as i64;
+    nbf <= now + leeway && exp >= now - leeway
+}
+
 #[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -96,10 +102,54 @@ impl JwtKeys {
         Ok((token, ttl.as_secs()))
     }
 
+    /// Whether a token with these `nbf` and `exp` may be used now (the check
+    /// `verify` makes, for tokens whose signature was verified before).
+    pub fn within_lifetime(&self, nbf: i64, exp: i64) -> bool {
+        within_lifetime(nbf, exp, time::OffsetDateTime::now_utc().unix_timestamp())
+    }
+
     /// Checks signature, algorithm and claims.
     pub fn verify(&self, token: &str) -> Result<AccessClaims> {
         decode::<AccessClaims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|_| Error::Unauthorized("the access token is invalid or expired".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lifetime_check_of_remembered_tokens_matches_verification() {
+        let config = Config::from_vars([("DATABASE_URL", "sqlite://unused.db")]).expect("config");
+        let keys = JwtKeys::new(&config);
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        // A token that expired a minute ago: verification refuses it, and so does
+        // the check a remembered token goes through.
+        let expired = AccessClaims {
+            sub: user.to_string(),
+            sid: session.to_string(),
+            iat: now - 120,
+            nbf: now - 120,
+            exp: now - 60,
+            iss: config.jwt_issuer.clone(),
+            aud: config.jwt_audience.clone(),
+            act: None,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &expired, &keys.encoding).expect("sign");
+        assert!(keys.verify(&token).is_err());
+        assert!(!keys.within_lifetime(expired.nbf, expired.exp));
+
+        let (fresh, _) = keys.issue(user, session, None, None).expect("issue");
+        let claims = keys.verify(&fresh).expect("verify");
+        assert!(keys.within_lifetime(claims.nbf, claims.exp));
+
+        // Boundaries, with the 5 s leeway.
+        assert!(within_lifetime(100, 200, 205));
+        assert!(!within_lifetime(100, 200, 206));
+        assert!(within_lifetime(100, 200, 95));
+        assert!(!within_lifetime(100, 200, 94));
     }
 }
