@@ -24,6 +24,7 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use crate::changes::{Changes, Noted};
 use crate::error::{Error, Result};
 
 /// How long a connection waits for the write lock before giving up with SQLITE_BUSY.
@@ -52,6 +53,8 @@ pub type OrgCell = Arc<Mutex<Option<String>>>;
 pub struct DbConn {
     conn: Connection,
     org: OrgCell,
+    /// Watched tables changed on this connection, announced when it returns to the pool.
+    noted: Arc<Noted>,
     /// Set by core around deleting the bound org: SQLite authorizes the foreign-key
     /// cascades of that one DELETE as top-level deletes of tenant tables.
     cascade: Arc<AtomicBool>,
@@ -243,10 +246,19 @@ fn authorize_tenant(ctx: AuthContext<'_>, views: &HashSet<String>, cascade: bool
 }
 
 /// r2d2 manager creating configured connections of one kind.
-#[derive(Debug)]
 pub struct Manager {
     path: PathBuf,
     kind: Kind,
+    changes: Arc<Changes>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("path", &self.path)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -258,6 +270,8 @@ impl r2d2::ManageConnection for Manager {
         let org = OrgCell::default();
         let cascade = Arc::new(AtomicBool::new(false));
         configure(&mut conn, org.clone())?;
+        let noted = Arc::new(Noted::default());
+        crate::changes::install(&conn, self.changes.clone(), noted.clone())?;
         match self.kind {
             Kind::Root => {}
             Kind::System => conn.authorizer(Some(authorize_system))?,
@@ -276,15 +290,24 @@ impl r2d2::ManageConnection for Manager {
                 }))?;
             }
         }
-        Ok(DbConn { conn, org, cascade })
+        Ok(DbConn {
+            conn,
+            org,
+            noted,
+            cascade,
+        })
     }
 
     fn is_valid(&self, conn: &mut DbConn) -> rusqlite::Result<()> {
         conn.execute_batch("")
     }
 
-    fn has_broken(&self, _conn: &mut DbConn) -> bool {
-        false
+    /// Runs as every connection goes back to the pool: the moment its writes are
+    /// committed (or rolled back), so the changes it noted are announced here. A
+    /// connection returned inside a transaction is dropped, which rolls it back.
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        conn.noted.announce();
+        !conn.conn.is_autocommit()
     }
 }
 
@@ -296,15 +319,18 @@ pub struct Db {
     pool: r2d2::Pool<Manager>,
     path: Arc<PathBuf>,
     kind: Kind,
+    changes: Arc<Changes>,
 }
 
 impl Db {
     /// Creates the pool without touching the file: connections open on first use, so
     /// commands that never need the database (printing the spec) never create it.
-    pub fn open(path: &Path, size: u32, kind: Kind) -> Self {
+    /// Pools of one file share `changes`, so a commit through any of them is seen.
+    pub fn open(path: &Path, size: u32, kind: Kind, changes: Arc<Changes>) -> Self {
         let manager = Manager {
             path: path.to_path_buf(),
             kind,
+            changes: changes.clone(),
         };
         let pool = r2d2::Pool::builder()
             .max_size(size)
@@ -315,7 +341,13 @@ impl Db {
             pool,
             path: Arc::new(path.to_path_buf()),
             kind,
+            changes,
         }
+    }
+
+    /// The watched tables of this database (see [`crate::changes`]).
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 
     pub fn path(&self) -> &Path {

@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod backup;
 pub mod cache;
+pub mod changes;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod pagination;
 pub mod platform;
 pub mod plugin;
 pub mod ratelimit;
+pub mod rendered;
 pub mod seed;
 pub mod server;
 mod stall;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cache::Cache;
+use crate::changes::Changes;
 use crate::config::Config;
 use crate::db::{Db, Kind};
 use crate::error::Result;
@@ -49,9 +50,15 @@ impl Platform {
         entitlements: Arc<dyn Entitlements>,
         feature_flags: Option<Arc<dyn FeatureFlags>>,
     ) -> Result<Self> {
-        let db = Db::open(&config.database_path, config.db_pool_size, Kind::System);
-        let root = Db::open(&config.database_path, ROOT_POOL_SIZE, Kind::Root);
-        let tenant_pool = Db::open(&config.database_path, config.db_pool_size, Kind::Tenant);
+        let changes = Arc::new(Changes::default());
+        let db = Db::open(
+            &config.database_path,
+            config.db_pool_size,
+            Kind::System,
+            changes.clone(),
+        );
+        let root = Db::open(&config.database_path, ROOT_POOL_SIZE, Kind::Root, changes.clone());
+        let tenant_pool = Db::open(&config.database_path, config.db_pool_size, Kind::Tenant, changes);
         let tenancy = Tenancy::new(root.clone(), tenant_pool, entitlements);
         let identity = Identity::new(&config);
         let mailer = Mailer::new(&config)?;
@@ -151,6 +158,31 @@ impl Platform {
     /// Outgoing email.
     pub fn mailer(&self) -> &Mailer {
         &self.inner.mailer
+    }
+
+    /// Creates a cache that is emptied after every commit changing a row of one of
+    /// `tables` (see [`crate::changes`]), for values copied from those rows; `ttl`
+    /// bounds how long a change made by another process goes unseen.
+    pub fn table_cache<K, V>(
+        &self,
+        name: &'static str,
+        capacity: u64,
+        ttl: Duration,
+        tables: &[&str],
+    ) -> Cache<K, V>
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        let cache = self.cache(name, capacity, Some(ttl));
+        for table in tables {
+            let watcher = cache.clone();
+            self.inner
+                .db
+                .changes()
+                .watch(table, move || watcher.invalidate_all());
+        }
+        cache
     }
 
     /// Creates a cache whose size is reported at /metrics.

@@ -147,12 +147,7 @@ impl App {
                     migrations: migrations.clone(),
                 })?,
             ),
-            (
-                CORE.to_string(),
-                ApiPart::new(AuthApi {
-                    platform: platform.clone(),
-                })?,
-            ),
+            (CORE.to_string(), ApiPart::new(AuthApi::new(platform.clone()))?),
         ];
         let mut operation_counts = HashMap::new();
         for plugin in &enabled {

@@ -95,6 +95,34 @@ impl Acme {
     pub fn path(&self, rest: &str) -> String {
         format!("/api/orgs/{}{rest}", self.org)
     }
+
+    /// Invites `email` to Acme as a member, signs them up (verified) and accepts the
+    /// invitation; returns their access token and id.
+    pub async fn join(&self, email: &str) -> (String, Uuid) {
+        let (status, invite) = self
+            .send(
+                "POST",
+                "owner",
+                &self.path("/invitations"),
+                Some(json!({"email": email, "role": "member"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{invite}");
+        let token =
+            crate::auth::outbox_token_path(&self.app, email, "invitations/").expect("invitation link");
+        let access = verified_user(&self.app, email).await;
+        let accepted = self
+            .app
+            .client
+            .post(self.app.url(&format!("/api/invitations/{token}/accept")))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("accept");
+        assert_eq!(accepted.status(), StatusCode::OK);
+        let me = crate::auth::me_json(&self.app, &access).await;
+        (access, uuid_of(&me["id"]))
+    }
 }
 
 pub fn uuid_of(v: &Value) -> Uuid {

@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::acme::{Acme, PRINCIPALS, uuid_of, verified_user};
+use crate::acme::{Acme, PRINCIPALS};
 use crate::harness::eventually;
 
 /// Every admin route, aimed at harmless targets (a missing id where it would
@@ -107,17 +107,7 @@ async fn impersonation_acts_as_the_user_is_audited_and_cannot_change_the_passwor
     let token = impersonate(&acme, "member").await;
     assert_eq!(token["expires_in"], 600);
     let access = token["access_token"].as_str().expect("token");
-    let me: Value = acme
-        .app
-        .client
-        .get(acme.app.url("/api/auth/me"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
+    let me = crate::auth::me_json(&acme.app, access).await;
     assert_eq!(me["email"], "member@acme.test");
     let members = acme
         .app
@@ -407,26 +397,7 @@ fn scan(conn: &rusqlite::Connection, needle: &str) -> Vec<String> {
 async fn erasure_leaves_no_personal_data_and_keeps_the_chain() {
     let acme = Acme::start().await;
     let email = "erase.me@example.com";
-    let (_, invite) = acme
-        .send(
-            "POST",
-            "owner",
-            &acme.path("/invitations"),
-            Some(json!({"email": email, "role": "member"})),
-        )
-        .await;
-    assert!(invite["id"].is_string(), "{invite}");
-    let token = crate::auth::outbox_token_path(&acme.app, email, "invitations/").expect("invitation link");
-    let access = verified_user(&acme.app, email).await;
-    let accepted = acme
-        .app
-        .client
-        .post(acme.app.url(&format!("/api/invitations/{token}/accept")))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .expect("accept");
-    assert_eq!(accepted.status(), StatusCode::OK);
+    let (_, user) = acme.join(email).await;
     crate::auth::login(&acme.app, email, "not the password").await;
     crate::auth::post(&acme.app, "/api/auth/password-reset", json!({"email": email})).await;
     eventually("the reset mail is written", || async {
@@ -438,18 +409,6 @@ async fn erasure_leaves_no_personal_data_and_keeps_the_chain() {
         !scan(&conn, email).is_empty(),
         "the fixture spread the email around"
     );
-    let me: Value = acme
-        .app
-        .client
-        .get(acme.app.url("/api/auth/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .expect("me")
-        .json()
-        .await
-        .expect("json");
-    let user = uuid_of(&me["id"]);
 
     let (status, _) = acme
         .send("DELETE", "stranger", &format!("/api/admin/users/{user}"), None)

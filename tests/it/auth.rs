@@ -54,11 +54,16 @@ pub async fn tokens(app: &TestApp, email: &str, password: &str) -> (String, Stri
     )
 }
 
-async fn me(app: &TestApp, access: &str) -> reqwest::Response {
+pub async fn me(app: &TestApp, access: &str) -> reqwest::Response {
     bearer(app.client.get(app.url("/api/auth/me")), access)
         .send()
         .await
         .expect("request")
+}
+
+/// `GET /me` as JSON.
+pub async fn me_json(app: &TestApp, access: &str) -> Value {
+    me(app, access).await.json().await.expect("json")
 }
 
 /// The token of the newest `page` link mailed to `email`, from the outbox.
@@ -179,13 +184,13 @@ async fn a_newcomer_registers_verifies_over_smtp_and_logs_in() {
     assert_ne!(stored, token, "tokens are stored hashed");
 
     let (access, _) = tokens(&app, "ada@example.com", PASSWORD).await;
-    let before: Value = me(&app, &access).await.json().await.expect("json");
+    let before = me_json(&app, &access).await;
     assert_eq!(before["email_verified"], false);
     assert_eq!(before["email"], "ada@example.com");
 
     let resp = post(&app, "/api/auth/verify-email", json!({ "token": token })).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    let after: Value = me(&app, &access).await.json().await.expect("json");
+    let after = me_json(&app, &access).await;
     assert_eq!(after["email_verified"], true);
     let again = post(&app, "/api/auth/verify-email", json!({ "token": token })).await;
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);

@@ -7,6 +7,7 @@ mod attacks;
 mod auth;
 mod backup;
 mod billing;
+mod caches;
 mod cli;
 mod external;
 mod flags;

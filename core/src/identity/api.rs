@@ -15,6 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, record};
+use crate::cache::Cache;
 use crate::error::{Error, FieldError, Result};
 use crate::http::ClientInfo;
 use crate::identity::auth::BearerAuth;
@@ -25,6 +26,7 @@ use crate::jobs::JobHandler;
 use crate::mail::Template;
 use crate::pagination::Page;
 use crate::platform::Platform;
+use crate::rendered::Rendered;
 use crate::seed::DEMO_PASSWORD;
 
 const PASSWORD_RESET_JOB: &str = "auth.password_reset";
@@ -109,6 +111,10 @@ struct ChangePasswordRequest {
 struct UpdateMeRequest {
     name: Option<String>,
 }
+
+/// Profiles are dropped on every change to `users` (see `changes`); this bounds
+/// how long a change made outside the server (the CLI) goes unseen.
+const PROFILE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An account.
 #[derive(Object)]
@@ -210,10 +216,17 @@ fn link(platform: &Platform, page: &str, token: &str) -> String {
 
 #[derive(Clone)]
 pub(crate) struct AuthApi {
-    pub platform: Platform,
+    platform: Platform,
+    /// `GET /me` answers, rendered, by user.
+    profiles: Cache<Uuid, Rendered<UserView>>,
 }
 
 impl AuthApi {
+    pub(crate) fn new(platform: Platform) -> Self {
+        let profiles = platform.table_cache("profiles", 100_000, PROFILE_TTL, &["users"]);
+        AuthApi { platform, profiles }
+    }
+
     async fn user_view(&self, id: Uuid) -> Result<UserView> {
         let user = self
             .platform
@@ -499,8 +512,14 @@ impl AuthApi {
 
     /// The current user
     #[oai(path = "/me", method = "get", operation_id = "getMe")]
-    async fn me(&self, auth: BearerAuth) -> Result<Json<UserView>> {
-        Ok(Json(self.user_view(auth.0.user_id).await?))
+    async fn me(&self, auth: BearerAuth) -> Result<Rendered<UserView>> {
+        let user = auth.0.user_id;
+        self.profiles
+            .get_or_load(
+                user,
+                || async move { Ok(Rendered::new(&self.user_view(user).await?)) },
+            )
+            .await
     }
 
     /// Update the current user

@@ -58,7 +58,7 @@ impl Plugin for Teams {
         };
         ApiPart::new((
             orgs::OrgsApi(api.clone()),
-            members::MembersApi(api.clone()),
+            members::MembersApi::new(api.clone()),
             invitations::InvitationsApi(api.clone()),
             activity::ActivityApi(api),
         ))

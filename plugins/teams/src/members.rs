@@ -4,10 +4,12 @@
 //! org always keeps at least one owner.
 
 use plinth_core::audit::{AuditEntry, record};
+use plinth_core::cache::Cache;
 use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::BearerAuth;
 use plinth_core::pagination::Page;
+use plinth_core::rendered::Rendered;
 use plinth_core::tenancy::{Member, Role, Tenant, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
@@ -21,7 +23,24 @@ use uuid::Uuid;
 use crate::api::{NoContent, TeamsApi, TeamsTag, parse_time};
 
 #[derive(Clone)]
-pub(crate) struct MembersApi(pub TeamsApi);
+pub(crate) struct MembersApi(pub TeamsApi, MemberPages);
+
+/// Rendered member-list pages by (org, page size, cursor). Emptied by every commit
+/// that changes memberships or users (names and emails are listed), so no write
+/// path has to remember it.
+type MemberPages = Cache<(Uuid, u32, Option<Uuid>), Rendered<MemberPage>>;
+
+/// Bounds how long a change made outside the server (the CLI) goes unseen.
+const PAGE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl MembersApi {
+    pub(crate) fn new(api: TeamsApi) -> Self {
+        let pages =
+            api.platform
+                .table_cache("member_pages", 10_000, PAGE_TTL, &["tenant_memberships", "users"]);
+        MembersApi(api, pages)
+    }
+}
 
 /// A member of the organization.
 #[derive(Object)]
@@ -163,16 +182,21 @@ impl MembersApi {
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> Result<Json<MemberPage>> {
+    ) -> Result<Rendered<MemberPage>> {
         let tenant = self.0.tenant(&auth, org_id.0, Role::Viewer).await?;
         let page = Page::parse(limit.0, cursor.0)?;
-        let rows = tenant
-            .db()
-            .call(move |conn| bound::members(conn, page.fetch(), page.after))
-            .await?;
-        let (rows, next_cursor) = page.finish(rows, |m| m.membership_id);
-        let items = rows.into_iter().map(MemberView::new).collect::<Result<_>>()?;
-        Ok(Json(MemberPage { items, next_cursor }))
+        let key = (tenant.org_id, page.limit, page.after);
+        self.1
+            .get_or_load(key, || async move {
+                let rows = tenant
+                    .db()
+                    .call(move |conn| bound::members(conn, page.fetch(), page.after))
+                    .await?;
+                let (rows, next_cursor) = page.finish(rows, |m| m.membership_id);
+                let items = rows.into_iter().map(MemberView::new).collect::<Result<_>>()?;
+                Ok(Rendered::new(&MemberPage { items, next_cursor }))
+            })
+            .await
     }
 
     /// Change a member's role
