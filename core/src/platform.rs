@@ -175,6 +175,17 @@ impl Platform {
         V: Clone + Send + Sync + 'static,
     {
         let cache = self.cache(name, capacity, Some(ttl));
+        self.empty_on_changes(&cache, tables);
+        cache
+    }
+
+    /// Empties `cache` after every commit changing a row of one of `tables`, for a
+    /// cache made before the platform existed (see [`Platform::table_cache`]).
+    pub fn empty_on_changes<K, V>(&self, cache: &Cache<K, V>, tables: &[&str])
+    where
+        K: Hash + Eq + Send + Sync + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
         for table in tables {
             let watcher = cache.clone();
             self.inner
@@ -182,7 +193,6 @@ impl Platform {
                 .changes()
                 .watch(table, move || watcher.invalidate_all());
         }
-        cache
     }
 
     /// Creates a cache whose size is reported at /metrics.

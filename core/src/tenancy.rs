@@ -82,6 +82,12 @@ pub trait Entitlements: Send + Sync + 'static {
     fn has_feature(&self, _conn: &Connection, _feature: &str) -> Result<bool> {
         Ok(true)
     }
+
+    /// The tables the answers are computed from, so that caches of them can watch
+    /// those tables (see [`crate::changes`]) without knowing the provider.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// No limits: the answer while no plugin provides entitlements.

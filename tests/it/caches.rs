@@ -132,3 +132,56 @@ async fn a_verified_email_shows_in_the_cached_profile() {
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert_eq!(me_json(&acme.app, &access).await["email_verified"], true);
 }
+
+async fn owner_flags(acme: &Acme) -> serde_json::Value {
+    let (status, body) = acme.send("GET", "owner", &acme.path("/flags"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+#[tokio::test]
+async fn cached_flag_lists_follow_plan_changes_and_new_flags() {
+    let acme = Acme::start().await;
+    assert_eq!(owner_flags(&acme).await["beta-reports"], true, "Acme is on Pro");
+    // The plan lives in billing's tables, which billing names through the
+    // entitlements seam for caches like this one to watch.
+    let (status, body) = acme
+        .send(
+            "PUT",
+            "stranger",
+            &format!("/api/admin/orgs/{}/billing/subscription", acme.org),
+            Some(json!({"plan_id": "free"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(owner_flags(&acme).await["beta-reports"], false);
+
+    // A new flag, targeting Acme by name.
+    let (status, body) = acme
+        .send(
+            "POST",
+            "stranger",
+            "/api/admin/flags",
+            Some(json!({
+                "key": "acme-only",
+                "value_type": "boolean",
+                "default_value": false,
+                "rules": [{"kind": "attribute", "subject": "org", "attribute": "name",
+                           "operator": "one_of", "values": ["Acme Renamed"], "value": true}]
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(owner_flags(&acme).await["acme-only"], false);
+    // A rename is a change to `organizations`, whoever makes it.
+    let (status, _) = acme
+        .send(
+            "PATCH",
+            "owner",
+            &acme.path(""),
+            Some(json!({"name": "Acme Renamed"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(owner_flags(&acme).await["acme-only"], true);
+}

@@ -169,11 +169,17 @@ async fn definitions_are_validated_and_bad_rules_are_named() {
     );
 }
 
+/// new-dashboard for the member, read one flag at a time and in the (cached) list,
+/// which must agree.
 async fn value(acme: &Acme) -> Value {
-    acme.send("GET", "member", &acme.path("/flags/new-dashboard"), None)
+    let one = acme
+        .send("GET", "member", &acme.path("/flags/new-dashboard"), None)
         .await
         .1["value"]
-        .clone()
+        .clone();
+    let listed = flags_of(acme, "member", acme.org).await["new-dashboard"].clone();
+    assert_eq!(one, listed, "the flag list disagrees with the single flag");
+    one
 }
 
 #[tokio::test]
@@ -308,6 +314,7 @@ async fn a_warm_evaluation_queries_no_database() {
         "flags.definitions",
         "flags.orgs",
         "flags.users",
+        "flags.evaluations",
         "memberships",
         "sessions",
     ] {

@@ -125,6 +125,10 @@ impl Entitlements for PlanEntitlements {
         let plan = account.effective_plan(&catalog, self.0.grace(), OffsetDateTime::now_utc())?;
         Ok(plan.features.iter().any(|f| f == feature))
     }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["tenant_billing_accounts", "billing_plans"]
+    }
 }
 
 /// The billing plugin.

@@ -1,7 +1,6 @@
 //! The flags API: staff manage definitions and overrides under /api/admin/flags;
 //! members read evaluations under /api/orgs/{org_id}/flags.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use plinth_core::audit::{AuditEntry, record};
@@ -20,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::model::{self, Flag, Operator, Reason, Rule, Subject, ValueType};
-use crate::store::{self, Store};
+use crate::store::{self, Evaluations, Store};
 
 #[derive(Clone)]
 pub(crate) struct FlagsApi {
@@ -412,10 +411,6 @@ impl FlagsApi {
             .await?
             .ok_or_else(|| unknown(key))
     }
-
-    fn changed(&self) {
-        self.store.definitions.invalidate_all();
-    }
 }
 
 #[derive(Clone)]
@@ -488,7 +483,6 @@ impl AdminFlagsApi {
                 store::load_one(tx, &flag.key)?.ok_or_else(|| unknown(&flag.key))
             })
             .await?;
-        self.0.changed();
         Ok(Created::Flag(Json(FlagView::new(&created)?)))
     }
 
@@ -553,7 +547,6 @@ impl AdminFlagsApi {
                 store::load_one(tx, &after.key)?.ok_or_else(|| unknown(&after.key))
             })
             .await?;
-        self.0.changed();
         Ok(Json(FlagView::new(&updated)?))
     }
 
@@ -583,8 +576,6 @@ impl AdminFlagsApi {
                 Ok(())
             })
             .await?;
-        self.0.changed();
-        self.0.store.orgs.invalidate_all();
         Ok(NoContent::Done)
     }
 
@@ -632,7 +623,6 @@ impl AdminFlagsApi {
                 Ok(())
             })
             .await?;
-        self.0.store.orgs.invalidate(&org).await;
         Ok(Json(FlagValue {
             key: key.0,
             value,
@@ -676,7 +666,6 @@ impl AdminFlagsApi {
                 Ok(())
             })
             .await?;
-        self.0.store.orgs.invalidate(&org).await;
         Ok(NoContent::Done)
     }
 
@@ -778,19 +767,17 @@ impl OrgFlagsApi {
         method = "get",
         operation_id = "listOrgFlags"
     )]
-    async fn all(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<BTreeMap<String, Value>>> {
+    async fn all(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Evaluations> {
         let tenant = self
             .0
             .platform
             .tenancy()
             .resolve(&auth.0, org_id.0, Role::Viewer)
             .await?;
-        let ctx = FlagContext {
-            org_id: tenant.org_id,
-            user_id: Some(tenant.user_id()),
-            role: Some(tenant.role),
-        };
-        Ok(Json(self.0.store.evaluate_all(&self.0.platform, &ctx).await?))
+        self.0
+            .store
+            .evaluations(&self.0.platform, tenant.org_id, tenant.user_id(), tenant.role)
+            .await
     }
 
     /// Evaluate one flag

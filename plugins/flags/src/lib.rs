@@ -10,7 +10,6 @@ mod store;
 
 use std::sync::Arc;
 
-use plinth_core::events::EventBusBuilder;
 use plinth_core::flags::{FeatureFlags, FlagContext, FlagFuture};
 use plinth_core::migrations::Migration;
 use plinth_core::seed::SeedOptions;
@@ -63,27 +62,12 @@ impl Plugin for Flags {
     }
 
     fn api(&self, platform: &Platform) -> Result<Option<ApiPart>> {
-        platform.metrics().register_cache(&self.store.definitions);
-        platform.metrics().register_cache(&self.store.orgs);
-        platform.metrics().register_cache(&self.store.users);
+        self.store.watch(platform);
         let api = api::FlagsApi {
             platform: platform.clone(),
             store: self.store.clone(),
         };
         ApiPart::new((api::AdminFlagsApi(api.clone()), api::OrgFlagsApi(api))).map(Some)
-    }
-
-    fn subscribe(&self, bus: &mut EventBusBuilder) {
-        // An org's slug, name and plan are rule attributes.
-        for name in ["org.updated", "subscription.changed"] {
-            let store = self.store.clone();
-            bus.on(name, move |event, _| {
-                if let Some(org) = event.org_id {
-                    store.orgs.invalidate_if(move |o, _| *o == org);
-                }
-                Ok(())
-            });
-        }
     }
 
     fn feature_flags(&self) -> Option<Arc<dyn FeatureFlags>> {

@@ -10,7 +10,8 @@ use plinth_core::cache::Cache;
 use plinth_core::db::now_rfc3339;
 use plinth_core::flags::FlagContext;
 use plinth_core::identity::users;
-use plinth_core::tenancy::bound;
+use plinth_core::rendered::Rendered;
+use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -18,10 +19,14 @@ use uuid::Uuid;
 
 use crate::model::{Flag, Reason, Subjects, ValueType, evaluate};
 
-/// Org and user data change rarely and are not all invalidated explicitly (a
-/// rename, a plan change): they live this long at most.
+/// Cached org data is dropped when the tables it is read from change (see
+/// [`Store::watch`]); an effective plan also changes with time (a grace period
+/// running out), so org data and evaluations live this long at most.
 const ORG_TTL: Duration = Duration::from_secs(60);
+/// Emails are dropped when `users` changes; this bounds changes made by the CLI.
 const USER_TTL: Duration = Duration::from_secs(300);
+/// Flag definitions are dropped when `flags` changes.
+const DEFINITIONS_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default)]
 pub struct OrgData {
@@ -34,18 +39,24 @@ pub struct OrgData {
 
 pub type Definitions = Arc<BTreeMap<String, Arc<Flag>>>;
 
+/// Every flag for one caller (org, user, role), rendered.
+pub type Evaluations = Rendered<BTreeMap<String, Value>>;
+
 pub struct Store {
     pub definitions: Cache<(), Definitions>,
     pub orgs: Cache<Uuid, Arc<OrgData>>,
     pub users: Cache<Uuid, Option<String>>,
+    /// `GET /api/orgs/{org}/flags` answers (a few hundred bytes each).
+    pub evaluations: Cache<(Uuid, Uuid, Role), Evaluations>,
 }
 
 impl Default for Store {
     fn default() -> Self {
         Store {
-            definitions: Cache::new("flags.definitions", 1, None),
+            definitions: Cache::new("flags.definitions", 1, Some(DEFINITIONS_TTL)),
             orgs: Cache::new("flags.orgs", 100_000, Some(ORG_TTL)),
             users: Cache::new("flags.users", 100_000, Some(USER_TTL)),
+            evaluations: Cache::new("flags.evaluations", 10_000, Some(ORG_TTL)),
         }
     }
 }
@@ -197,6 +208,44 @@ pub struct Evaluated {
 }
 
 impl Store {
+    /// Registers the caches at /metrics and has each emptied when the tables it is
+    /// read from change (flag writes, overrides, org renames, plans through the
+    /// entitlements' tables, user emails), whichever code path writes them.
+    pub fn watch(&self, platform: &Platform) {
+        platform.metrics().register_cache(&self.definitions);
+        platform.metrics().register_cache(&self.orgs);
+        platform.metrics().register_cache(&self.users);
+        platform.metrics().register_cache(&self.evaluations);
+        let mut org_tables = vec!["organizations", "tenant_flag_overrides"];
+        org_tables.extend(platform.tenancy().entitlements().tables());
+        let mut all = org_tables.clone();
+        all.extend(["flags", "users"]);
+        platform.empty_on_changes(&self.definitions, &["flags"]);
+        platform.empty_on_changes(&self.orgs, &org_tables);
+        platform.empty_on_changes(&self.users, &["users"]);
+        platform.empty_on_changes(&self.evaluations, &all);
+    }
+
+    /// Every flag for a member, rendered, from memory on a warm cache.
+    pub async fn evaluations(
+        &self,
+        platform: &Platform,
+        org: Uuid,
+        user: Uuid,
+        role: Role,
+    ) -> Result<Evaluations> {
+        self.evaluations
+            .get_or_load((org, user, role), || async move {
+                let ctx = FlagContext {
+                    org_id: org,
+                    user_id: Some(user),
+                    role: Some(role),
+                };
+                Ok(Rendered::new(&self.evaluate_all(platform, &ctx).await?))
+            })
+            .await
+    }
+
     pub async fn definitions(&self, platform: &Platform) -> Result<Definitions> {
         let db = platform.db().clone();
         self.definitions
