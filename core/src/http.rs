@@ -21,7 +21,6 @@ use poem_openapi::__private::UrlQuery;
 use tracing::Instrument;
 
 use crate::error::{Error, problem, problem_response};
-use crate::metrics::Metrics;
 use crate::platform::Platform;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -101,7 +100,6 @@ impl<'a> FromRequest<'a> for ClientInfo {
 pub(crate) struct PipelineOptions {
     /// Attached to every request (handlers and extractors read it with `req.data()`).
     pub platform: Platform,
-    pub metrics: Metrics,
     pub app_url: String,
     pub body_limit: usize,
     pub production: bool,
@@ -179,7 +177,7 @@ impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
             method = %method,
             path = %loggable(req.uri().path())
         );
-        let _in_flight = self.options.metrics.request_started();
+        let _in_flight = self.options.platform.metrics().request_started();
         let started = Instant::now();
 
         let result = self.admit(req).instrument(span.clone()).await;
@@ -196,7 +194,8 @@ impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();
         self.options
-            .metrics
+            .platform
+            .metrics()
             .request_finished(&method, route.as_ref(), status, elapsed);
         span.in_scope(|| {
             let latency_ms = elapsed.as_secs_f64() * 1000.0;

@@ -422,7 +422,6 @@ impl App {
             route,
             PipelineOptions {
                 platform: platform.clone(),
-                metrics: platform.metrics().clone(),
                 app_url: config.app_url.clone(),
                 body_limit: config.body_limit,
                 production: config.is_production(),
