@@ -19,7 +19,7 @@ function request()
     return wrk.format("GET", os.getenv("PATH_FLAGS"), auth)
   end
   local body = string.format(
-    '{"metric":"bench_events","quantity":1,"idempotency_key":"mixed-%s-%d-%d"}',
+    '{"metric":"bench_mixed","quantity":1,"idempotency_key":"mixed-%s-%d-%d"}',
     os.getenv("RUN_ID") or "run", thread_id, counter)
   return wrk.format("POST", os.getenv("PATH_USAGE"), auth, body)
 end

@@ -26,6 +26,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::changes::{Changes, Noted};
 use crate::error::{Error, Result};
+use crate::group_commit::Queue;
 
 /// How long a connection waits for the write lock before giving up with SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -320,6 +321,7 @@ pub struct Db {
     path: Arc<PathBuf>,
     kind: Kind,
     changes: Arc<Changes>,
+    queue: Arc<Queue>,
 }
 
 impl Db {
@@ -342,7 +344,13 @@ impl Db {
             path: Arc::new(path.to_path_buf()),
             kind,
             changes,
+            queue: Arc::default(),
         }
+    }
+
+    /// The writers waiting for a group commit on this pool.
+    pub(crate) fn queue(&self) -> &Queue {
+        &self.queue
     }
 
     /// The watched tables of this database (see [`crate::changes`]).
@@ -387,20 +395,16 @@ impl Db {
         .await?
     }
 
-    /// Runs work in one `BEGIN IMMEDIATE` transaction on the blocking pool: committed
-    /// when `f` returns Ok, rolled back (nothing half-written) when it returns Err.
+    /// Runs work in a `BEGIN IMMEDIATE` transaction on the blocking pool, group
+    /// committed with the other writers queued at the time (see
+    /// [`crate::group_commit`]): answered once committed; when `f` returns Err its
+    /// writes are rolled back (nothing half-written) and the others' stand.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let turn = async_write_gate(&self.path).lock_owned().await;
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            db.write_blocking(f)
-        })
-        .await?
+        crate::group_commit::write(self, None, f).await
     }
 
     /// [`Db::write`] for code already on a blocking thread.
@@ -413,7 +417,7 @@ impl Db {
 /// One gate per database file: writers of this process queue here, in order, instead
 /// of colliding on SQLite's lock, whose busy handler sleeps in steps of up to 100 ms
 /// (a p99 of a second under 64 concurrent writers, measured).
-fn write_gate(path: &str) -> Arc<parking_lot::FairMutex<()>> {
+pub(crate) fn write_gate(path: &str) -> Arc<parking_lot::FairMutex<()>> {
     static GATES: std::sync::LazyLock<Mutex<HashMap<String, Arc<parking_lot::FairMutex<()>>>>> =
         std::sync::LazyLock::new(Mutex::default);
     let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

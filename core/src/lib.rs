@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod external;
 pub mod flags;
+mod group_commit;
 pub mod http;
 pub mod identity;
 pub mod jobs;

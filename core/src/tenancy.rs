@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use crate::cache::Cache;
-use crate::db::{Db, DbConn, PooledConnection, in_transaction, now_rfc3339};
+use crate::db::{Db, DbConn, PooledConnection, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
 
@@ -184,20 +184,14 @@ impl TenantDb {
         .await?
     }
 
-    /// One immediate transaction on a bound connection, on the blocking pool.
+    /// [`Db::write`] on a bound connection: one savepoint of a group-committed
+    /// immediate transaction, answered once committed.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let turn = crate::db::async_write_gate(self.pool.path()).lock_owned().await;
-        let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            let mut conn = db.conn()?;
-            in_transaction(&mut conn, f)
-        })
-        .await?
+        crate::group_commit::write(&self.pool, Some(self.org), f).await
     }
 }
 
