@@ -114,20 +114,45 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    let entry = move || {
+        AuditEntry::new("bench.event")
+            .actor(user)
+            .org(org)
+            .target("org", org)
+    };
     c.bench_function("audit_write", |b| {
         b.iter(|| {
             platform
                 .db()
-                .write_blocking(|tx| {
-                    record(
-                        tx,
-                        &AuditEntry::new("bench.event")
-                            .actor(user)
-                            .org(org)
-                            .target("org", org),
-                    )
-                })
+                .write_blocking(|tx| record(tx, &entry()))
                 .expect("audit")
+        })
+    });
+    // 64 writers at once, as under load: each its own transaction, one after the
+    // other, against the same 64 through the group-committed async path.
+    c.bench_function("audit_write_64_one_by_one", |b| {
+        b.iter(|| {
+            for _ in 0..64 {
+                platform
+                    .db()
+                    .write_blocking(|tx| record(tx, &entry()))
+                    .expect("audit");
+            }
+        })
+    });
+    c.bench_function("audit_write_64_concurrent_grouped", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                futures_util::future::try_join_all((0..64).map(|_| {
+                    let db = platform.db().clone();
+                    tokio::spawn(async move { db.write(move |tx| record(tx, &entry())).await })
+                }))
+                .await
+            })
+            .expect("join")
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .expect("audit")
         })
     });
 }
