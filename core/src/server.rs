@@ -326,13 +326,12 @@ impl App {
                 }
             });
         }
-        let db = platform.db().clone();
+        let mut checkpointer = crate::db::Checkpointer::new(platform.db().clone());
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(std::time::Duration::from_millis(250));
             loop {
                 ticks.tick().await;
-                let result = db.call(|conn| Ok(crate::db::checkpoint(conn)?)).await;
-                if let Err(e) = result {
+                if let Err(e) = checkpointer.tick().await {
                     tracing::warn!(error = %e, "WAL checkpoint failed");
                 }
             }
