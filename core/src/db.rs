@@ -419,6 +419,12 @@ impl Db {
         &self.queue
     }
 
+    /// Group-committed transactions of this pool and the writers they answered,
+    /// since start.
+    pub fn group_commits(&self) -> (u64, u64) {
+        self.queue.committed()
+    }
+
     /// The watched tables of this database (see [`crate::changes`]).
     pub fn changes(&self) -> &Changes {
         &self.changes

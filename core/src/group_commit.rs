@@ -43,6 +43,18 @@ struct Pending {
 pub(crate) struct Queue {
     pending: Mutex<VecDeque<Pending>>,
     next_id: AtomicU64,
+    /// Committed batches, and the writers they answered, since start (/metrics).
+    batches: AtomicU64,
+    writers: AtomicU64,
+}
+
+impl Queue {
+    pub(crate) fn committed(&self) -> (u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.writers.load(Ordering::Relaxed),
+        )
+    }
 }
 
 /// Takes a writer's work back out of the queue when its request is dropped before a
@@ -164,6 +176,11 @@ fn run_batch(db: &Db) {
     // Returning the connection announces the committed changes (see crate::changes):
     // caches must have dropped what the batch changed before any writer answers.
     drop(conn);
+    if committed.is_ok() {
+        let queue = db.queue();
+        queue.batches.fetch_add(1, Ordering::Relaxed);
+        queue.writers.fetch_add(answers.len() as u64, Ordering::Relaxed);
+    }
     answer(answers, committed.as_ref().map(|_| ()).map_err(String::as_str));
 }
 
@@ -343,6 +360,7 @@ mod tests {
             1,
             "the 30 writers were committed together"
         );
+        assert_eq!(db.queue().committed(), (1, 30));
         // The connection is usable afterwards: no savepoint or transaction left open.
         assert_eq!(write(&db, None, insert(100)).await.ok(), Some(100));
         assert_eq!(rows(&db).last(), Some(&100));

@@ -79,6 +79,7 @@ pub struct Metrics {
     jobs: Family<JobLabels, Counter>,
     job_duration: Family<NameLabel, Histogram, fn() -> Histogram>,
     db_pool: Family<StateLabel, Gauge>,
+    db_group_commits: Family<StateLabel, Gauge>,
     cache_entries: Family<NameLabel, Gauge>,
     cache_loads: Family<NameLabel, Gauge>,
     jobs_by_status: Family<StateLabel, Gauge>,
@@ -133,6 +134,12 @@ impl Metrics {
             "Pooled SQLite connections by state",
             db_pool.clone(),
         );
+        let db_group_commits = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "db_group_commits",
+            "Group-committed write transactions (batches) and the writers they answered, since start",
+            db_group_commits.clone(),
+        );
         let cache_entries = Family::<NameLabel, Gauge>::default();
         registry.register(
             "cache_entries",
@@ -162,6 +169,7 @@ impl Metrics {
             jobs,
             job_duration,
             db_pool,
+            db_group_commits,
             cache_entries,
             cache_loads,
             jobs_by_status,
@@ -262,6 +270,7 @@ impl Metrics {
         &self,
         pool: r2d2::State,
         pool_max: u32,
+        group_commits: (u64, u64),
         jobs: &[(&str, i64)],
         figures: &[(&str, i64)],
     ) -> String {
@@ -279,6 +288,11 @@ impl Metrics {
             self.db_pool
                 .get_or_create(&StateLabel { state: state.into() })
                 .set(i64::from(value));
+        }
+        for (state, value) in [("batches", group_commits.0), ("writers", group_commits.1)] {
+            self.db_group_commits
+                .get_or_create(&StateLabel { state: state.into() })
+                .set(value as i64);
         }
         if let Ok(caches) = self.caches.lock() {
             for (name, figures) in caches.iter() {

@@ -164,10 +164,13 @@ impl OpsApi {
                     ("database_bytes", size("")),
                     ("wal_bytes", size("-wal")),
                 ];
-                let text = self
-                    .platform
-                    .metrics()
-                    .render(db.state(), db.max_size(), &jobs, &figures);
+                // Both pools that write: system and tenant.
+                let (system, tenant) = (db.group_commits(), self.platform.tenancy().pool().group_commits());
+                let group_commits = (system.0 + tenant.0, system.1 + tenant.1);
+                let text =
+                    self.platform
+                        .metrics()
+                        .render(db.state(), db.max_size(), group_commits, &jobs, &figures);
                 MetricsResponse::Ok(PlainText(text))
             }
             Err(e) => {

@@ -47,6 +47,30 @@ async fn metrics_count_requests_by_route_pattern_and_status() {
     assert!(text.trim_end().ends_with("# EOF"));
 }
 
+/// The figure named `name` in an OpenMetrics text.
+fn figure(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_group_committed_writes() {
+    let app = TestApp::builder().spawn().await;
+    let text = app.get("/metrics").await.text().await.expect("text");
+    let batches = figure(&text, r#"plinth_db_group_commits{state="batches"}"#);
+    let writers = figure(&text, r#"plinth_db_group_commits{state="writers"}"#);
+    // Registration and login write (user, session, audit) through Db::write.
+    crate::auth::register(&app, "counted@example.test").await;
+    let text = app.get("/metrics").await.text().await.expect("text");
+    let (batches_after, writers_after) = (
+        figure(&text, r#"plinth_db_group_commits{state="batches"}"#),
+        figure(&text, r#"plinth_db_group_commits{state="writers"}"#),
+    );
+    assert!(batches_after > batches, "{text}");
+    assert!(writers_after - writers >= batches_after - batches, "{text}");
+}
+
 #[tokio::test]
 async fn metrics_require_the_token_when_one_is_configured() {
     let app = TestApp::builder()
