@@ -136,7 +136,8 @@ fn in_savepoint<T>(tx: &Transaction<'_>, f: impl FnOnce(&Transaction<'_>) -> Res
             Ok(value)
         }
         Err(e) => {
-            // Errors here leave the transaction to the batch's check below.
+            // Failing here too means the transaction is gone: `run_in_transaction`
+            // sees it (is_autocommit) and fails the batch.
             let _ = tx
                 .prepare_cached("ROLLBACK TO plinth_write")
                 .and_then(|mut s| s.execute([]));
