@@ -169,8 +169,7 @@ fn run_batch(db: &Db) {
     };
     let (answers, committed) = {
         // Orders the batch after writers on blocking threads (migrations, CLI tools).
-        // Keyed like `in_transaction`'s: by SQLite's own (absolute) name of the file.
-        let sync_gate = write_gate(conn.path().unwrap_or_default());
+        let sync_gate = write_gate(&conn);
         let _turn = sync_gate.lock();
         run_in_transaction(db, &conn, batch)
     };

@@ -172,7 +172,7 @@ impl TenantDb {
             let mut conn = db.conn()?;
             let switch = conn.cascade_switch();
             // After the writers of this process queued before it, like every write.
-            let gate = crate::db::write_gate(conn.path().unwrap_or_default());
+            let gate = crate::db::write_gate(&conn);
             let _turn = gate.lock();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             before(&tx)?;
