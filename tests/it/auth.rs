@@ -1034,3 +1034,83 @@ async fn disabling_an_account_stops_its_tokens_at_once_and_blocks_login() {
     let right = login(&app, "gone@example.com", PASSWORD).await;
     assert_eq!(right.status(), StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn changing_the_password_ends_outstanding_reset_and_verification_links() {
+    let app = TestApp::builder().spawn().await;
+    register(&app, "links@example.com").await;
+    let verify = outbox_token(&app, "links@example.com", "verify-email").expect("verification link");
+    post(
+        &app,
+        "/api/auth/password-reset",
+        json!({"email": "links@example.com"}),
+    )
+    .await;
+    eventually("the reset link is mailed", || async {
+        outbox_token(&app, "links@example.com", "reset-password").is_some()
+    })
+    .await;
+    let reset = outbox_token(&app, "links@example.com", "reset-password").expect("reset link");
+
+    let (access, _) = tokens(&app, "links@example.com", PASSWORD).await;
+    let changed = bearer(app.client.post(app.url("/api/auth/password/change")), &access)
+        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+
+    let stale_reset = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        json!({"token": reset, "new_password": "an attacker's choice 1"}),
+    )
+    .await;
+    assert_eq!(stale_reset.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let stale_verify = post(&app, "/api/auth/verify-email", json!({ "token": verify })).await;
+    assert_eq!(stale_verify.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        login(&app, "links@example.com", "a brand new passphrase")
+            .await
+            .status(),
+        StatusCode::OK,
+        "the password set by its owner stands"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_ends_every_other_outstanding_link_of_the_account() {
+    let app = TestApp::builder().spawn().await;
+    register(&app, "twice@example.com").await;
+    let verify = outbox_token(&app, "twice@example.com", "verify-email").expect("verification link");
+    post(
+        &app,
+        "/api/auth/password-reset",
+        json!({"email": "twice@example.com"}),
+    )
+    .await;
+    eventually("the reset link is mailed", || async {
+        outbox_token(&app, "twice@example.com", "reset-password").is_some()
+    })
+    .await;
+    let reset = outbox_token(&app, "twice@example.com", "reset-password").expect("reset link");
+    let ok = post(
+        &app,
+        "/api/auth/password-reset/confirm",
+        json!({"token": reset, "new_password": "fresh passphrase 42"}),
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::NO_CONTENT);
+    let stale_verify = post(&app, "/api/auth/verify-email", json!({ "token": verify })).await;
+    assert_eq!(stale_verify.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unused: i64 = app
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM user_tokens t JOIN users u ON u.id = t.user_id
+             WHERE u.email = 'twice@example.com' AND t.used_at IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(unused, 0);
+}

@@ -425,7 +425,7 @@ impl AuthApi {
             .db()
             .write(move |tx| {
                 if let Some(hash) = &rehashed {
-                    users::set_password_hash(tx, user, hash)?;
+                    users::store_password_hash(tx, user, hash)?;
                 }
                 let (session, refresh) = sessions::create(tx, platform.config(), user, &client)?;
                 record(
@@ -596,7 +596,7 @@ impl AuthApi {
             .platform
             .db()
             .write(move |tx| {
-                users::set_password_hash(tx, user, &hash)?;
+                users::replace_password(tx, user, &hash)?;
                 let revoked = sessions::revoke_all(tx, user, Some(p.session_id), reason::PASSWORD_CHANGED)?;
                 record(
                     tx,
@@ -753,7 +753,7 @@ impl AuthApi {
             .write(move |tx| {
                 let user = tokens::redeem(tx, &platform.config().secret_key, &token, Purpose::PasswordReset)?
                     .ok_or_else(bad_token)?;
-                users::set_password_hash(tx, user, &hash)?;
+                users::replace_password(tx, user, &hash)?;
                 // The reset link proved control of the inbox.
                 users::mark_verified(tx, user)?;
                 let revoked = sessions::revoke_all(tx, user, None, reason::PASSWORD_RESET)?;

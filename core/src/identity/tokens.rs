@@ -78,6 +78,15 @@ pub fn issue(conn: &Connection, key: &Secret, user: Uuid, purpose: Purpose) -> R
     Ok(token)
 }
 
+/// Ends every unused emailed token of `user`, whatever its purpose: a reset or
+/// verification link mailed before a password change must not outlive it.
+pub fn revoke_all(conn: &Connection, user: Uuid) -> Result<usize> {
+    let n = conn
+        .prepare_cached("UPDATE user_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL")?
+        .execute(params![user.to_string(), now_rfc3339()])?;
+    Ok(n)
+}
+
 /// Marks the token used and returns its user, if it is valid, unused, unexpired and
 /// for this purpose; otherwise `None`, whichever the reason.
 pub fn redeem(conn: &Connection, key: &Secret, token: &str, purpose: Purpose) -> Result<Option<Uuid>> {

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use crate::db::now_rfc3339;
+use crate::db::{like_literal, now_rfc3339};
 use crate::error::{Error, Result};
 
 /// Emails are compared trimmed and lowercased.
@@ -166,7 +166,18 @@ pub fn credentials_by_id(conn: &Connection, id: Uuid) -> Result<Option<Credentia
     credentials_where(conn, "id", &id.to_string())
 }
 
-pub fn set_password_hash(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
+/// Replaces the password: every emailed token still outstanding (reset links,
+/// verification links) stops working with the old password. Sessions are the
+/// caller's to end, since a change keeps the current one.
+pub fn replace_password(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
+    store_password_hash(conn, id, hash)?;
+    crate::identity::tokens::revoke_all(conn, id)?;
+    Ok(())
+}
+
+/// Stores a new hash of the same password (a rehash at login with stronger
+/// parameters), which changes nothing a token or session depends on.
+pub fn store_password_hash(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
     conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id.to_string(), hash, now_rfc3339()])?;
     Ok(())
@@ -200,12 +211,10 @@ pub struct UserSearch {
 
 /// Users matching `search`, by id, after `after`.
 pub fn search(conn: &Connection, search: &UserSearch, limit: u32, after: Option<Uuid>) -> Result<Vec<User>> {
-    let prefix = search.q.as_ref().map(|q| {
-        format!(
-            "{}%",
-            q.trim().to_lowercase().replace('%', "").replace('_', "\\_")
-        )
-    });
+    let prefix = search
+        .q
+        .as_ref()
+        .map(|q| format!("{}%", like_literal(&q.trim().to_lowercase())));
     let mut stmt = conn.prepare_cached(
         "SELECT id, email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
          FROM users

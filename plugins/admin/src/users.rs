@@ -340,7 +340,7 @@ impl UsersApi {
         let ip = client.ip.to_string();
         self.change(staff, id.0, "user.password_reset_forced", client, move |tx| {
             // A value no password hashes to: the old password stops at once.
-            users::set_password_hash(tx, id.0, &format!("!reset-required!{}", tokens::generate()?))?;
+            users::replace_password(tx, id.0, &format!("!reset-required!{}", tokens::generate()?))?;
             let revoked = sessions::revoke_all(tx, id.0, None, reason::PASSWORD_RESET)?;
             enqueue_password_reset(tx, &jobs, &user.email, &ip)?;
             Ok(json!({ "sessions_revoked": revoked.len() }))
