@@ -392,7 +392,7 @@ pub fn query(
 
 /// Deletes the personal data of audit entries about a person (erasure).
 pub fn erase_personal(conn: &Connection, user: Uuid, email: &str) -> Result<usize> {
-    let pattern = format!("%{}%", email.replace('%', "").replace('_', "\\_"));
+    let pattern = format!("%{}%", crate::db::like_literal(email));
     let n = conn.execute(
         "DELETE FROM audit_personal WHERE entry_id IN
              (SELECT id FROM audit_log WHERE actor_id = ?1 OR target_id = ?1)

@@ -519,6 +519,19 @@ pub fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>)
     Ok(value)
 }
 
+/// `text` as a literal inside a LIKE pattern written with `ESCAPE '\'`: user input
+/// such as `%` or `_` then matches only itself, never "anything".
+pub fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Milliseconds since the Unix epoch: the one clock for stored timestamps that are
 /// compared in SQL (job schedules, expiries); human-facing times are RFC 3339 text.
 pub fn now_millis() -> i64 {
@@ -544,6 +557,26 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+
+    #[test]
+    fn like_literals_match_wildcards_only_as_themselves() {
+        let conn = Connection::open_in_memory().expect("db");
+        let matches = |value: &str, q: &str| -> bool {
+            conn.query_row(
+                "SELECT ?1 LIKE ?2 ESCAPE '\\'",
+                [value, &format!("{}%", like_literal(q))],
+                |r| r.get(0),
+            )
+            .expect("query")
+        };
+        assert!(!matches("alice", "%"));
+        assert!(!matches("alice", "_"));
+        assert!(matches("%off", "%"));
+        assert!(matches("a_b", "a_"));
+        assert!(!matches("axb", "a_"));
+        assert!(matches("back\\slash", "back\\"));
+        assert!(matches("alice", "al"));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_under_a_write_load_that_never_pauses() {

@@ -354,7 +354,7 @@ impl Tenancy {
         self.root
             .call(move |conn| {
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
-                let prefix = format!("{}%", q.replace('%', "").replace('_', "\\_"));
+                let prefix = format!("{}%", crate::db::like_literal(&q));
                 let mut stmt = conn.prepare_cached(
                     "SELECT o.id, o.name, o.slug, o.created_at, o.suspended_at IS NOT NULL,
                             (SELECT count(*) FROM tenant_memberships m WHERE m.org_id = o.id)

@@ -54,9 +54,9 @@ pub async fn erase_user(platform: &Platform, user: Uuid, actor: Uuid, client: &C
                 )
                 .actor(actor),
             )?;
-            let pattern = format!("%{}%", account.email);
+            let pattern = format!("%{}%", crate::db::like_literal(&account.email));
             tx.execute("DELETE FROM mail_outbox WHERE to_address = ?1", [&account.email])?;
-            tx.execute("DELETE FROM jobs WHERE payload LIKE ?1", [&pattern])?;
+            tx.execute("DELETE FROM jobs WHERE payload LIKE ?1 ESCAPE '\\'", [&pattern])?;
             erase_personal(tx, user, &account.email)?;
             tx.execute("DELETE FROM users WHERE id = ?1", [user.to_string()])?;
             record(

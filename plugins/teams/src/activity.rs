@@ -1,7 +1,7 @@
 //! The activity feed (every org event becomes an item, visible to all members) and
 //! the org's audit log (admins and owners, with filters).
 
-use plinth_core::db::now_rfc3339;
+use plinth_core::db::{like_literal, now_rfc3339};
 use plinth_core::events::{ALL_EVENTS, Event, EventBusBuilder};
 use plinth_core::identity::auth::BearerAuth;
 use plinth_core::pagination::Page;
@@ -51,7 +51,7 @@ pub fn record_activity(
 /// the base tables.
 fn scrub(tx: &Connection, email: &str, name: &str) -> Result<()> {
     tx.execute("DELETE FROM tenant_invitations WHERE email = ?1", [email])?;
-    let pattern = |s: &str| format!("%{}%", s.replace('%', "").replace('_', "\\_"));
+    let pattern = |s: &str| format!("%{}%", like_literal(s));
     for (needle, replacement) in [(email, "[erased]"), (name, "a former member")] {
         if needle.trim().is_empty() {
             continue;
