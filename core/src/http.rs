@@ -188,6 +188,7 @@ impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
 
         let route = resp.data::<PathPattern>().map(|p| p.0.clone());
         set_security_headers(&mut resp, docs, self.options.production);
+        vary_on_origin(&mut resp);
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
@@ -393,6 +394,21 @@ fn set_security_headers(resp: &mut Response, docs: bool, production: bool) {
             HSTS,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
         );
+    }
+}
+
+/// Every answer depends on the Origin header (CORS headers for the allowed origin,
+/// none or a refusal for others), so shared caches must key on it.
+fn vary_on_origin(resp: &mut Response) {
+    let already = resp.headers().get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|name| matches!(name.trim(), "*") || name.trim().eq_ignore_ascii_case("origin"))
+        })
+    });
+    if !already {
+        resp.headers_mut()
+            .append(header::VARY, HeaderValue::from_static("origin"));
     }
 }
 

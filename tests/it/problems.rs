@@ -261,6 +261,63 @@ async fn cors_allows_the_app_url_only() {
     assert_eq!(same_origin.status().as_u16(), 200);
 }
 
+/// True when the answer's Vary names Origin (once).
+fn varies_on_origin(resp: &reqwest::Response) -> bool {
+    let names: Vec<String> = resp
+        .headers()
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_ascii_lowercase()))
+        .collect();
+    names.iter().filter(|n| *n == "origin").count() == 1
+}
+
+#[tokio::test]
+async fn every_answer_that_depends_on_origin_says_vary_origin() {
+    let app = TestApp::builder()
+        .var("APP_URL", "https://app.example.com")
+        .plugin(Widgets::default())
+        .spawn()
+        .await;
+    let send = |method: reqwest::Method, path: &str, origin: Option<&str>| {
+        let mut req = app.client.request(method, app.url(path));
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+    let cases = [
+        (reqwest::Method::GET, "/api/widgets", Some("https://app.example.com")),
+        (reqwest::Method::GET, "/api/widgets", Some("https://evil.example.net")),
+        (reqwest::Method::GET, "/api/widgets", None),
+        (reqwest::Method::GET, "/api/auth/me", Some("https://app.example.com")),
+        (reqwest::Method::GET, "/api/no-such-route", None),
+        (reqwest::Method::GET, "/healthz", None),
+        (reqwest::Method::GET, "/api/openapi.json", None),
+        (reqwest::Method::GET, "/docs", None),
+    ];
+    for (method, path, origin) in cases {
+        let resp = send(method.clone(), path, origin).await.expect("request");
+        assert!(
+            varies_on_origin(&resp),
+            "{method} {path} from {origin:?}: {} {:?}",
+            resp.status(),
+            resp.headers().get_all("vary")
+        );
+    }
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/widgets"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("request");
+    assert!(preflight.status().is_success());
+    assert!(varies_on_origin(&preflight), "{:?}", preflight.headers());
+}
+
 #[tokio::test]
 async fn production_sends_hsts() {
     let app = TestApp::builder()
