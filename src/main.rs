@@ -10,14 +10,15 @@ use clap::{Parser, Subcommand};
 use plinth_core::seed::{DEMO_PASSWORD, DEMO_USERS, SeedOptions};
 use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server};
 
-/// The built-in plugins, in registration order. Billing is passed in because its
+/// The built-in plugins, in registration order (which is also the order of their
+/// tags in the API document). Billing is passed in because its
 /// command-line tasks (reprocess, reconcile) run on the same instance.
 fn builtin_plugins(billing: Arc<plinth_billing::Billing>) -> Vec<Arc<dyn Plugin>> {
     vec![
         plinth_teams::Teams::new(),
-        plinth_flags::Flags::new(),
         plinth_admin::Admin::new(),
         billing,
+        plinth_flags::Flags::new(),
     ]
 }
 
@@ -135,9 +136,10 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> Result<(), Error> {
     let billing = plinth_billing::Billing::new();
-    let app = App::new(config, builtin_plugins(billing.clone()))?;
+    let mut app = App::new(config, builtin_plugins(billing.clone()))?;
     match command {
         Command::Serve { demo, .. } => {
+            app.claim_database()?;
             migrate(&app)?;
             if demo {
                 let report = app.seed(&SeedOptions {

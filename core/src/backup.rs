@@ -30,8 +30,9 @@ pub fn lock_server(db: &Path) -> Result<ServerLock> {
     match file.try_lock() {
         Ok(()) => Ok(ServerLock(file)),
         Err(_) => Err(Error::Conflict(format!(
-            "another server is already running on {}",
-            db.display()
+            "another server is already running on {}: it holds the lock {} (one server per SQLite file)",
+            db.display(),
+            lock_path(db).display()
         ))),
     }
 }

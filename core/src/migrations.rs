@@ -11,10 +11,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use crate::db::{in_transaction, now_rfc3339};
+use crate::db::{now_rfc3339, write_gate};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,28 +252,90 @@ pub fn plan(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
     Ok(pending)
 }
 
-/// Applies every pending migration, each in its own transaction together with its
-/// record, so a failing migration leaves no trace. Returns what was applied.
-pub fn run(conn: &mut Connection, set: &[Migration]) -> Result<Vec<Migration>> {
-    let pending = plan(conn, set)?;
+/// Applies every pending migration, each in its own savepoint together with its
+/// record, so a failing migration leaves no trace (those before it stay applied).
+/// Returns what was applied.
+///
+/// The whole run holds the database's write lock from reading what is applied to
+/// the last record: a second process migrating the same file at the same moment
+/// waits for it, then finds nothing left to do.
+pub fn run(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
+    let gate = write_gate(conn);
+    let _turn = gate.lock();
+    let tx = begin_waiting(conn)?;
+    let pending = plan(&tx, set)?;
+    let mut failure = None;
     for m in &pending {
-        in_transaction(conn, |tx| {
-            tx.execute_batch(&m.sql).map_err(|e| MigrationError::Failed {
+        let applied = apply(&tx, m);
+        if let Err(e) = applied {
+            failure = Some(e);
+            break;
+        }
+        tracing::info!(migration = %m.id(), "applied migration");
+    }
+    tx.commit()?;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(pending),
+    }
+}
+
+/// One migration and its record in a savepoint: both or neither.
+fn apply(tx: &Transaction<'_>, m: &Migration) -> Result<()> {
+    tx.execute_batch("SAVEPOINT migration")?;
+    let done = tx
+        .execute_batch(&m.sql)
+        .map_err(|e| {
+            Error::from(MigrationError::Failed {
                 owner: m.owner.to_string(),
                 version: m.version,
                 name: m.name.to_string(),
                 cause: e.to_string(),
-            })?;
+            })
+        })
+        .and_then(|()| {
             tx.execute(
                 "INSERT INTO plinth_migrations (owner, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 rusqlite::params![m.owner, m.version, m.name, m.checksum(), now_rfc3339()],
-            )?;
-            Ok(())
-        })?;
-        tracing::info!(migration = %m.id(), "applied migration");
+            )
+            .map_err(Error::from)
+        });
+    match done {
+        Ok(_) => tx.execute_batch("RELEASE migration").map_err(Error::from),
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO migration; RELEASE migration")?;
+            Err(e)
+        }
     }
-    Ok(pending)
 }
+
+/// Starts an immediate transaction, waiting as long as another process holds the
+/// write lock (its migrations may take longer than the busy timeout).
+fn begin_waiting(conn: &Connection) -> Result<Transaction<'_>> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        match Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+            Ok(tx) => return Ok(tx),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => {
+                if !told {
+                    tracing::info!("waiting for another process to finish with the database");
+                    told = true;
+                }
+                if started.elapsed() > MIGRATION_WAIT {
+                    return Err(Error::Unavailable(format!(
+                        "the database stayed locked by another process for {} s",
+                        MIGRATION_WAIT.as_secs()
+                    )));
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long a migration run waits for another process's run to finish.
+const MIGRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// True when every migration of the set is applied (readiness).
 pub fn all_applied(conn: &Connection, set: &[Migration]) -> Result<bool> {

@@ -41,6 +41,8 @@ pub struct App {
     routes: RouteTable,
     jobs: Vec<JobHandler>,
     schedules: Vec<crate::plugin::Schedule>,
+    /// Held from [`App::claim_database`] (or the start of serving) to the end.
+    server_lock: Option<crate::backup::ServerLock>,
 }
 
 impl App {
@@ -224,7 +226,19 @@ impl App {
             routes,
             jobs: handlers,
             schedules,
+            server_lock: None,
         })
+    }
+
+    /// Claims the database for this server: one `plinth serve` per SQLite file, and
+    /// `plinth restore` refuses while it is held. Taken before migrating, so a
+    /// second server started at the same moment stops at once, naming the lock.
+    pub fn claim_database(&mut self) -> Result<()> {
+        if self.server_lock.is_none() {
+            self.create_database_folder()?;
+            self.server_lock = Some(crate::backup::lock_server(&self.platform.config().database_path)?);
+        }
+        Ok(())
     }
 
     pub fn platform(&self) -> &Platform {
@@ -248,6 +262,12 @@ impl App {
     /// Applies pending migrations (blocking). Creates the database file and its
     /// folder when missing.
     pub fn migrate(&self) -> Result<Vec<Migration>> {
+        self.create_database_folder()?;
+        let conn = self.platform.root().conn()?;
+        migrations::run(&conn, &self.migrations)
+    }
+
+    fn create_database_folder(&self) -> Result<()> {
         if let Some(parent) = self
             .platform
             .db()
@@ -262,8 +282,7 @@ impl App {
                 ))
             })?;
         }
-        let mut conn = self.platform.root().conn()?;
-        migrations::run(&mut conn, &self.migrations)
+        Ok(())
     }
 
     /// Seeds demo or load-test data in one transaction (blocking).
@@ -297,14 +316,14 @@ impl App {
     /// requests and jobs finish (within PLINTH_SHUTDOWN_TIMEOUT_SECS).
     /// Migrations must have been applied.
     pub async fn serve(
-        self,
+        mut self,
         acceptor: TcpAcceptor,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let platform = self.platform.clone();
         let config = platform.config().clone();
-        // One server per database file; `plinth restore` checks this lock.
-        let _lock = crate::backup::lock_server(&config.database_path)?;
+        self.claim_database()?;
+        let _lock = self.server_lock.take();
         if let Some(dir) = config.backup_dir.clone() {
             let (db, every, keep) = (
                 config.database_path.clone(),

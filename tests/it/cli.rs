@@ -147,6 +147,100 @@ fn migrate_applies_once_then_reports_up_to_date() {
 }
 
 #[test]
+fn migrations_started_at_the_same_moment_apply_once() {
+    for round in 0..3 {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = db_url(dir.path());
+        let runs: Vec<Child> = (0..4)
+            .map(|_| {
+                command(&[("DATABASE_URL", &url)])
+                    .arg("migrate")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        let outs: Vec<Output> = runs
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait"))
+            .collect();
+        for out in &outs {
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let applying = outs
+            .iter()
+            .filter(|o| String::from_utf8_lossy(&o.stdout).contains("applied core/0001_create_jobs"))
+            .count();
+        assert_eq!(applying, 1, "round {round}: exactly one process applies");
+        let conn = rusqlite::Connection::open(dir.path().join("plinth.db")).expect("db");
+        let (rows, distinct): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*), count(DISTINCT owner || '/' || version) FROM plinth_migrations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("count");
+        assert_eq!(rows, distinct);
+        let again = plinth(&["migrate"], &[("DATABASE_URL", &url)]);
+        assert!(String::from_utf8_lossy(&again.stdout).contains("database is up to date"));
+    }
+}
+
+#[test]
+fn a_second_server_on_the_same_file_stops_at_once_naming_the_lock() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = db_url(dir.path());
+    let (port_a, port_b) = (free_port(), free_port());
+    let start = |port: u16| {
+        let addr = format!("127.0.0.1:{port}");
+        command(&[("DATABASE_URL", &url)])
+            .args(["serve", "--addr", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // Both start at the same moment on a file that does not exist yet.
+    let mut servers = [start(port_a), start(port_b)];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        if let Some(i) = (0..2).find(|&i| servers[i].try_wait().expect("wait").is_some()) {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "neither server stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let running = 1 - stopped;
+    let mut err = String::new();
+    servers[stopped]
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    let lock = format!("{}.lock", dir.path().join("plinth.db").display());
+    assert!(err.contains(&lock), "the message names the lock: {err}");
+    assert!(err.contains("already running"), "{err}");
+    assert!(!err.contains("migration"), "it stops before migrating: {err}");
+    let base = format!("http://127.0.0.1:{}", [port_a, port_b][running]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&base, "/readyz").map(|(s, _)| s) != Some(200) {
+        assert!(Instant::now() < deadline, "the first server serves");
+        assert!(servers[running].try_wait().expect("wait").is_none(), "the first server runs on");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+}
+
+#[test]
 fn seed_demo_creates_the_demo_accounts_and_production_refuses_it() {
     let dir = tempfile::tempdir().expect("dir");
     let url = db_url(dir.path());
