@@ -36,6 +36,10 @@ pub mod server;
 mod stall;
 pub mod tenancy;
 
+/// The product's version (the workspace's): the OpenAPI document's `info.version`
+/// and what `/api/admin/system` reports.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub use config::{Config, Environment};
 pub use error::{Error, FieldError, Problem, Result};
 pub use platform::Platform;

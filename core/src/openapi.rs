@@ -47,7 +47,7 @@ fn base_document() -> Value {
         "openapi": "3.0.0",
         "info": {
             "title": "Plinth API",
-            "version": env!("CARGO_PKG_VERSION"),
+            "version": crate::VERSION,
             "description": "Accounts, organizations, roles, billing, feature flags and audit for SaaS products. \
     Errors are RFC 9457 problem+json documents. Authenticate with `Authorization: Bearer <access token>`.",
             "license": { "name": "MIT" }
@@ -68,6 +68,11 @@ fn base_document() -> Value {
         }
     })
 }
+
+/// The tag of core's health, readiness and metrics operations.
+pub const OPS_TAG: &str = "Ops";
+/// Tags of platform-staff areas start with this (`AdminUsers`, `AdminFlags`...).
+pub const STAFF_TAG_PREFIX: &str = "Admin";
 
 /// Merges the fragments, in order, into one document.
 pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Result<Value, SpecError> {
@@ -150,14 +155,12 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Resul
         }
     }
     mark_optional_nullable(&mut doc);
-    tags.sort_by(|a, b| {
-        let key = |t: &Value| {
-            t.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
-        key(a).cmp(&key(b))
+    // Parts come in registration order and list their tags in reading order; staff
+    // areas follow everything else, and operations come last.
+    tags.sort_by_key(|t| match t.get("name").and_then(Value::as_str).unwrap_or_default() {
+        OPS_TAG => 2,
+        name if name.starts_with(STAFF_TAG_PREFIX) => 1,
+        _ => 0,
     });
     doc["tags"] = Value::Array(tags);
     Ok(doc)
@@ -231,7 +234,7 @@ pub fn to_pretty_json(doc: &Value) -> String {
 pub fn swagger_ui_html(doc: &Value) -> String {
     // poem-openapi renders its UI around the document of a service; render it for an
     // empty API and put the merged document in the empty one's place.
-    let empty = OpenApiService::new((), "Plinth API", env!("CARGO_PKG_VERSION"));
+    let empty = OpenApiService::new((), "Plinth API", crate::VERSION);
     let placeholder = empty.spec();
     // `</` is escaped so the document cannot close the surrounding <script>.
     let spec = serde_json::to_string(doc)

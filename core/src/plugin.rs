@@ -103,6 +103,19 @@ impl ApiPart {
         api.add_routes(&mut routes);
         Ok(ApiPart { spec, routes })
     }
+
+    /// Lists the part's tags in `order`, the order a newcomer should read them in
+    /// Swagger UI (tags not named keep their place after the named ones). Without
+    /// it they come alphabetically.
+    pub fn tag_order(mut self, order: &[&str]) -> Self {
+        if let Some(tags) = self.spec.get_mut("tags").and_then(Value::as_array_mut) {
+            tags.sort_by_key(|t| {
+                let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                order.iter().position(|o| *o == name).unwrap_or(order.len())
+            });
+        }
+        self
+    }
 }
 
 /// What `plinth plugins` shows.

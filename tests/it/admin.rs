@@ -343,13 +343,14 @@ async fn stats_agree_with_the_database() {
     assert_eq!(signups, count("SELECT count(*) FROM users"));
     let (_, system) = acme.send("GET", "stranger", "/api/admin/system", None).await;
     assert!(system["database_bytes"].as_u64().expect("size") > 0);
+    assert_eq!(system["version"], env!("CARGO_PKG_VERSION"), "the product's version");
     let plugins: Vec<&str> = system["plugins"]
         .as_array()
         .expect("plugins")
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(plugins, ["teams", "flags", "admin", "billing"]);
+    assert_eq!(plugins, ["teams", "admin", "billing", "flags"]);
     assert!(
         system["caches"]
             .as_array()
@@ -673,4 +674,44 @@ async fn exporting_100k_entries_streams_in_constant_memory() {
         growth_mib < streamed_mib / 3.0,
         "memory grew {growth_mib:.1} MiB for {streamed_mib:.1} MiB streamed"
     );
+}
+
+#[tokio::test]
+async fn wildcards_in_admin_search_match_only_themselves() {
+    let acme = Acme::start().await;
+    let items = |v: &Value| v["items"].as_array().map(Vec::len).unwrap_or(usize::MAX);
+    for q in ["%", "_", "%25", "_cme", "\\"] {
+        let (status, users) = acme
+            .send("GET", "stranger", &format!("/api/admin/users?q={q}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(items(&users), 0, "users matching {q:?}: {users}");
+        let (status, orgs) = acme
+            .send("GET", "stranger", &format!("/api/admin/orgs?q={q}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(items(&orgs), 0, "orgs matching {q:?}: {orgs}");
+    }
+    let (_, literal) = acme
+        .send(
+            "POST",
+            "owner",
+            "/api/orgs",
+            Some(json!({"name": "100% Pure_Co"})),
+        )
+        .await;
+    assert!(literal["id"].is_string(), "{literal}");
+    let (_, found) = acme.send("GET", "stranger", "/api/admin/orgs?q=100%25", None).await;
+    assert_eq!(items(&found), 1, "{found}");
+    assert_eq!(found["items"][0]["name"], "100% Pure_Co");
+    let (_, found) = acme
+        .send("GET", "stranger", "/api/admin/orgs?q=100%25%20pure_c", None)
+        .await;
+    assert_eq!(items(&found), 1, "{found}");
+    let (_, none) = acme
+        .send("GET", "stranger", "/api/admin/orgs?q=100%25%20pure_x", None)
+        .await;
+    assert_eq!(items(&none), 0, "{none}");
+    let (_, plain) = acme.send("GET", "stranger", "/api/admin/users?q=own", None).await;
+    assert_eq!(plain["items"][0]["email"], "owner@acme.test");
 }

@@ -215,7 +215,7 @@ async fn libraries_with_another_abi_or_no_declaration_are_skipped_and_the_server
         .iter()
         .map(|p| p.name.clone())
         .collect();
-    assert_eq!(names, ["teams", "flags", "admin", "billing", "notes"]);
+    assert_eq!(names, ["teams", "admin", "billing", "flags", "notes"]);
     assert_eq!(acme.app.get("/healthz").await.status(), StatusCode::OK);
     assert_eq!(
         acme.send("GET", "member", "/api/ext/notes/hello", None).await.0,

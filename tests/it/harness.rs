@@ -131,9 +131,9 @@ impl TestAppBuilder {
     /// Registers the built-in plugins, as the binary does.
     pub fn builtins(mut self) -> Self {
         self.plugins.push(plinth_teams::Teams::new());
-        self.plugins.push(plinth_flags::Flags::new());
         self.plugins.push(plinth_admin::Admin::new());
         self.plugins.push(plinth_billing::Billing::new());
+        self.plugins.push(plinth_flags::Flags::new());
         self
     }
 

@@ -55,3 +55,48 @@ async fn the_served_document_is_the_assembled_one() {
     let served: Value = running.get("/api/openapi.json").await.json().await.expect("json");
     assert_eq!(served, expected);
 }
+
+#[test]
+fn the_document_carries_the_product_version() {
+    let doc: Value = serde_json::from_str(COMMITTED).expect("json");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(plinth_core::VERSION, env!("CARGO_PKG_VERSION"));
+    assert_ne!(plinth_core::VERSION, "0.0.0");
+    let out = plinth(&["--version"], &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "plinth --version: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn tags_come_in_a_newcomers_order() {
+    let doc: Value = serde_json::from_str(COMMITTED).expect("json");
+    let tags: Vec<&str> = doc["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "Auth",
+            "Orgs",
+            "Members",
+            "Invitations",
+            "Activity",
+            "Billing",
+            "Usage",
+            "Flags",
+            "AdminUsers",
+            "AdminOrgs",
+            "AdminAudit",
+            "AdminSystem",
+            "AdminBilling",
+            "AdminFlags",
+            "Ops",
+        ]
+    );
+}

@@ -46,6 +46,6 @@ impl Plugin for Admin {
             audit::AuditApi(api.clone()),
             monitor::MonitorApi(api),
         ))
-        .map(Some)
+        .map(|part| Some(part.tag_order(&["AdminUsers", "AdminOrgs", "AdminAudit", "AdminSystem"])))
     }
 }

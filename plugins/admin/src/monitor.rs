@@ -177,7 +177,7 @@ impl MonitorApi {
             .collect();
         jobs.sort_by(|a, b| a.status.cmp(&b.status));
         Ok(Json(SystemInfo {
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: plinth_core::VERSION.into(),
             uptime_seconds: platform.uptime().as_secs(),
             database_path: path.display().to_string(),
             database_bytes: file_size(&path),

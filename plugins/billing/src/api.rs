@@ -38,8 +38,6 @@ enum BillingTag {
     Billing,
     /// Metered usage against the plan's quotas.
     Usage,
-    /// Deliveries from Stripe.
-    Webhooks,
     /// Plans, local subscriptions and the webhook inbox (platform staff).
     AdminBilling,
 }
@@ -1158,7 +1156,7 @@ impl UsageApi {
 #[derive(Clone)]
 pub(crate) struct WebhookApi(pub BillingApi);
 
-#[OpenApi(tag = "BillingTag::Webhooks")]
+#[OpenApi(tag = "BillingTag::Billing")]
 impl WebhookApi {
     /// Stripe's webhook endpoint: verifies the signature, stores the event once and
     /// answers at once; the event is applied from the job queue.

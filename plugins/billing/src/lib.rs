@@ -199,7 +199,7 @@ impl Plugin for Billing {
             api::WebhookApi(api.clone()),
             api::AdminBillingApi(api),
         ))
-        .map(Some)
+        .map(|part| Some(part.tag_order(&["Billing", "Usage"])))
     }
 
     fn subscribe(&self, bus: &mut EventBusBuilder) {

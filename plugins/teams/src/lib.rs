@@ -62,7 +62,7 @@ impl Plugin for Teams {
             invitations::InvitationsApi(api.clone()),
             activity::ActivityApi(api),
         ))
-        .map(Some)
+        .map(|part| Some(part.tag_order(&["Orgs", "Members", "Invitations", "Activity"])))
     }
 
     fn subscribe(&self, bus: &mut EventBusBuilder) {
