@@ -11,28 +11,40 @@ use serde_json::{Value, json};
 use crate::acme::Acme;
 use crate::harness::{TestApp, eventually};
 
-/// Builds the example plugin once per test run (in its own target folder, so it
-/// does not wait on the build lock of the running `cargo test`).
-fn example_library() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
+/// Builds the example plugin and the panicking test fixture once per test run (in
+/// their own target folder, so they do not wait on the build lock of the running
+/// `cargo test`). Returns the folder holding both libraries.
+fn built_libraries() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target = root.join("target").join("ext-plugin-test");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "plinth-ext-notes", "--target-dir"])
+            .args(["build", "--quiet", "-p", "plinth-ext-notes", "-p", "plinth-test-panicky"])
+            .arg("--target-dir")
             .arg(&target)
             .current_dir(root)
             .status()
             .expect("cargo build");
-        assert!(status.success(), "the example plugin builds");
-        target.join("debug").join("libplinth_ext_notes.so")
+        assert!(status.success(), "the example plugin and the fixture build");
+        target.join("debug")
     })
 }
 
+const NOTES: &str = "libplinth_ext_notes.so";
+const PANICKY: &str = "libplinth_test_panicky.so";
+
 /// A plugin folder holding the example and the given extra libraries.
 fn plugin_dir(extra_c: &[(&str, &str)]) -> tempfile::TempDir {
+    plugin_dir_with(&[NOTES], extra_c)
+}
+
+/// A plugin folder holding the given built libraries and C sources compiled here.
+fn plugin_dir_with(built: &[&str], extra_c: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("dir");
-    std::fs::copy(example_library(), dir.path().join("libplinth_ext_notes.so")).expect("copy");
+    for lib in built {
+        std::fs::copy(built_libraries().join(lib), dir.path().join(lib)).expect("copy");
+    }
     for (name, source) in extra_c {
         let c = dir.path().join(format!("{name}.c"));
         std::fs::write(&c, source).expect("write c");
@@ -196,8 +208,17 @@ async fn the_example_plugin_serves_both_orgs_in_isolation_with_every_host_servic
 
 #[tokio::test]
 async fn a_panicking_plugin_fails_that_request_only() {
-    let (acme, _dir) = with_notes(&[], &[]).await;
-    let (status, problem) = acme.send("GET", "member", "/api/ext/notes/panic", None).await;
+    let dir = plugin_dir_with(&[NOTES, PANICKY], &[]);
+    let acme = Acme::start_with(
+        TestApp::builder().var("PLINTH_PLUGIN_DIR", dir.path().to_str().expect("path")),
+    )
+    .await;
+    assert_eq!(
+        acme.send("GET", "member", "/api/ext/notes/panic", None).await.0,
+        StatusCode::NOT_FOUND,
+        "the shipped example has no route that fails on purpose"
+    );
+    let (status, problem) = acme.send("GET", "member", "/api/ext/panicky/boom", None).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(problem["type"], "/problems/internal-error");
     let (status, hello) = acme.send("GET", "member", "/api/ext/notes/hello", None).await;

@@ -5,7 +5,8 @@
 //! It shows the whole surface of the ABI: a manifest with org and user routes,
 //! their OpenAPI fragment, a migration (a tenant table behind its guarded view, so
 //! row isolation applies), host callbacks (queries, a flag, audit, an event that
-//! becomes an activity item, a job), and panic safety (`GET /api/ext/notes/panic`).
+//! becomes an activity item, a job). A panic in a handler becomes a 500 problem
+//! for that request only (`declare_plugin!` catches it; the host catches too).
 
 use plinth_abi::{Host, declare_plugin, host_call};
 use serde_json::{Value, json};
@@ -119,8 +120,7 @@ fn manifest() -> Vec<u8> {
             { "method": "POST", "path": "/notes", "scope": "org", "min_role": "member" },
             { "method": "GET", "path": "/notes/{id}", "scope": "org", "min_role": "viewer" },
             { "method": "DELETE", "path": "/notes/{id}", "scope": "org", "min_role": "admin" },
-            { "method": "GET", "path": "/hello", "scope": "user" },
-            { "method": "GET", "path": "/panic", "scope": "user" }
+            { "method": "GET", "path": "/hello", "scope": "user" }
         ],
         "jobs": ["index"],
         "migrations": [{ "version": 1, "name": "create_notes", "sql": MIGRATION }],
@@ -135,7 +135,6 @@ fn manifest() -> Vec<u8> {
                 },
                 format!("{org}/notes/{{id}}"): { "get": one, "delete": delete },
                 "/api/ext/notes/hello": { "get": operation("notesHello", "Who am I (no org)", "200", Some(json!({ "type": "object" })), None, false) },
-                "/api/ext/notes/panic": { "get": operation("notesPanic", "Panic on purpose (shows the boundary holds)", "500", None, None, false) },
             },
             "components": { "schemas": {
                 "ExtNote": { "type": "object", "required": ["id", "title", "body", "author_id", "created_at"], "properties": {
@@ -180,7 +179,6 @@ fn handle(h: *const Host, request: &[u8]) -> Vec<u8> {
     );
     let answer = match route {
         ("GET", "/hello") => Ok(ok(200, json!({ "hello": req["context"]["user_id"] }))),
-        ("GET", "/panic") => panic!("the notes plugin panics on purpose"),
         ("GET", "/notes") => list(h),
         ("POST", "/notes") => create(h, &req),
         ("GET", "/notes/{id}") => get(h, req["params"]["id"].as_str().unwrap_or_default()),
