@@ -397,22 +397,22 @@ mod tests {
 
     #[test]
     fn applies_once_and_records_each_migration() {
-        let mut c = conn();
+        let c = conn();
         let set = [
             m("core", 1, "CREATE TABLE a (x)"),
             m("teams", 1, "CREATE TABLE b (x)"),
         ];
-        assert_eq!(run(&mut c, &set).expect("first run").len(), 2);
-        assert_eq!(run(&mut c, &set).expect("second run").len(), 0);
+        assert_eq!(run(&c, &set).expect("first run").len(), 2);
+        assert_eq!(run(&c, &set).expect("second run").len(), 0);
         assert!(all_applied(&c, &set).expect("check"));
     }
 
     #[test]
     fn a_changed_applied_migration_stops_everything() {
-        let mut c = conn();
-        run(&mut c, &[m("core", 1, "CREATE TABLE a (x)")]).expect("first run");
+        let c = conn();
+        run(&c, &[m("core", 1, "CREATE TABLE a (x)")]).expect("first run");
         let err = run(
-            &mut c,
+            &c,
             &[
                 m("core", 1, "CREATE TABLE a (x, y)"),
                 m("core", 2, "CREATE TABLE b (x)"),
@@ -430,8 +430,8 @@ mod tests {
 
     #[test]
     fn a_failing_migration_leaves_no_trace() {
-        let mut c = conn();
-        let err = run(&mut c, &[m("core", 1, "CREATE TABLE a (x); THIS IS NOT SQL")]).expect_err("fails");
+        let c = conn();
+        let err = run(&c, &[m("core", 1, "CREATE TABLE a (x); THIS IS NOT SQL")]).expect_err("fails");
         assert!(err.to_string().contains("core/0001"), "{err}");
         let tables: i64 = c
             .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'a'", [], |r| {
@@ -444,16 +444,16 @@ mod tests {
 
     #[test]
     fn out_of_order_missing_and_duplicate_are_refused() {
-        let mut c = conn();
-        run(&mut c, &[m("core", 2, "CREATE TABLE a (x)")]).expect("run");
+        let c = conn();
+        run(&c, &[m("core", 2, "CREATE TABLE a (x)")]).expect("run");
         let late = run(
-            &mut c,
+            &c,
             &[m("core", 1, "SELECT 1"), m("core", 2, "CREATE TABLE a (x)")],
         );
         assert!(late.expect_err("refused").to_string().contains("already applied"));
-        let missing = run(&mut c, &[m("core", 3, "SELECT 1")]);
+        let missing = run(&c, &[m("core", 3, "SELECT 1")]);
         assert!(missing.expect_err("refused").to_string().contains("missing"));
-        let dup = run(&mut c, &[m("x", 1, "SELECT 1"), m("x", 1, "SELECT 2")]);
+        let dup = run(&c, &[m("x", 1, "SELECT 1"), m("x", 1, "SELECT 2")]);
         assert!(
             dup.expect_err("refused")
                 .to_string()
@@ -464,8 +464,8 @@ mod tests {
     #[test]
     fn migrations_of_an_absent_owner_are_left_alone() {
         // A disabled plugin's applied migrations are not "missing".
-        let mut c = conn();
-        run(&mut c, &[m("core", 1, "SELECT 1"), m("billing", 1, "SELECT 1")]).expect("run");
-        assert!(run(&mut c, &[m("core", 1, "SELECT 1")]).expect("run").is_empty());
+        let c = conn();
+        run(&c, &[m("core", 1, "SELECT 1"), m("billing", 1, "SELECT 1")]).expect("run");
+        assert!(run(&c, &[m("core", 1, "SELECT 1")]).expect("run").is_empty());
     }
 }

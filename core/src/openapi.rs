@@ -157,11 +157,13 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Resul
     mark_optional_nullable(&mut doc);
     // Parts come in registration order and list their tags in reading order; staff
     // areas follow everything else, and operations come last.
-    tags.sort_by_key(|t| match t.get("name").and_then(Value::as_str).unwrap_or_default() {
-        OPS_TAG => 2,
-        name if name.starts_with(STAFF_TAG_PREFIX) => 1,
-        _ => 0,
-    });
+    tags.sort_by_key(
+        |t| match t.get("name").and_then(Value::as_str).unwrap_or_default() {
+            OPS_TAG => 2,
+            name if name.starts_with(STAFF_TAG_PREFIX) => 1,
+            _ => 0,
+        },
+    );
     doc["tags"] = Value::Array(tags);
     Ok(doc)
 }

@@ -343,7 +343,11 @@ async fn stats_agree_with_the_database() {
     assert_eq!(signups, count("SELECT count(*) FROM users"));
     let (_, system) = acme.send("GET", "stranger", "/api/admin/system", None).await;
     assert!(system["database_bytes"].as_u64().expect("size") > 0);
-    assert_eq!(system["version"], env!("CARGO_PKG_VERSION"), "the product's version");
+    assert_eq!(
+        system["version"],
+        env!("CARGO_PKG_VERSION"),
+        "the product's version"
+    );
     let plugins: Vec<&str> = system["plugins"]
         .as_array()
         .expect("plugins")
@@ -701,7 +705,9 @@ async fn wildcards_in_admin_search_match_only_themselves() {
         )
         .await;
     assert!(literal["id"].is_string(), "{literal}");
-    let (_, found) = acme.send("GET", "stranger", "/api/admin/orgs?q=100%25", None).await;
+    let (_, found) = acme
+        .send("GET", "stranger", "/api/admin/orgs?q=100%25", None)
+        .await;
     assert_eq!(items(&found), 1, "{found}");
     assert_eq!(found["items"][0]["name"], "100% Pure_Co");
     let (_, found) = acme

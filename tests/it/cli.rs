@@ -231,7 +231,10 @@ fn a_second_server_on_the_same_file_stops_at_once_naming_the_lock() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(&base, "/readyz").map(|(s, _)| s) != Some(200) {
         assert!(Instant::now() < deadline, "the first server serves");
-        assert!(servers[running].try_wait().expect("wait").is_none(), "the first server runs on");
+        assert!(
+            servers[running].try_wait().expect("wait").is_none(),
+            "the first server runs on"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for s in &mut servers {

@@ -20,7 +20,14 @@ fn built_libraries() -> &'static Path {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let target = root.join("target").join("ext-plugin-test");
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "plinth-ext-notes", "-p", "plinth-test-panicky"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "plinth-ext-notes",
+                "-p",
+                "plinth-test-panicky",
+            ])
             .arg("--target-dir")
             .arg(&target)
             .current_dir(root)
@@ -209,10 +216,9 @@ async fn the_example_plugin_serves_both_orgs_in_isolation_with_every_host_servic
 #[tokio::test]
 async fn a_panicking_plugin_fails_that_request_only() {
     let dir = plugin_dir_with(&[NOTES, PANICKY], &[]);
-    let acme = Acme::start_with(
-        TestApp::builder().var("PLINTH_PLUGIN_DIR", dir.path().to_str().expect("path")),
-    )
-    .await;
+    let acme =
+        Acme::start_with(TestApp::builder().var("PLINTH_PLUGIN_DIR", dir.path().to_str().expect("path")))
+            .await;
     assert_eq!(
         acme.send("GET", "member", "/api/ext/notes/panic", None).await.0,
         StatusCode::NOT_FOUND,

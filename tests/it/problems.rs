@@ -288,10 +288,22 @@ async fn every_answer_that_depends_on_origin_says_vary_origin() {
         req.send()
     };
     let cases = [
-        (reqwest::Method::GET, "/api/widgets", Some("https://app.example.com")),
-        (reqwest::Method::GET, "/api/widgets", Some("https://evil.example.net")),
+        (
+            reqwest::Method::GET,
+            "/api/widgets",
+            Some("https://app.example.com"),
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/widgets",
+            Some("https://evil.example.net"),
+        ),
         (reqwest::Method::GET, "/api/widgets", None),
-        (reqwest::Method::GET, "/api/auth/me", Some("https://app.example.com")),
+        (
+            reqwest::Method::GET,
+            "/api/auth/me",
+            Some("https://app.example.com"),
+        ),
         (reqwest::Method::GET, "/api/no-such-route", None),
         (reqwest::Method::GET, "/healthz", None),
         (reqwest::Method::GET, "/api/openapi.json", None),
