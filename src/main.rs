@@ -98,6 +98,13 @@ enum BillingCommand {
     Reprocess { event_id: String },
     /// Re-read every customer and subscription from Stripe and repair drift.
     Reconcile,
+    /// Create a Stripe product and price for every paid plan without a price id,
+    /// and store the ids (restart running servers to offer them).
+    SyncPlans {
+        /// Print what would be created; send and store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -245,6 +252,11 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
                         println!("billing matches Stripe: nothing to repair");
                     }
                     for line in changes {
+                        println!("{line}");
+                    }
+                }
+                BillingCommand::SyncPlans { dry_run } => {
+                    for line in billing.sync_plans(app.platform(), dry_run).await? {
                         println!("{line}");
                     }
                 }

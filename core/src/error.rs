@@ -71,6 +71,10 @@ pub enum Error {
     /// 429: too many requests; retry after the given number of seconds.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
+    /// 502: a service Plinth depends on (Stripe) refused or garbled the request;
+    /// the detail carries its message, since it names what to fix.
+    #[error("{0}")]
+    Upstream(String),
     /// 503: too many requests in flight; retry shortly.
     #[error("the server is busy; retry shortly")]
     Overloaded,
@@ -111,6 +115,7 @@ impl Error {
                 retry_after_secs: *retry_after_secs,
             },
             Error::Unavailable(s) => Error::Unavailable(s.clone()),
+            Error::Upstream(s) => Error::Upstream(s.clone()),
             Error::Overloaded => Error::Overloaded,
             Error::Internal(cause) => Error::internal(cause.to_string()),
         }
@@ -127,6 +132,7 @@ impl Error {
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Unavailable(_) | Error::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -165,6 +171,7 @@ pub fn problem(status: StatusCode, detail: impl Into<String>, errors: Option<Vec
         422 => ("validation-error", "Validation error"),
         429 => ("rate-limited", "Too many requests"),
         431 => ("headers-too-large", "Request header fields too large"),
+        502 => ("upstream-error", "Upstream service error"),
         503 => ("unavailable", "Service unavailable"),
         s if s >= 500 => ("internal-error", "Internal server error"),
         _ => ("error", "Error"),
@@ -218,7 +225,7 @@ impl ResponseError for Error {
 /// returns `Result<_, Error>` lists them, with the `Problem` schema.
 impl ApiResponse for Error {
     fn meta() -> MetaResponses {
-        const DOCUMENTED: [(u16, &str); 12] = [
+        const DOCUMENTED: [(u16, &str); 13] = [
             (400, "Malformed request (bad JSON or parameter)"),
             (401, "Missing or invalid credentials"),
             (402, "The plan does not allow this"),
@@ -230,6 +237,10 @@ impl ApiResponse for Error {
             (422, "Invalid fields"),
             (429, "Too many requests"),
             (500, "Internal error"),
+            (
+                502,
+                "A service Plinth depends on (e.g. Stripe) refused the request",
+            ),
             (503, "Busy (retry after Retry-After) or a dependency is not ready"),
         ];
         MetaResponses {
@@ -303,6 +314,7 @@ mod tests {
             Error::invalid("email", "is not an email address"),
             Error::RateLimited { retry_after_secs: 3 },
             Error::Unavailable("x".into()),
+            Error::Upstream("x".into()),
             Error::internal("x"),
         ];
         let mut types = std::collections::HashSet::new();

@@ -80,6 +80,7 @@ async fn deliver(acme: &Acme, body: &str) -> Value {
 }
 
 async fn stripe_acme(mock: &StripeMock) -> Acme {
+    mock.put_price(PRICE);
     let acme = Acme::start_with(
         TestApp::builder()
             .var("STRIPE_SECRET_KEY", "sk_test_plinth")
@@ -364,6 +365,16 @@ async fn duplicate_and_out_of_order_deliveries_change_nothing() {
         )
         .expect("outcome");
     assert!(outcome.starts_with("stale"), "{outcome}");
+    let (_, old) = acme
+        .send(
+            "GET",
+            "stranger",
+            "/api/admin/billing/webhook-events/evt_old",
+            None,
+        )
+        .await;
+    assert_eq!(old["outcome"], "stale", "{old}");
+    assert_eq!(old["outcome_detail"], outcome.as_str());
     assert_eq!(subscription_of(&acme).await["status"], "active");
 
     // A tie (same second) is settled by reading Stripe's current state.
@@ -772,10 +783,9 @@ async fn staff_see_the_inbox_and_reprocess_events() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["outcome"], "applied", "{again}");
     assert!(
-        again["outcome"]
-            .as_str()
-            .is_some_and(|o| o.starts_with("applied")),
+        again["detail"].as_str().is_some_and(|o| o.starts_with("applied")),
         "{again}"
     );
     mock.set_down(true);
@@ -788,10 +798,11 @@ async fn staff_see_the_inbox_and_reprocess_events() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(failed["outcome"], "failed", "{failed}");
     assert!(
-        failed["outcome"]
+        failed["detail"]
             .as_str()
-            .is_some_and(|o| o.starts_with("failed")),
+            .is_some_and(|o| o.contains("unavailable")),
         "{failed}"
     );
     mock.set_down(false);
@@ -804,4 +815,180 @@ async fn staff_see_the_inbox_and_reprocess_events() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_refusal_from_stripe_is_a_502_problem_with_stripes_message() {
+    let mock = StripeMock::start().await;
+    let acme = stripe_acme(&mock).await;
+    let (status, _) = acme
+        .send(
+            "PATCH",
+            "stranger",
+            "/api/admin/billing/plans/business",
+            Some(json!({"stripe_price_id": "price_deleted_in_dashboard"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp = acme
+        .app
+        .client
+        .post(acme.app.url(&acme.path("/billing/checkout")))
+        .bearer_auth(acme.token("owner"))
+        .json(&json!({"plan_id": "business"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let problem: Value = resp.json().await.expect("json");
+    assert_eq!(problem["type"], "/problems/upstream-error");
+    assert_eq!(problem["status"], 502);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("No such price: 'price_deleted_in_dashboard'")),
+        "{problem}"
+    );
+    // The subscription is untouched and Pro still sells.
+    assert_eq!(subscription_of(&acme).await["plan"]["id"], "pro");
+    let (status, _) = acme
+        .send(
+            "POST",
+            "owner",
+            &acme.path("/billing/checkout"),
+            Some(json!({"plan_id": "pro"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Runs the real binary without blocking the runtime that serves the stand-in.
+async fn plinth_cli(args: &[&str], vars: Vec<(String, String)>) -> (bool, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = crate::cli::plinth(&args, &vars);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .expect("cli")
+}
+
+#[tokio::test]
+async fn sync_plans_puts_the_paid_catalogue_on_sale_in_stripe_once() {
+    let mock = StripeMock::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("plinth.db").display());
+    let stripe_vars = vec![
+        ("DATABASE_URL".to_string(), db.clone()),
+        ("STRIPE_SECRET_KEY".to_string(), "sk_test_plinth".to_string()),
+        ("STRIPE_WEBHOOK_SECRET".to_string(), SECRET.to_string()),
+        ("STRIPE_API_BASE".to_string(), mock.url.clone()),
+    ];
+    let (ok, _, err) = plinth_cli(&["seed", "--demo"], vec![("DATABASE_URL".into(), db.clone())]).await;
+    assert!(ok, "{err}");
+
+    let (ok, dry, err) = plinth_cli(&["billing", "sync-plans", "--dry-run"], stripe_vars.clone()).await;
+    assert!(ok, "{err}");
+    assert!(dry.contains("free: free, nothing to sell"), "{dry}");
+    assert!(
+        dry.contains("pro: would create product plinth_pro and a price of 2900 usd (minor units) per month"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("business: would create product plinth_business"),
+        "{dry}"
+    );
+    assert!(
+        mock.state.lock().expect("state").calls.is_empty(),
+        "a dry run sends nothing"
+    );
+
+    let (ok, out, err) = plinth_cli(&["billing", "sync-plans"], stripe_vars.clone()).await;
+    assert!(ok, "{err}");
+    assert_eq!(mock.calls("POST", "/v1/products").len(), 2, "{out}");
+    let prices = mock.calls("POST", "/v1/prices");
+    assert_eq!(prices.len(), 2, "{out}");
+    let pro = prices
+        .iter()
+        .find(|c| c.param("product") == Some("plinth_pro"))
+        .expect("pro's price");
+    assert_eq!(pro.param("unit_amount"), Some("2900"));
+    assert_eq!(pro.param("currency"), Some("usd"));
+    assert_eq!(pro.param("recurring[interval]"), Some("month"));
+    assert!(pro.idempotency_key.is_some());
+    assert!(out.contains("pro: on sale as price_test"), "{out}");
+
+    // Again: everything is on sale already, nothing is sent.
+    let (ok, again, err) = plinth_cli(&["billing", "sync-plans"], stripe_vars.clone()).await;
+    assert!(ok, "{err}");
+    assert!(again.contains("pro: already sold as price_test"), "{again}");
+    assert_eq!(mock.calls("POST", "/v1/prices").len(), 2);
+
+    // Clearing a price and syncing again reuses the product and makes a new price.
+    let conn = rusqlite::Connection::open(dir.path().join("plinth.db")).expect("db");
+    conn.execute(
+        "UPDATE billing_plans SET stripe_price_id = NULL, price_cents = 3900 WHERE id = 'pro'",
+        [],
+    )
+    .expect("clear");
+    let (ok, resync, err) = plinth_cli(&["billing", "sync-plans"], stripe_vars.clone()).await;
+    assert!(ok, "{err}");
+    assert!(resync.contains("pro: on sale as price_test3"), "{resync}");
+    assert_eq!(mock.state.lock().expect("state").products.len(), 2);
+    let audited: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'billing.plan_synced'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(audited, 3);
+
+    // The synced catalogue sells: Checkout for Pro goes through on the new price.
+    let mut builder = TestApp::builder()
+        .in_dir(std::sync::Arc::new(dir))
+        .var("APP_URL", "https://app.example.com");
+    for (k, v) in &stripe_vars[1..] {
+        builder = builder.var(k, v);
+    }
+    let app = builder.builtins().spawn().await;
+    let (access, _) = crate::auth::tokens(&app, "owner@acme.test", crate::acme::DEMO_PASSWORD).await;
+    let orgs: Value = app
+        .client
+        .get(app.url("/api/orgs"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("orgs")
+        .json()
+        .await
+        .expect("json");
+    let org = orgs["items"][0]["id"].as_str().expect("org").to_string();
+    let checkout = app
+        .client
+        .post(app.url(&format!("/api/orgs/{org}/billing/checkout")))
+        .bearer_auth(&access)
+        .json(&json!({"plan_id": "pro"}))
+        .send()
+        .await
+        .expect("checkout");
+    assert_eq!(checkout.status(), StatusCode::OK);
+    let sessions = mock.calls("POST", "/v1/checkout/sessions");
+    assert_eq!(sessions[0].param("line_items[0][price]"), Some("price_test3"));
+}
+
+#[tokio::test]
+async fn sync_plans_without_a_stripe_key_says_so() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("plinth.db").display());
+    let (ok, _, err) = plinth_cli(&["billing", "sync-plans"], vec![("DATABASE_URL".into(), db)]).await;
+    assert!(!ok);
+    assert!(err.contains("STRIPE_SECRET_KEY is not set"), "{err}");
 }

@@ -40,6 +40,9 @@ pub struct State {
     pub customers: HashMap<String, Value>,
     /// Meter events accepted, by identifier (Stripe dedupes on it).
     pub meter_events: HashMap<String, Value>,
+    pub products: HashMap<String, Value>,
+    /// Prices that exist; Checkout refuses any other, as Stripe does.
+    pub prices: HashMap<String, Value>,
 }
 
 #[derive(Clone)]
@@ -76,6 +79,14 @@ fn form(body: &str) -> Vec<(String, String)> {
             (decode(k), decode(v))
         })
         .collect()
+}
+
+/// An error answer shaped as Stripe's.
+fn stripe_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({"error": {"type": "invalid_request_error", "code": code, "message": message}}),
+    )
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response {
@@ -141,6 +152,14 @@ async fn answer(req: &Request, body: Body, mock: Data<&StripeMock>) -> Response 
             }
         },
         ("POST", ["checkout", "sessions"]) => {
+            let price = call.param("line_items[0][price]").unwrap_or_default();
+            if !state.prices.contains_key(price) {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "resource_missing",
+                    &format!("No such price: '{price}'"),
+                );
+            }
             let mut session = fixture("checkout.session");
             session["id"] = json!("cs_test_1");
             session["url"] = json!("https://checkout.stripe.test/c/pay/cs_test_1");
@@ -192,6 +211,59 @@ async fn answer(req: &Request, body: Body, mock: Data<&StripeMock>) -> Response 
             state.meter_events.insert(id, event.clone());
             event
         }
+        ("POST", ["products"]) => {
+            let id = call.param("id").unwrap_or("prod_test").to_string();
+            if state.products.contains_key(&id) {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "resource_already_exists",
+                    "Product already exists.",
+                );
+            }
+            let mut product = fixture("product");
+            product["id"] = json!(id);
+            product["name"] = json!(call.param("name"));
+            product["description"] = json!(call.param("description"));
+            product["metadata"] = json!({"plinth_plan": call.param("metadata[plinth_plan]")});
+            state.products.insert(id, product.clone());
+            product
+        }
+        ("GET", ["products", id]) => match state.products.get(*id) {
+            Some(p) => p.clone(),
+            None => {
+                return stripe_error(StatusCode::NOT_FOUND, "resource_missing", "No such product");
+            }
+        },
+        ("POST", ["prices"]) => {
+            let product = call.param("product").unwrap_or_default().to_string();
+            if !state.products.contains_key(&product) {
+                return stripe_error(
+                    StatusCode::BAD_REQUEST,
+                    "resource_missing",
+                    &format!("No such product: '{product}'"),
+                );
+            }
+            // The same idempotency key answers the same price, as Stripe does.
+            if let Some(existing) = state
+                .prices
+                .values()
+                .find(|p| call.idempotency_key.is_some() && p["_key"] == json!(call.idempotency_key))
+            {
+                existing.clone()
+            } else {
+                let id = format!("price_test{}", state.prices.len() + 1);
+                let mut price = fixture("price");
+                price["id"] = json!(id);
+                price["product"] = json!(product);
+                price["currency"] = json!(call.param("currency"));
+                price["unit_amount"] = json!(call.param("unit_amount").and_then(|a| a.parse::<i64>().ok()));
+                price["recurring"]["interval"] = json!(call.param("recurring[interval]"));
+                price["type"] = json!("recurring");
+                price["_key"] = json!(call.idempotency_key);
+                state.prices.insert(id, price.clone());
+                price
+            }
+        }
         _ => {
             return json_response(
                 StatusCode::NOT_FOUND,
@@ -224,6 +296,17 @@ impl StripeMock {
 
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Puts a price in "Stripe's" catalogue, so Checkout accepts it.
+    pub fn put_price(&self, id: &str) {
+        let mut price = fixture("price");
+        price["id"] = json!(id);
+        self.state
+            .lock()
+            .expect("state")
+            .prices
+            .insert(id.to_string(), price);
     }
 
     /// Puts a subscription on "Stripe's side", as Stripe's fixture shaped.

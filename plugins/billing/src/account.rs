@@ -11,19 +11,51 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time};
 use uuid::Uuid;
 
-use crate::plans::{Catalog, Plan};
+use crate::plans::{Catalog, Interval, Plan};
 
 /// Stripe's subscription statuses, which Plinth uses for local subscriptions too.
-pub const STATUSES: [&str; 8] = [
-    "trialing",
-    "active",
-    "past_due",
-    "canceled",
-    "unpaid",
-    "incomplete",
-    "incomplete_expired",
-    "paused",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    Trialing,
+    Active,
+    PastDue,
+    Canceled,
+    Unpaid,
+    Incomplete,
+    IncompleteExpired,
+    Paused,
+}
+
+impl SubscriptionStatus {
+    pub const ALL: [SubscriptionStatus; 8] = [
+        SubscriptionStatus::Trialing,
+        SubscriptionStatus::Active,
+        SubscriptionStatus::PastDue,
+        SubscriptionStatus::Canceled,
+        SubscriptionStatus::Unpaid,
+        SubscriptionStatus::Incomplete,
+        SubscriptionStatus::IncompleteExpired,
+        SubscriptionStatus::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Trialing => "trialing",
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::PastDue => "past_due",
+            SubscriptionStatus::Canceled => "canceled",
+            SubscriptionStatus::Unpaid => "unpaid",
+            SubscriptionStatus::Incomplete => "incomplete",
+            SubscriptionStatus::IncompleteExpired => "incomplete_expired",
+            SubscriptionStatus::Paused => "paused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SubscriptionStatus> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
@@ -53,10 +85,10 @@ pub fn format_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// `t` moved by one plan interval (`month` or `year`), clamping the day (Jan 31 ->
-/// Feb 28) as Stripe does.
-pub fn add_interval(t: OffsetDateTime, interval: &str) -> OffsetDateTime {
-    let months = if interval == "year" { 12 } else { 1 };
+/// `t` moved by one plan interval, clamping the day (Jan 31 -> Feb 28) as Stripe
+/// does.
+pub fn add_interval(t: OffsetDateTime, interval: Interval) -> OffsetDateTime {
+    let months = i32::from(interval.months());
     let total = t.year() * 12 + (t.month() as i32 - 1) + months;
     let (year, month) = (total.div_euclid(12), total.rem_euclid(12) as u8 + 1);
     let month = Month::try_from(month).unwrap_or(Month::January);
@@ -71,7 +103,7 @@ pub fn calendar_month(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
     let start = Date::from_calendar_date(now.year(), now.month(), 1)
         .map(|d| d.with_time(Time::MIDNIGHT).assume_utc())
         .unwrap_or(now);
-    (start, add_interval(start, "month"))
+    (start, add_interval(start, Interval::Month))
 }
 
 impl Account {
@@ -102,9 +134,7 @@ impl Account {
         if self.stripe_subscription_id.is_some() {
             return (self.period_start, self.period_end);
         }
-        let interval = catalog
-            .get(&self.plan_id)
-            .map_or("month", |p| p.interval.as_str());
+        let interval = catalog.get(&self.plan_id).map_or(Interval::Month, |p| p.interval);
         let (mut start, mut end) = (self.period_start, self.period_end);
         // Bounded: a database left alone for 100 years still answers.
         for _ in 0..1200 {
@@ -260,15 +290,15 @@ mod tests {
     #[test]
     fn intervals_clamp_the_day_and_roll_the_year() {
         assert_eq!(
-            add_interval(datetime!(2026-01-31 10:00 UTC), "month"),
+            add_interval(datetime!(2026-01-31 10:00 UTC), Interval::Month),
             datetime!(2026-02-28 10:00 UTC)
         );
         assert_eq!(
-            add_interval(datetime!(2026-12-15 00:00 UTC), "month"),
+            add_interval(datetime!(2026-12-15 00:00 UTC), Interval::Month),
             datetime!(2027-01-15 00:00 UTC)
         );
         assert_eq!(
-            add_interval(datetime!(2028-02-29 00:00 UTC), "year"),
+            add_interval(datetime!(2028-02-29 00:00 UTC), Interval::Year),
             datetime!(2029-02-28 00:00 UTC)
         );
         assert_eq!(

@@ -15,15 +15,16 @@ use poem::{Request, RequestBody};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{Html, Json, ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::account::{self, Account, add_interval};
-use crate::invoices::{self, Invoice};
-use crate::plans::{self, Catalog, Over, Plan, Quota};
+use crate::account::{self, Account, SubscriptionStatus, add_interval};
+use crate::invoices::{self, Invoice, InvoiceStatus};
+use crate::plans::{self, Catalog, Interval, Over, Plan, Quota};
 use crate::usage::{self, valid_metric};
+use crate::webhooks::Outcome;
 use crate::{Shared, record_change, webhooks};
 
 #[derive(Clone)]
@@ -89,8 +90,8 @@ impl BillingApi {
 struct QuotaView {
     metric: String,
     limit: i64,
-    /// `block` (refuse usage past the limit, 402) or `bill` (charge the overage).
-    over: String,
+    /// `block` refuses usage past the limit (402); `bill` charges the overage.
+    over: Over,
     /// Overage price per `unit_size` units, in minor units (cents).
     unit_price_cents: i64,
     unit_size: i64,
@@ -102,7 +103,7 @@ fn quota_views(quotas: &BTreeMap<String, Quota>) -> Vec<QuotaView> {
         .map(|(metric, q)| QuotaView {
             metric: metric.clone(),
             limit: q.limit,
-            over: if q.over == Over::Block { "block" } else { "bill" }.into(),
+            over: q.over,
             unit_price_cents: q.unit_price_cents,
             unit_size: q.unit_size,
         })
@@ -117,8 +118,7 @@ struct PlanView {
     /// Price per interval in minor units (cents).
     price_cents: i64,
     currency: String,
-    /// `month` or `year`.
-    interval: String,
+    interval: Interval,
     /// Members plus pending invitations allowed; null = unlimited.
     seat_limit: Option<u32>,
     quotas: Vec<QuotaView>,
@@ -145,7 +145,7 @@ impl PlanView {
             description: plan.description.clone(),
             price_cents: plan.price_cents,
             currency: plan.currency.clone(),
-            interval: plan.interval.clone(),
+            interval: plan.interval,
             seat_limit: plan.seat_limit,
             quotas: quota_views(&plan.quotas),
             features: plan.features.clone(),
@@ -170,16 +170,22 @@ struct Seats {
     limit: Option<u32>,
 }
 
+/// Where subscriptions are managed: Stripe, or Plinth alone (no STRIPE_SECRET_KEY).
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+enum SubscriptionMode {
+    Stripe,
+    Local,
+}
+
 #[derive(Object)]
 struct SubscriptionView {
     /// The plan subscribed to.
     plan: PlanView,
     /// The plan in force now (the default plan once a subscription lapses).
     effective_plan_id: String,
-    /// trialing, active, past_due, canceled, unpaid, incomplete, incomplete_expired, paused.
-    status: String,
-    /// `stripe` or `local`.
-    mode: String,
+    status: SubscriptionStatus,
+    mode: SubscriptionMode,
     current_period_start: OffsetDateTime,
     current_period_end: OffsetDateTime,
     cancel_at_period_end: bool,
@@ -209,8 +215,13 @@ impl SubscriptionView {
         Ok(SubscriptionView {
             plan: PlanView::new(plan, false),
             effective_plan_id: effective.id.clone(),
-            status: account.status.clone(),
-            mode: if local { "local" } else { "stripe" }.into(),
+            status: SubscriptionStatus::parse(&account.status)
+                .ok_or_else(|| Error::internal(format!("stored subscription status `{}`", account.status)))?,
+            mode: if local {
+                SubscriptionMode::Local
+            } else {
+                SubscriptionMode::Stripe
+            },
             current_period_start: start,
             current_period_end: end,
             cancel_at_period_end: account.cancel_at_period_end,
@@ -256,14 +267,21 @@ struct LineView {
     amount: i64,
 }
 
+/// Where an invoice comes from: mirrored from Stripe, or issued by Plinth in local
+/// mode.
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+enum InvoiceSource {
+    Stripe,
+    Local,
+}
+
 #[derive(Object)]
 struct InvoiceView {
     id: Uuid,
-    /// `stripe` or `local`.
-    source: String,
+    source: InvoiceSource,
     number: Option<String>,
-    /// draft, open, paid, void, uncollectible.
-    status: String,
+    status: InvoiceStatus,
     currency: String,
     subtotal: i64,
     tax: i64,
@@ -288,9 +306,13 @@ impl InvoiceView {
         Ok(InvoiceView {
             id,
             html_url: format!("/api/orgs/{org}/billing/invoices/{id}/html"),
-            source: i.source,
+            source: match i.source.as_str() {
+                "stripe" => InvoiceSource::Stripe,
+                _ => InvoiceSource::Local,
+            },
             number: i.number,
-            status: i.status,
+            status: InvoiceStatus::parse(&i.status)
+                .ok_or_else(|| Error::internal(format!("stored invoice status `{}`", i.status)))?,
             currency: i.currency,
             subtotal: i.subtotal,
             tax: i.tax,
@@ -364,8 +386,8 @@ struct MetricUsage {
     limit: Option<i64>,
     /// Null = no quota.
     remaining: Option<i64>,
-    /// `block`, `bill`, or null without a quota.
-    over: Option<String>,
+    /// Null without a quota.
+    over: Option<Over>,
     /// What the overage costs so far, in minor units.
     overage_cents: i64,
 }
@@ -424,8 +446,7 @@ struct PlanRequest {
     description: Option<String>,
     price_cents: Option<i64>,
     currency: Option<String>,
-    /// `month` or `year`.
-    interval: Option<String>,
+    interval: Option<Interval>,
     stripe_price_id: Option<String>,
     seat_limit: Option<u32>,
     quotas: Option<Vec<QuotaView>>,
@@ -439,8 +460,9 @@ struct PlanRequest {
 #[derive(Object)]
 struct SetSubscriptionRequest {
     plan_id: String,
-    /// Default `active`; any Stripe status, to represent e.g. an unpaid local account.
-    status: Option<String>,
+    /// Default `active` (`trialing` with `trial_days`); any Stripe status, to
+    /// represent e.g. an unpaid local account.
+    status: Option<SubscriptionStatus>,
     /// Trial length in days from now (sets status `trialing`).
     trial_days: Option<u32>,
 }
@@ -464,7 +486,9 @@ struct WebhookEventView {
     processed_at: Option<String>,
     attempts: i64,
     last_error: Option<String>,
-    outcome: Option<String>,
+    outcome: Outcome,
+    /// What processing did, in a sentence (null until processed).
+    outcome_detail: Option<String>,
     /// Only on the single-event read.
     #[oai(skip_serializing_if_is_none)]
     payload: Option<serde_json::Value>,
@@ -478,7 +502,9 @@ struct WebhookEventPage {
 
 #[derive(Object)]
 struct Reprocessed {
-    outcome: String,
+    outcome: Outcome,
+    /// What processing did, or why it failed, in a sentence.
+    detail: String,
 }
 
 #[derive(ApiResponse)]
@@ -529,9 +555,6 @@ fn apply_plan_request(plan: &mut Plan, body: PlanRequest, errors: &mut Vec<Field
         plan.currency = c;
     }
     if let Some(i) = body.interval {
-        if i != "month" && i != "year" {
-            bad("interval", "must be `month` or `year`");
-        }
         plan.interval = i;
     }
     if let Some(p) = body.stripe_price_id {
@@ -553,14 +576,7 @@ fn apply_plan_request(plan: &mut Plan, body: PlanRequest, errors: &mut Vec<Field
     if let Some(quotas) = body.quotas {
         let mut map = BTreeMap::new();
         for (i, q) in quotas.into_iter().enumerate() {
-            let over = match q.over.as_str() {
-                "block" => Over::Block,
-                "bill" => Over::Bill,
-                _ => {
-                    bad(&format!("quotas[{i}].over"), "must be `block` or `bill`");
-                    Over::Block
-                }
-            };
+            let over = q.over;
             if !valid_metric(&q.metric) {
                 bad(&format!("quotas[{i}].metric"), "must be 1-64 of a-z, 0-9, _ . -");
             }
@@ -1140,10 +1156,7 @@ impl UsageApi {
                 .map(|t| MetricUsage {
                     limit: t.quota.as_ref().map(|q| q.limit),
                     remaining: t.quota.as_ref().map(|q| (q.limit - t.used).max(0)),
-                    over: t
-                        .quota
-                        .as_ref()
-                        .map(|q| if q.over == Over::Block { "block" } else { "bill" }.to_string()),
+                    over: t.quota.as_ref().map(|q| q.over),
                     overage_cents: t.overage_cents,
                     metric: t.metric,
                     used: t.used,
@@ -1191,8 +1204,13 @@ fn event_view(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<Web
         received_at: r.get(4)?,
         processed_at: r.get(5)?,
         attempts: r.get(6)?,
+        outcome: Outcome::of(
+            r.get::<_, Option<String>>(5)?.is_some(),
+            r.get::<_, Option<String>>(8)?.as_deref(),
+            r.get::<_, Option<String>>(7)?.as_deref(),
+        ),
         last_error: r.get(7)?,
-        outcome: r.get(8)?,
+        outcome_detail: r.get(8)?,
         payload: payload.and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
@@ -1253,7 +1271,7 @@ impl AdminBillingApi {
             description: String::new(),
             price_cents: 0,
             currency: "usd".into(),
-            interval: "month".into(),
+            interval: Interval::Month,
             stripe_price_id: None,
             seat_limit: None,
             quotas: BTreeMap::new(),
@@ -1331,20 +1349,14 @@ impl AdminBillingApi {
             .get(&plan_id)
             .cloned()
             .ok_or_else(|| Error::invalid("plan_id", "no such plan"))?;
-        let status = status.unwrap_or_else(|| {
-            if trial_days.is_some() {
-                "trialing"
+        let status = status
+            .unwrap_or(if trial_days.is_some() {
+                SubscriptionStatus::Trialing
             } else {
-                "active"
-            }
-            .into()
-        });
-        if !account::STATUSES.contains(&status.as_str()) {
-            return Err(Error::invalid(
-                "status",
-                format!("must be one of {}", account::STATUSES.join(", ")),
-            ));
-        }
+                SubscriptionStatus::Active
+            })
+            .as_str()
+            .to_string();
         if trial_days.is_some_and(|d| d == 0 || d > 365) {
             return Err(Error::invalid("trial_days", "must be from 1 to 365"));
         }
@@ -1376,7 +1388,7 @@ impl AdminBillingApi {
                 account.trial_end = trial_days.map(|d| now + time::Duration::days(d.into()));
                 account.past_due_since = (status == "past_due").then_some(now);
                 account.period_start = now;
-                account.period_end = add_interval(now, &plan.interval);
+                account.period_end = add_interval(now, plan.interval);
                 account::save(tx, &mut account)?;
                 record(
                     tx,
@@ -1532,10 +1544,11 @@ impl AdminBillingApi {
     ) -> Result<Json<Reprocessed>> {
         auth.0.require_staff()?;
         // A failure is the answer, not a server error: it is also kept in the inbox.
-        let outcome = match webhooks::reprocess(&self.0.platform, &self.0.shared, &event_id.0).await {
-            Ok(outcome) => outcome,
+        let (outcome, detail) = match webhooks::reprocess(&self.0.platform, &self.0.shared, &event_id.0).await
+        {
+            Ok(sentence) => (Outcome::of(true, Some(&sentence), None), sentence),
             Err(Error::NotFound(why)) => return Err(Error::NotFound(why)),
-            Err(e) => format!("failed: {e}"),
+            Err(e) => (Outcome::Failed, e.to_string()),
         };
         let (actor, id) = (auth.0.user_id, event_id.0);
         self.0
@@ -1552,7 +1565,7 @@ impl AdminBillingApi {
                 Ok(())
             })
             .await?;
-        Ok(Json(Reprocessed { outcome }))
+        Ok(Json(Reprocessed { outcome, detail }))
     }
 }
 

@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::account::{self, add_interval, format_time};
-use crate::plans::Catalog;
+use crate::plans::{Catalog, Interval};
 use crate::{Shared, record_change, webhooks};
 
 pub const CLOSE_PERIODS_JOB: &str = "billing.close_period";
@@ -25,6 +25,30 @@ pub struct Line {
     pub description: String,
     pub quantity: i64,
     pub amount: i64,
+}
+
+/// Stripe's invoice statuses (local invoices use the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum InvoiceStatus {
+    Draft,
+    Open,
+    Paid,
+    Void,
+    Uncollectible,
+}
+
+impl InvoiceStatus {
+    pub fn parse(s: &str) -> Option<InvoiceStatus> {
+        Some(match s {
+            "draft" => InvoiceStatus::Draft,
+            "open" => InvoiceStatus::Open,
+            "paid" => InvoiceStatus::Paid,
+            "void" => InvoiceStatus::Void,
+            "uncollectible" => InvoiceStatus::Uncollectible,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -115,6 +139,9 @@ pub async fn apply_stripe_invoice(
         .ok_or_else(|| Error::BadRequest("invoice without an id".into()))?
         .to_string();
     let status = object["status"].as_str().unwrap_or("draft").to_string();
+    if InvoiceStatus::parse(&status).is_none() {
+        return Err(Error::BadRequest(format!("unknown invoice status `{status}`")));
+    }
     let lines: Vec<Line> = object["lines"]["data"]
         .as_array()
         .map(|items| {
@@ -146,7 +173,7 @@ pub async fn apply_stripe_invoice(
             if let Some((_, old_status, old_version)) = &stored {
                 let older = version < *old_version || (version == *old_version && rank(&status) < rank(old_status));
                 if older {
-                    return Ok(format!("stale: the stored invoice is newer ({old_status})"));
+                    return Ok(format!("{}the stored invoice is newer ({old_status})", webhooks::STALE));
                 }
             }
             let now = now_rfc3339();
@@ -359,8 +386,8 @@ pub async fn close_period(
                 acct.status = "active".into();
                 acct.stripe_subscription_id = None;
             }
-            let interval = catalog.get(&acct.plan_id).map_or("month", |p| p.interval.as_str()).to_string();
-            acct.period_end = add_interval(end, &interval);
+            let interval = catalog.get(&acct.plan_id).map_or(Interval::Month, |p| p.interval);
+            acct.period_end = add_interval(end, interval);
             account::save(tx, &mut acct)?;
             webhooks::log_transition(tx, &p, &catalog, &before, &acct, None, "period end")?;
             schedule_close(tx, &p, org, acct.period_end)?;

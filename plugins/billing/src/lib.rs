@@ -5,6 +5,7 @@
 
 mod account;
 mod api;
+mod catalog_sync;
 pub mod cli;
 mod invoices;
 mod plans;
@@ -158,6 +159,14 @@ impl Billing {
     pub async fn reconcile(&self, platform: &Platform) -> Result<Vec<String>> {
         self.init(platform.config());
         webhooks::reconcile(platform, &self.shared).await
+    }
+
+    /// Creates a Stripe product and price for every paid plan without a price id
+    /// and stores the ids (`plinth billing sync-plans`); returns one line per plan.
+    /// `dry_run` only says what it would do.
+    pub async fn sync_plans(&self, platform: &Platform, dry_run: bool) -> Result<Vec<String>> {
+        self.init(platform.config());
+        catalog_sync::sync_plans(platform, &self.shared, dry_run).await
     }
 
     fn init(&self, config: &Config) {

@@ -10,8 +10,9 @@ use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 /// What happens when usage passes a quota.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, poem_openapi::Enum)]
 #[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
 pub enum Over {
     /// Refuse the usage with 402.
     Block,
@@ -47,6 +48,39 @@ impl Quota {
     }
 }
 
+/// How often a plan is billed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Interval {
+    Month,
+    Year,
+}
+
+impl Interval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Month => "month",
+            Interval::Year => "year",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Interval> {
+        match s {
+            "month" => Some(Interval::Month),
+            "year" => Some(Interval::Year),
+            _ => None,
+        }
+    }
+
+    /// Months in one period.
+    pub fn months(self) -> u8 {
+        match self {
+            Interval::Month => 1,
+            Interval::Year => 12,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub id: String,
@@ -54,7 +88,7 @@ pub struct Plan {
     pub description: String,
     pub price_cents: i64,
     pub currency: String,
-    pub interval: String,
+    pub interval: Interval,
     pub stripe_price_id: Option<String>,
     pub seat_limit: Option<u32>,
     pub quotas: BTreeMap<String, Quota>,
@@ -139,7 +173,16 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Plan, String, String)> {
             description: r.get(2)?,
             price_cents: r.get(3)?,
             currency: r.get(4)?,
-            interval: r.get(5)?,
+            interval: {
+                let text: String = r.get(5)?;
+                Interval::parse(&text).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        5,
+                        rusqlite::types::Type::Text,
+                        format!("unknown plan interval `{text}`").into(),
+                    )
+                })?
+            },
             stripe_price_id: r.get(6)?,
             seat_limit: r.get(7)?,
             quotas: BTreeMap::new(),
@@ -195,7 +238,7 @@ pub fn save(conn: &Connection, plan: &Plan) -> Result<()> {
             plan.description,
             plan.price_cents,
             plan.currency,
-            plan.interval,
+            plan.interval.as_str(),
             plan.stripe_price_id,
             plan.seat_limit,
             serde_json::to_string(&plan.quotas)?,

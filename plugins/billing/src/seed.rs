@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::Shared;
 use crate::account::{self, add_interval};
-use crate::plans::{self, Over, Plan, Quota};
+use crate::plans::{self, Interval, Over, Plan, Quota};
 
 fn quota(limit: i64, over: Over, unit_price_cents: i64, unit_size: i64) -> Quota {
     Quota {
@@ -46,7 +46,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
             description: "For growing teams".into(),
             price_cents: 2_900,
             currency: "usd".into(),
-            interval: "month".into(),
+            interval: Interval::Month,
             stripe_price_id: None,
             seat_limit: Some(25),
             quotas: BTreeMap::from([("api_calls".to_string(), quota(100_000, Over::Bill, 1, 100))]),
@@ -62,7 +62,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
             description: "For organizations with many teams".into(),
             price_cents: 9_900,
             currency: "usd".into(),
-            interval: "month".into(),
+            interval: Interval::Month,
             stripe_price_id: None,
             seat_limit: None,
             quotas: BTreeMap::from([("api_calls".to_string(), quota(1_000_000, Over::Bill, 1, 1_000))]),
@@ -91,7 +91,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
         if !account.stored {
             account.plan_id = "pro".into();
             account.period_start = now;
-            account.period_end = add_interval(now, "month");
+            account.period_end = add_interval(now, Interval::Month);
             account::save(ctx, &mut account)?;
         }
     }

@@ -4,6 +4,7 @@
 //! API versions cannot fail a whole response.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 use plinth_core::{Config, Error};
@@ -12,6 +13,8 @@ use stripe::{Client, ClientBuilder, RequestStrategy, StripeError};
 use stripe_client_core::StripeRequest;
 use uuid::Uuid;
 
+use crate::plans::{Interval, Plan};
+
 /// The Stripe API version every request and every webhook endpoint must use: the
 /// one async-stripe's types were generated for. Set the webhook endpoint in the
 /// Stripe dashboard to this version.
@@ -19,18 +22,43 @@ pub fn api_version() -> &'static str {
     stripe_shared::version::VERSION.as_str()
 }
 
-/// A failed call: Stripe was unreachable or failing (retry), or refused the request.
+/// A failed call: Stripe was unreachable or failing (retry), or refused the request
+/// (its status, error code and message: retrying the same request will not help).
 #[derive(Debug)]
 pub enum StripeFailure {
     Unavailable(String),
-    Refused(u16, String),
+    Refused {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+}
+
+impl StripeFailure {
+    fn refused(status: u16, message: impl Into<String>) -> Self {
+        StripeFailure::Refused {
+            status,
+            code: None,
+            message: message.into(),
+        }
+    }
+
+    /// Stripe's error code (`resource_missing`, `resource_already_exists`...).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StripeFailure::Refused { code, .. } => code.as_deref(),
+            StripeFailure::Unavailable(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for StripeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StripeFailure::Unavailable(why) => write!(f, "Stripe is unavailable: {why}"),
-            StripeFailure::Refused(status, why) => write!(f, "Stripe refused the request ({status}): {why}"),
+            StripeFailure::Refused { status, message, .. } => {
+                write!(f, "Stripe refused the request ({status}): {message}")
+            }
         }
     }
 }
@@ -39,7 +67,11 @@ impl From<StripeError> for StripeFailure {
     fn from(err: StripeError) -> Self {
         match err {
             StripeError::Stripe(api, status) if (400..500).contains(&status) && status != 429 => {
-                StripeFailure::Refused(status, api.message.clone().unwrap_or_default())
+                StripeFailure::Refused {
+                    status,
+                    code: api.code.as_ref().map(|c| c.as_str().to_string()),
+                    message: api.message.clone().unwrap_or_default(),
+                }
             }
             other => StripeFailure::Unavailable(other.to_string()),
         }
@@ -53,7 +85,12 @@ impl From<StripeFailure> for Error {
                 tracing::warn!(error = %why, "Stripe call failed");
                 Error::Unavailable("the payment provider is unavailable; try again shortly".into())
             }
-            refused => Error::internal(refused.to_string()),
+            // A refusal names a configuration problem (an unknown price, a missing
+            // portal configuration): staff need Stripe's words to fix it.
+            StripeFailure::Refused { message, status, .. } => {
+                tracing::warn!(status, error = %message, "Stripe refused a request");
+                Error::Upstream(format!("Stripe refused the request: {message}"))
+            }
         }
     }
 }
@@ -90,7 +127,7 @@ impl Stripe {
         let mut call = req.build().customize::<miniserde::json::Value>();
         if let Some(key) = idempotency {
             let key =
-                stripe::IdempotencyKey::new(key).map_err(|e| StripeFailure::Refused(0, e.to_string()))?;
+                stripe::IdempotencyKey::new(key).map_err(|e| StripeFailure::refused(0, e.to_string()))?;
             call = call.request_strategy(RequestStrategy::Idempotent(key));
         }
         let value = call.send(&self.client).await?;
@@ -199,6 +236,53 @@ impl Stripe {
         self.send(&req, Some(format!("plinth-meter-{identifier}")))
             .await?;
         Ok(())
+    }
+}
+
+impl Stripe {
+    /// The plan's product, `plinth_<plan id>`: created once, found again when it
+    /// already exists (a plan whose price was cleared and is synced again).
+    pub async fn ensure_product(&self, plan: &Plan) -> StripeResult<String> {
+        use stripe_product::product::{CreateProduct, RetrieveProduct};
+        let id = format!("plinth_{}", plan.id);
+        let mut req = CreateProduct::new(&plan.name)
+            .id(&id)
+            .metadata(HashMap::from([("plinth_plan".to_string(), plan.id.clone())]));
+        if !plan.description.is_empty() {
+            req = req.description(&plan.description);
+        }
+        match self.send(&req, None).await {
+            Ok(product) => id_of(&product),
+            Err(e) if e.code() == Some("resource_already_exists") => {
+                id_of(&self.send(&RetrieveProduct::new(id.as_str()), None).await?)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A recurring price for the plan's amount, currency and interval. The
+    /// idempotency key names all three, so a retry never makes a second price.
+    pub async fn create_price(&self, plan: &Plan, product: &str) -> StripeResult<String> {
+        use stripe_product::price::{CreatePrice, CreatePriceRecurring, CreatePriceRecurringInterval};
+        let interval = match plan.interval {
+            Interval::Month => CreatePriceRecurringInterval::Month,
+            Interval::Year => CreatePriceRecurringInterval::Year,
+        };
+        let currency = stripe_types::Currency::from_str(&plan.currency.to_lowercase())
+            .unwrap_or_else(|never| match never {});
+        let req = CreatePrice::new(currency)
+            .product(product)
+            .unit_amount(plan.price_cents)
+            .recurring(CreatePriceRecurring::new(interval))
+            .metadata(HashMap::from([("plinth_plan".to_string(), plan.id.clone())]));
+        let key = format!(
+            "plinth-price-{}-{}-{}-{}",
+            plan.id,
+            plan.price_cents,
+            plan.currency.to_lowercase(),
+            plan.interval.as_str()
+        );
+        id_of(&self.send(&req, Some(key)).await?)
     }
 }
 

@@ -19,6 +19,42 @@ use crate::plans::Catalog;
 use crate::{Shared, invoices, record_change, signature};
 
 pub const PROCESS_JOB: &str = "billing.webhook";
+
+/// What processing a stored Stripe event came to, as listed to staff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Received, not processed yet.
+    Pending,
+    /// Processed and applied (or recorded).
+    Applied,
+    /// Processed; nothing of this instance's concern (another app's customer,
+    /// an event type Plinth does not handle).
+    Ignored,
+    /// Processed; older than the state already stored, so skipped.
+    Stale,
+    /// Processing failed; it is retried (`last_error` says why).
+    Failed,
+}
+
+/// The sentence prefix of an ignored event's outcome.
+const IGNORED: &str = "ignored: ";
+/// The sentence prefix of a stale event's outcome.
+pub(crate) const STALE: &str = "stale: ";
+
+impl Outcome {
+    /// The kind of a stored event from its processing time, outcome sentence and
+    /// last error (the sentences of ignored and stale events start with their kind).
+    pub fn of(processed: bool, sentence: Option<&str>, error: Option<&str>) -> Outcome {
+        match (processed, sentence) {
+            (true, Some(s)) if s.starts_with(IGNORED) => Outcome::Ignored,
+            (true, Some(s)) if s.starts_with(STALE) => Outcome::Stale,
+            (true, _) => Outcome::Applied,
+            (false, _) if error.is_some() => Outcome::Failed,
+            (false, _) => Outcome::Pending,
+        }
+    }
+}
 pub const RECONCILE_JOB: &str = "billing.reconcile";
 
 /// Verifies and stores one delivery; `Ok(false)` for an event already stored.
@@ -210,7 +246,7 @@ async fn apply(
     created: i64,
 ) -> Result<String> {
     let Some(org) = org_of(platform, object).await? else {
-        return Ok("ignored: no organization of this instance".into());
+        return Ok(format!("{IGNORED}no organization of this instance"));
     };
     match kind {
         "checkout.session.completed" => {
@@ -292,7 +328,7 @@ async fn apply(
                 })
                 .await
         }
-        _ => Ok(format!("ignored: Plinth does not handle {kind}")),
+        _ => Ok(format!("{IGNORED}Plinth does not handle {kind}")),
     }
 }
 
@@ -331,7 +367,7 @@ fn read_subscription(object: &Value) -> Result<SubscriptionState> {
     let start = unix(&object["current_period_start"]).or_else(|| unix(&item["current_period_start"]));
     let end = unix(&object["current_period_end"]).or_else(|| unix(&item["current_period_end"]));
     let status = object["status"].as_str().unwrap_or_default();
-    if !account::STATUSES.contains(&status) {
+    if account::SubscriptionStatus::parse(status).is_none() {
         return Err(Error::BadRequest(format!(
             "unknown subscription status `{status}`"
         )));
@@ -378,7 +414,7 @@ pub(crate) async fn apply_subscription(
             let same = account.stripe_subscription_id.as_deref() == Some(state.id.as_str());
             if !force && same && version < account.stripe_version {
                 return Ok(format!(
-                    "stale: the stored state is newer ({} > {version})",
+                    "{STALE}the stored state is newer ({} > {version})",
                     account.stripe_version
                 ));
             }
