@@ -25,7 +25,10 @@ use crate::platform::Platform;
 /// Retries never wait longer than this, however many attempts failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a job is in its life: waiting (or waiting to retry), being run, finished,
+/// or given up after its last attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
     Running,
@@ -48,6 +51,10 @@ impl JobStatus {
             JobStatus::Done => "done",
             JobStatus::Dead => "dead",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 }
 
@@ -184,7 +191,7 @@ pub fn counts(conn: &Connection) -> Result<HashMap<&'static str, i64>> {
     let mut out: HashMap<&'static str, i64> = JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for row in rows {
         let (status, n) = row?;
-        if let Some(s) = JobStatus::ALL.iter().find(|s| s.as_str() == status) {
+        if let Some(s) = JobStatus::parse(&status) {
             out.insert(s.as_str(), n);
         }
     }

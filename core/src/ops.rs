@@ -6,7 +6,7 @@ use std::sync::Arc;
 use poem::Request;
 use poem::web::headers::{Authorization, HeaderMapExt, authorization::Bearer};
 use poem_openapi::payload::{Json, PlainText};
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Problem, problem};
@@ -22,17 +22,30 @@ enum OpsTag {
 #[derive(Object)]
 struct Health {
     /// Always `ok` when the process answers.
-    status: String,
+    status: CheckStatus,
+}
+
+/// The one value of a passing check (a failing one answers a problem instead).
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+enum CheckStatus {
+    Ok,
+}
+
+/// The one value of a ready server (otherwise /readyz answers 503).
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "lowercase")]
+enum ReadyStatus {
+    Ready,
 }
 
 #[derive(Object)]
 struct Readiness {
-    /// `ready`.
-    status: String,
-    /// `ok` when a query succeeded.
-    database: String,
-    /// `ok` when every migration of this build is applied.
-    migrations: String,
+    status: ReadyStatus,
+    /// A query succeeded.
+    database: CheckStatus,
+    /// Every migration of this build is applied.
+    migrations: CheckStatus,
 }
 
 #[derive(ApiResponse)]
@@ -74,7 +87,9 @@ impl OpsApi {
     /// Answers while the process is up; it checks nothing else.
     #[oai(path = "/healthz", method = "get", operation_id = "getHealth")]
     async fn healthz(&self) -> Json<Health> {
-        Json(Health { status: "ok".into() })
+        Json(Health {
+            status: CheckStatus::Ok,
+        })
     }
 
     /// Readiness
@@ -96,9 +111,9 @@ impl OpsApi {
         };
         match check.await {
             Ok(true) => ReadyResponse::Ready(Json(Readiness {
-                status: "ready".into(),
-                database: "ok".into(),
-                migrations: "ok".into(),
+                status: ReadyStatus::Ready,
+                database: CheckStatus::Ok,
+                migrations: CheckStatus::Ok,
             })),
             Ok(false) => not_ready("migrations are pending; run `plinth migrate`".into()),
             Err(e) => {

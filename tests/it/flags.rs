@@ -141,7 +141,7 @@ async fn definitions_are_validated_and_bad_rules_are_named() {
         "key": "rules-check", "value_type": "number", "default_value": 1,
         "rules": [
             {"kind": "rollout", "percentage": 120, "value": 2},
-            {"kind": "sometimes", "value": 2},
+            {"kind": "attribute", "subject": "org", "attribute": "email", "operator": "one_of", "values": ["x"], "value": 2},
             {"kind": "plans", "plans": ["pro"], "value": "two"}
         ]
     }))
@@ -153,7 +153,24 @@ async fn definitions_are_validated_and_bad_rules_are_named() {
         .iter()
         .filter_map(|e| e["field"].as_str())
         .collect();
-    assert_eq!(fields, ["rules[0].percentage", "rules[1].kind", "rules[2].value"]);
+    assert_eq!(
+        fields,
+        ["rules[0].percentage", "rules[1].attribute", "rules[2].value"]
+    );
+    // Outside the document's schema (an unknown kind, operator or subject): 400.
+    for rule in [
+        json!({"kind": "sometimes", "value": 2}),
+        json!({"kind": "attribute", "subject": "team", "attribute": "id", "operator": "one_of", "values": ["x"], "value": 2}),
+        json!({"kind": "attribute", "subject": "org", "attribute": "id", "operator": "like", "values": ["x"], "value": 2}),
+        json!({"kind": "rollout", "percentage": 5, "by": "team", "value": 2}),
+    ] {
+        let (status, body) = create(json!({
+            "key": "rules-check", "value_type": "number", "default_value": 1, "rules": [rule]
+        }))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{rule}: {body}");
+        assert_eq!(body["type"], "/problems/bad-request");
+    }
     let (status, _) =
         create(json!({"key": "new-dashboard", "value_type": "boolean", "default_value": false})).await;
     assert_eq!(status, StatusCode::CONFLICT);

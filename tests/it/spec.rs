@@ -100,3 +100,199 @@ fn tags_come_in_a_newcomers_order() {
         ]
     );
 }
+
+/// Why a string schema's description documents a closed set of values, if it does:
+/// "Always `x`", two or more backticked plain words offered as alternatives, or a
+/// bare list of three or more such words.
+fn documented_values(description: &str) -> Option<String> {
+    let plain = |w: &str| {
+        !w.is_empty()
+            && w.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_uppercase())
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let ticked: Vec<&str> = description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|w| plain(w))
+        .collect();
+    if description.contains("Always `") && !ticked.is_empty() {
+        return Some(format!("always {:?}", ticked[0]));
+    }
+    if ticked.len() >= 2 && (description.contains(" or ") || description.contains(", ")) {
+        return Some(format!("one of {ticked:?}"));
+    }
+    for sentence in description.split(['.', ':', ';', '(', ')']) {
+        let words: Vec<&str> = sentence.split(',').map(str::trim).collect();
+        if words.len() >= 3 && words.iter().all(|w| plain(w) && *w == w.to_ascii_lowercase()) {
+            return Some(format!("a list {words:?}"));
+        }
+    }
+    None
+}
+
+/// Every string schema in `node` (with the description that applies to it) that
+/// documents a closed set without declaring it as an enum.
+fn undeclared_sets(node: &Value, path: &str, inherited: Option<&str>, found: &mut Vec<String>) {
+    match node {
+        Value::Object(map) => {
+            let description = map.get("description").and_then(Value::as_str).or(inherited);
+            let is_string = map.get("type").and_then(Value::as_str) == Some("string");
+            if is_string
+                && !map.contains_key("enum")
+                && let Some(why) = description.and_then(documented_values)
+            {
+                found.push(format!("{path}: {why}"));
+            }
+            for (key, child) in map {
+                // A parameter's description documents its schema.
+                let pass = (key == "schema").then_some(description).flatten();
+                undeclared_sets(child, &format!("{path}/{key}"), pass, found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate() {
+                undeclared_sets(child, &format!("{path}/{i}"), None, found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn the_closed_set_detector_catches_what_it_must() {
+    for documented in [
+        "`month` or `year`.",
+        "`block`, `bill`, or null without a quota.",
+        "draft, open, paid, void, uncollectible.",
+        "Org: id, slug, name, plan. User: id, email, email_domain, role.",
+        "Always `Bearer`.",
+    ] {
+        assert!(documented_values(documented).is_some(), "{documented}");
+    }
+    for free in [
+        "`next_cursor` of the previous page.",
+        "Lowercase letters, digits, `-` and `_`; immutable once created.",
+        "The field's name, in the request's own spelling (`email`, `members[2].role`).",
+        "A stable identifier of the kind of problem, e.g. `/problems/not-found`.",
+        "Only this action (e.g. `member.role_changed`).",
+    ] {
+        assert!(documented_values(free).is_none(), "{free}");
+    }
+}
+
+#[test]
+fn every_closed_set_of_values_is_an_enum() {
+    let doc: Value = serde_json::from_str(COMMITTED).expect("json");
+    let mut found = Vec::new();
+    undeclared_sets(&doc, "", None, &mut found);
+    assert!(
+        found.is_empty(),
+        "string fields that document fixed values without an enum:\n{}",
+        found.join("\n")
+    );
+    // The sets the frontend asked for by name.
+    let enum_of = |pointer: &str| -> Vec<String> {
+        let mut schema = doc.pointer(pointer).unwrap_or_else(|| panic!("{pointer}"));
+        if let Some(all_of) = schema.get("allOf") {
+            schema = &all_of[0];
+        }
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            schema = doc
+                .pointer(&r.replace("#/", "/"))
+                .unwrap_or_else(|| panic!("{r}"));
+        }
+        schema["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{pointer} is not an enum: {schema}"))
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
+    let s = "/components/schemas";
+    assert_eq!(
+        enum_of(&format!("{s}/SubscriptionView/properties/status")),
+        [
+            "trialing",
+            "active",
+            "past_due",
+            "canceled",
+            "unpaid",
+            "incomplete",
+            "incomplete_expired",
+            "paused"
+        ]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/InvoiceView/properties/status")),
+        ["draft", "open", "paid", "void", "uncollectible"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/InvoiceView/properties/source")),
+        ["stripe", "local"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/PlanView/properties/interval")),
+        ["month", "year"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/QuotaView/properties/over")),
+        ["block", "bill"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/MetricUsage/properties/over")),
+        ["block", "bill"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/SubscriptionView/properties/mode")),
+        ["stripe", "local"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/EvaluationReason/properties/kind")),
+        ["disabled", "override", "rule", "default"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/JobCount/properties/status")),
+        ["queued", "running", "done", "dead"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/WebhookEventView/properties/outcome")),
+        ["pending", "applied", "ignored", "stale", "failed"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/AttributeRule/properties/operator")),
+        ["one_of", "not_one_of", "ends_with", "contains"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/AttributeRule/properties/subject")),
+        ["org", "user"]
+    );
+    assert_eq!(
+        enum_of(&format!("{s}/RolloutRule/properties/by")),
+        ["org", "user"]
+    );
+}
+
+#[test]
+fn a_flag_rule_is_one_of_its_kinds_discriminated_by_kind() {
+    let doc: Value = serde_json::from_str(COMMITTED).expect("json");
+    let rule = &doc["components"]["schemas"]["RuleBody"];
+    assert_eq!(rule["discriminator"]["propertyName"], "kind", "{rule}");
+    let mapping = rule["discriminator"]["mapping"].as_object().expect("mapping");
+    let mut kinds: Vec<&str> = mapping.keys().map(String::as_str).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["attribute", "orgs", "plans", "rollout", "users"]);
+    let one_of = rule["oneOf"].as_array().expect("oneOf");
+    assert_eq!(one_of.len(), 5);
+    for (kind, target) in mapping {
+        let schema = doc
+            .pointer(&target.as_str().expect("ref").replace("#/", "/"))
+            .expect("mapped schema");
+        let text = schema.to_string();
+        assert!(
+            text.contains(&format!("\"enum\":[\"{kind}\"]")),
+            "{kind}: its schema pins kind: {text}"
+        );
+    }
+}

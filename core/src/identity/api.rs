@@ -18,7 +18,7 @@ use crate::audit::{AuditEntry, record};
 use crate::cache::Cache;
 use crate::error::{Error, FieldError, Result};
 use crate::http::ClientInfo;
-use crate::identity::auth::BearerAuth;
+use crate::identity::auth::{BearerAuth, TokenType};
 use crate::identity::sessions::{self, Rotation, reason};
 use crate::identity::tokens::{self, Purpose};
 use crate::identity::{passwords, users};
@@ -146,8 +146,7 @@ struct TokenResponse {
     access_token: String,
     /// Opaque; exchange it at /api/auth/refresh before the session's idle timeout.
     refresh_token: String,
-    /// Always `Bearer`.
-    token_type: String,
+    token_type: TokenType,
     /// Seconds until the access token expires.
     expires_in: u64,
     user: UserView,
@@ -242,7 +241,7 @@ impl AuthApi {
         Ok(Json(TokenResponse {
             access_token,
             refresh_token: refresh,
-            token_type: "Bearer".into(),
+            token_type: TokenType::Bearer,
             expires_in,
             user: self.user_view(user).await?,
         }))

@@ -14,6 +14,12 @@ use crate::error::Error;
 use crate::identity::Principal;
 use crate::platform::Platform;
 
+/// How an access token is presented: always `Authorization: Bearer <token>`.
+#[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    Bearer,
+}
+
 /// `Authorization: Bearer <access token>`, checked against its live session.
 #[derive(SecurityScheme)]
 #[oai(

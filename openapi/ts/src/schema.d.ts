@@ -1513,6 +1513,19 @@ export interface components {
             items: components["schemas"]["AdminUser"][];
             next_cursor?: string | null;
         };
+        /** AttributeRule */
+        AttributeRule: {
+            /**
+             * @description Orgs have `id`, `slug`, `name` and `plan`; users have `id`, `email`,
+             *     `email_domain` and `role`.
+             */
+            attribute: components["schemas"]["RuleAttribute"] & unknown;
+            operator: components["schemas"]["RuleOperator"];
+            subject: components["schemas"]["RuleSubject"];
+            /** @description The flag's value when this rule matches (of the flag's type). */
+            value: unknown;
+            values: string[];
+        };
         /**
          * AuditLogEntry
          * @description One audit entry of the organization.
@@ -1573,6 +1586,11 @@ export interface components {
             current_password: string;
             new_password: string;
         };
+        /**
+         * @description The one value of a passing check (a failing one answers a problem instead).
+         * @enum {string}
+         */
+        CheckStatus: "ok";
         /** CheckoutRequest */
         CheckoutRequest: {
             /** @description Where Stripe sends the browser when the buyer goes back; under APP_URL. */
@@ -1649,14 +1667,13 @@ export interface components {
          * @description Why an evaluation gave its value.
          */
         EvaluationReason: {
-            /** @description `disabled`, `override`, `rule` or `default`. */
-            kind: string;
+            kind: components["schemas"]["ReasonKind"];
             /**
              * Format: uint32
              * @description For `rule`: the matching rule's position (from 0) and kind.
              */
             rule_index?: number | null;
-            rule_kind?: string | null;
+            rule_kind?: components["schemas"]["RuleKind"] | null;
         };
         /** @enum {string} */
         ExportFormat: "csv" | "ndjson";
@@ -1707,14 +1724,19 @@ export interface components {
         /** Health */
         Health: {
             /** @description Always `ok` when the process answers. */
-            status: string;
+            status: components["schemas"]["CheckStatus"] & unknown;
         };
+        /**
+         * @description What a flag change was (the audit action).
+         * @enum {string}
+         */
+        HistoryAction: "flag.created" | "flag.updated" | "flag.deleted" | "flag.override_set" | "flag.override_removed";
         /**
          * HistoryEntry
          * @description A change to a flag, from the audit log.
          */
         HistoryEntry: {
-            action: string;
+            action: components["schemas"]["HistoryAction"];
             /** Format: uuid */
             actor_id?: string | null;
             /** Format: date-time */
@@ -1738,9 +1760,14 @@ export interface components {
             access_token: string;
             /** Format: uint64 */
             expires_in: number;
-            token_type: string;
+            token_type: components["schemas"]["TokenType"];
             user: components["schemas"]["AdminUser"];
         };
+        /**
+         * @description How often a plan is billed.
+         * @enum {string}
+         */
+        Interval: "month" | "year";
         /** InvitationPage */
         InvitationPage: {
             items: components["schemas"]["InvitationView"][];
@@ -1794,6 +1821,17 @@ export interface components {
             items: components["schemas"]["InvoiceView"][];
             next_cursor?: string | null;
         };
+        /**
+         * @description Where an invoice comes from: mirrored from Stripe, or issued by Plinth in local
+         *     mode.
+         * @enum {string}
+         */
+        InvoiceSource: "stripe" | "local";
+        /**
+         * @description Stripe's invoice statuses (local invoices use the same).
+         * @enum {string}
+         */
+        InvoiceStatus: "draft" | "open" | "paid" | "void" | "uncollectible";
         /** InvoiceView */
         InvoiceView: {
             /** Format: int64 */
@@ -1814,10 +1852,8 @@ export interface components {
             pdf_url?: string | null;
             period_end?: string | null;
             period_start?: string | null;
-            /** @description `stripe` or `local`. */
-            source: string;
-            /** @description draft, open, paid, void, uncollectible. */
-            status: string;
+            source: components["schemas"]["InvoiceSource"];
+            status: components["schemas"]["InvoiceStatus"];
             /** Format: int64 */
             subtotal: number;
             /** Format: int64 */
@@ -1829,7 +1865,7 @@ export interface components {
         JobCount: {
             /** Format: int64 */
             count: number;
-            status: string;
+            status: components["schemas"]["JobStatus"];
         };
         /** JobFailure */
         JobFailure: {
@@ -1837,9 +1873,15 @@ export interface components {
             attempts: number;
             kind: string;
             last_error: string;
-            status: string;
+            status: components["schemas"]["JobStatus"];
             updated_at: string;
         };
+        /**
+         * @description Where a job is in its life: waiting (or waiting to retry), being run, finished,
+         *     or given up after its last attempt.
+         * @enum {string}
+         */
+        JobStatus: "queued" | "running" | "done" | "dead";
         /** LineView */
         LineView: {
             /**
@@ -1888,8 +1930,8 @@ export interface components {
              */
             limit?: number | null;
             metric: string;
-            /** @description `block`, `bill`, or null without a quota. */
-            over?: string | null;
+            /** @description Null without a quota. */
+            over?: components["schemas"]["Over"] & unknown;
             /**
              * Format: int64
              * @description What the overage costs so far, in minor units.
@@ -1923,6 +1965,22 @@ export interface components {
             /** @description Unique, URL-friendly name. */
             slug: string;
         };
+        /** OrgsRule */
+        OrgsRule: {
+            org_ids: string[];
+            /** @description The flag's value when this rule matches (of the flag's type). */
+            value: unknown;
+        };
+        /**
+         * @description What processing a stored Stripe event came to, as listed to staff.
+         * @enum {string}
+         */
+        Outcome: "pending" | "applied" | "ignored" | "stale" | "failed";
+        /**
+         * @description What happens when usage passes a quota.
+         * @enum {string}
+         */
+        Over: "block" | "bill";
         /**
          * OverrideBody
          * @example {
@@ -1954,8 +2012,7 @@ export interface components {
             features?: string[] | null;
             /** @description Lowercase letters, digits, `-` and `_`; immutable once created. */
             id?: string | null;
-            /** @description `month` or `year`. */
-            interval?: string | null;
+            interval?: components["schemas"]["Interval"] | null;
             is_default?: boolean | null;
             name?: string | null;
             /** Format: int64 */
@@ -1978,8 +2035,7 @@ export interface components {
             /** @description Plan features (flags can target plans too). */
             features: string[];
             id: string;
-            /** @description `month` or `year`. */
-            interval: string;
+            interval: components["schemas"]["Interval"];
             /** @description The plan of orgs without a subscription. */
             is_default: boolean;
             name: string;
@@ -2000,6 +2056,13 @@ export interface components {
             stripe_price_id?: string | null;
             /** Format: uint32 */
             trial_days: number;
+        };
+        /** PlansRule */
+        PlansRule: {
+            /** @description Plan ids. */
+            plans: string[];
+            /** @description The flag's value when this rule matches (of the flag's type). */
+            value: unknown;
         };
         /** PluginFigures */
         PluginFigures: {
@@ -2049,8 +2112,8 @@ export interface components {
             /** Format: int64 */
             limit: number;
             metric: string;
-            /** @description `block` (refuse usage past the limit, 402) or `bill` (charge the overage). */
-            over: string;
+            /** @description `block` refuses usage past the limit (402); `bill` charges the overage. */
+            over: components["schemas"]["Over"] & unknown;
             /**
              * Format: int64
              * @description Overage price per `unit_size` units, in minor units (cents).
@@ -2061,13 +2124,24 @@ export interface components {
         };
         /** Readiness */
         Readiness: {
-            /** @description `ok` when a query succeeded. */
-            database: string;
-            /** @description `ok` when every migration of this build is applied. */
-            migrations: string;
-            /** @description `ready`. */
-            status: string;
+            /** @description A query succeeded. */
+            database: components["schemas"]["CheckStatus"] & unknown;
+            /** @description Every migration of this build is applied. */
+            migrations: components["schemas"]["CheckStatus"] & unknown;
+            status: components["schemas"]["ReadyStatus"];
         };
+        /**
+         * @description The one value of a ready server (otherwise /readyz answers 503).
+         * @enum {string}
+         */
+        ReadyStatus: "ready";
+        /**
+         * @description Why an evaluation gave its value: the flag is off (`disabled`: the default for
+         *     everyone), staff pinned the org's value (`override`), a rule matched (`rule`),
+         *     or none did (`default`).
+         * @enum {string}
+         */
+        ReasonKind: "disabled" | "override" | "rule" | "default";
         /** RedirectUrl */
         RedirectUrl: {
             url: string;
@@ -2097,7 +2171,9 @@ export interface components {
         };
         /** Reprocessed */
         Reprocessed: {
-            outcome: string;
+            /** @description What processing did, or why it failed, in a sentence. */
+            detail: string;
+            outcome: components["schemas"]["Outcome"];
         };
         /**
          * ResetConfirmRequest
@@ -2125,31 +2201,113 @@ export interface components {
         RoleChange: {
             role: components["schemas"]["Role"];
         };
-        /**
-         * RuleBody
-         * @description A targeting rule. `kind` decides which other fields apply:
-         *     `orgs` (org_ids), `users` (user_ids), `plans` (plans),
-         *     `attribute` (subject `org`|`user`, attribute, operator `one_of`|`not_one_of`|`ends_with`|`contains`, values),
-         *     `rollout` (percentage 0-100, by `org`|`user`).
-         */
-        RuleBody: {
-            /** @description Org: id, slug, name, plan. User: id, email, email_domain, role. */
-            attribute?: string | null;
-            /** @description Rollouts: bucket by `org` (default) or `user`. */
-            by?: string | null;
-            kind: string;
-            operator?: string | null;
-            org_ids?: string[] | null;
-            /** Format: double */
-            percentage?: number | null;
-            plans?: string[] | null;
-            /** @description Attribute rules: `org` or `user`. */
-            subject?: string | null;
-            user_ids?: string[] | null;
+        /** RolloutRule */
+        RolloutRule: {
+            /**
+             * @description Whose id is hashed into the bucket (default `org`).
+             * @default org
+             */
+            by: components["schemas"]["RuleSubject"] & unknown;
+            /**
+             * Format: double
+             * @description The share that matches, 0 to 100.
+             */
+            percentage: number;
             /** @description The flag's value when this rule matches (of the flag's type). */
             value: unknown;
-            values?: string[] | null;
         };
+        /**
+         * @description The attributes rules can compare (which apply depends on the subject).
+         * @enum {string}
+         */
+        RuleAttribute: "id" | "slug" | "name" | "plan" | "email" | "email_domain" | "role";
+        /** @description A targeting rule, tried in order: the first that matches gives `value`. */
+        RuleBody: components["schemas"]["RuleBody_OrgsRule"] | components["schemas"]["RuleBody_UsersRule"] | components["schemas"]["RuleBody_PlansRule"] | components["schemas"]["RuleBody_AttributeRule"] | components["schemas"]["RuleBody_RolloutRule"];
+        /** @description A targeting rule, tried in order: the first that matches gives `value`. */
+        RuleBody_AttributeRule: {
+            /**
+             * @example attribute
+             * @enum {string}
+             */
+            kind: "attribute";
+        } & components["schemas"]["AttributeRule"] & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "attribute";
+        };
+        /** @description A targeting rule, tried in order: the first that matches gives `value`. */
+        RuleBody_OrgsRule: {
+            /**
+             * @example orgs
+             * @enum {string}
+             */
+            kind: "orgs";
+        } & components["schemas"]["OrgsRule"] & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "orgs";
+        };
+        /** @description A targeting rule, tried in order: the first that matches gives `value`. */
+        RuleBody_PlansRule: {
+            /**
+             * @example plans
+             * @enum {string}
+             */
+            kind: "plans";
+        } & components["schemas"]["PlansRule"] & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "plans";
+        };
+        /** @description A targeting rule, tried in order: the first that matches gives `value`. */
+        RuleBody_RolloutRule: {
+            /**
+             * @example rollout
+             * @enum {string}
+             */
+            kind: "rollout";
+        } & components["schemas"]["RolloutRule"] & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "rollout";
+        };
+        /** @description A targeting rule, tried in order: the first that matches gives `value`. */
+        RuleBody_UsersRule: {
+            /**
+             * @example users
+             * @enum {string}
+             */
+            kind: "users";
+        } & components["schemas"]["UsersRule"] & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "users";
+        };
+        /**
+         * @description The kind of a rule (the `kind` of its JSON form).
+         * @enum {string}
+         */
+        RuleKind: "orgs" | "users" | "plans" | "attribute" | "rollout";
+        /**
+         * @description How an attribute is compared with the rule's values.
+         * @enum {string}
+         */
+        RuleOperator: "one_of" | "not_one_of" | "ends_with" | "contains";
+        /**
+         * @description Whose attributes or id a rule looks at.
+         * @enum {string}
+         */
+        RuleSubject: "org" | "user";
         /** Seats */
         Seats: {
             /**
@@ -2189,8 +2347,11 @@ export interface components {
         /** SetSubscriptionRequest */
         SetSubscriptionRequest: {
             plan_id: string;
-            /** @description Default `active`; any Stripe status, to represent e.g. an unpaid local account. */
-            status?: string | null;
+            /**
+             * @description Default `active` (`trialing` with `trial_days`); any Stripe status, to
+             *     represent e.g. an unpaid local account.
+             */
+            status?: components["schemas"]["SubscriptionStatus"] & unknown;
             /**
              * Format: uint32
              * @description Trial length in days from now (sets status `trialing`).
@@ -2221,6 +2382,16 @@ export interface components {
             /** Format: int64 */
             verified_users: number;
         };
+        /**
+         * @description Where subscriptions are managed: Stripe, or Plinth alone (no STRIPE_SECRET_KEY).
+         * @enum {string}
+         */
+        SubscriptionMode: "stripe" | "local";
+        /**
+         * @description Stripe's subscription statuses, which Plinth uses for local subscriptions too.
+         * @enum {string}
+         */
+        SubscriptionStatus: "trialing" | "active" | "past_due" | "canceled" | "unpaid" | "incomplete" | "incomplete_expired" | "paused";
         /** SubscriptionView */
         SubscriptionView: {
             cancel_at_period_end: boolean;
@@ -2237,13 +2408,11 @@ export interface components {
             grace_until?: string | null;
             /** @description Whether a Stripe customer exists (the portal is available). */
             has_billing_account: boolean;
-            /** @description `stripe` or `local`. */
-            mode: string;
+            mode: components["schemas"]["SubscriptionMode"];
             /** @description The plan subscribed to. */
             plan: components["schemas"]["PlanView"] & unknown;
             seats: components["schemas"]["Seats"];
-            /** @description trialing, active, past_due, canceled, unpaid, incomplete, incomplete_expired, paused. */
-            status: string;
+            status: components["schemas"]["SubscriptionStatus"];
             /** Format: date-time */
             trial_end?: string | null;
         };
@@ -2284,10 +2453,14 @@ export interface components {
             expires_in: number;
             /** @description Opaque; exchange it at /api/auth/refresh before the session's idle timeout. */
             refresh_token: string;
-            /** @description Always `Bearer`. */
-            token_type: string;
+            token_type: components["schemas"]["TokenType"];
             user: components["schemas"]["UserView"];
         };
+        /**
+         * @description How an access token is presented: always `Authorization: Bearer <token>`.
+         * @enum {string}
+         */
+        TokenType: "Bearer";
         /**
          * TransferRequest
          * @example {
@@ -2410,6 +2583,12 @@ export interface components {
             is_platform_admin: boolean;
             name: string;
         };
+        /** UsersRule */
+        UsersRule: {
+            user_ids: string[];
+            /** @description The flag's value when this rule matches (of the flag's type). */
+            value: unknown;
+        };
         /** @enum {string} */
         ValueType: "boolean" | "string" | "number" | "json";
         /** WebhookAck */
@@ -2430,7 +2609,9 @@ export interface components {
             attempts: number;
             id: string;
             last_error?: string | null;
-            outcome?: string | null;
+            outcome: components["schemas"]["Outcome"];
+            /** @description What processing did, in a sentence (null until processed). */
+            outcome_detail?: string | null;
             /** @description Only on the single-event read. */
             payload?: unknown;
             processed_at?: string | null;
@@ -2581,6 +2762,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -2720,6 +2910,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -2840,6 +3039,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2974,6 +3182,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -3099,6 +3316,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3239,6 +3465,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -3364,6 +3599,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3500,6 +3744,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -3629,6 +3882,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -3749,6 +4011,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3888,6 +4159,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -4017,6 +4297,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -4138,6 +4427,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4278,6 +4576,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -4410,6 +4717,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -4532,6 +4848,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4673,6 +4998,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -4795,6 +5129,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4936,6 +5279,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -5065,6 +5417,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -5186,6 +5547,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5322,6 +5692,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -5451,6 +5830,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -5573,6 +5961,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5713,6 +6110,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -5840,6 +6246,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -5960,6 +6375,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6104,6 +6528,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -6233,6 +6666,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -6354,6 +6796,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6490,6 +6941,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -6612,6 +7072,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6749,6 +7218,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -6871,6 +7349,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7007,6 +7494,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -7136,6 +7632,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -7258,6 +7763,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7396,6 +7910,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -7515,6 +8038,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7649,6 +8181,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -7773,6 +8314,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7912,6 +8462,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -8035,6 +8594,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8172,6 +8740,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -8296,6 +8873,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8435,6 +9021,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -8567,6 +9162,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -8688,6 +9292,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8825,6 +9438,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -8953,6 +9575,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -9073,6 +9704,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9209,6 +9849,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -9331,6 +9980,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9470,6 +10128,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -9595,6 +10262,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9731,6 +10407,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -9852,6 +10537,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -9992,6 +10686,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -10119,6 +10822,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10268,6 +10980,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -10390,6 +11111,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10530,6 +11260,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -10655,6 +11394,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -10792,6 +11540,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -10915,6 +11672,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11055,6 +11821,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -11184,6 +11959,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -11306,6 +12090,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11444,6 +12237,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -11567,6 +12369,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -11708,6 +12519,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -11842,6 +12662,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -11964,6 +12793,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12101,6 +12939,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -12222,6 +13069,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12363,6 +13219,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -12485,6 +13350,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12626,6 +13500,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -12759,6 +13642,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -12881,6 +13773,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -13031,6 +13932,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Busy (retry after Retry-After) or a dependency is not ready */
             503: {
                 headers: {
@@ -13157,6 +14067,15 @@ export interface operations {
             };
             /** @description Internal error */
             500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -7,7 +7,7 @@ import { mkdtempSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { createPlinthClient } from "../src/index.js";
+import { createPlinthClient, type Schemas } from "../src/index.js";
 import { startSmtpSink, type Mail } from "./smtp.js";
 
 const root = path.resolve(import.meta.dirname, "..", "..", "..", "..");
@@ -77,6 +77,41 @@ after(() => {
   sink?.close();
 });
 
+/** Whether a status keeps the plan's entitlements (grace aside): exhaustive, so a
+ * status added to the API without a case here fails the type check. */
+function entitled(status: Schemas["SubscriptionStatus"]): boolean {
+  switch (status) {
+    case "active":
+    case "trialing":
+      return true;
+    case "past_due":
+    case "canceled":
+    case "unpaid":
+    case "incomplete":
+    case "incomplete_expired":
+    case "paused":
+      return false;
+    default: {
+      const unexpected: never = status;
+      throw new Error(`unknown status ${String(unexpected)}`);
+    }
+  }
+}
+
+/** A flag rule is a union discriminated by `kind`: each kind has exactly its fields. */
+const rollout: Schemas["RuleBody"] = { kind: "rollout", percentage: 10, by: "org", value: true };
+const byRole: Schemas["RuleBody"] = {
+  kind: "attribute",
+  subject: "user",
+  attribute: "role",
+  operator: "one_of",
+  values: ["admin"],
+  value: true,
+};
+// @ts-expect-error an orgs rule has no percentage, and `sometimes` is no kind
+const wrong: Schemas["RuleBody"] = { kind: "sometimes", percentage: 5, value: true };
+void [rollout, byRole, wrong];
+
 /** Registers, verifies through the mailed link and logs in; returns the session. */
 async function signUp(email: string, name: string) {
   const anon = createPlinthClient(base);
@@ -137,6 +172,13 @@ test("register, verify, log in, build a team, read it, refresh and log out", asy
   const flags = await bob.client.GET("/api/orgs/{org_id}/flags", { params });
   assert.equal(flags.response.status, 200);
   assert.equal(typeof flags.data, "object");
+
+  // Closed sets arrive as exact unions: a switch over them is exhaustive.
+  const subscription = await bob.client.GET("/api/orgs/{org_id}/billing/subscription", { params });
+  assert.ok(subscription.data, JSON.stringify(subscription.error));
+  const status: Schemas["SubscriptionStatus"] = subscription.data.status;
+  assert.equal(entitled(status), true);
+  assert.equal(subscription.data.mode, "local");
 
   const activity = await bob.client.GET("/api/orgs/{org_id}/activity", { params });
   const actions = activity.data?.items.map((i) => i.action) ?? [];

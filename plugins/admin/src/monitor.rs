@@ -1,7 +1,8 @@
 //! /api/admin/stats and /api/admin/system: what operators watch.
 
+use plinth_core::Result;
 use plinth_core::identity::auth::BearerAuth;
-use plinth_core::{Result, jobs};
+use plinth_core::jobs::{self, JobStatus};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use rusqlite::params;
@@ -52,14 +53,14 @@ struct CacheFigures {
 
 #[derive(Object)]
 struct JobCount {
-    status: String,
+    status: JobStatus,
     count: i64,
 }
 
 #[derive(Object)]
 struct JobFailure {
     kind: String,
-    status: String,
+    status: JobStatus,
     attempts: i64,
     last_error: String,
     updated_at: String,
@@ -158,7 +159,16 @@ impl MonitorApi {
                     .query_map([], |r| {
                         Ok(JobFailure {
                             kind: r.get(0)?,
-                            status: r.get(1)?,
+                            status: {
+                                let status: String = r.get(1)?;
+                                JobStatus::parse(&status).ok_or_else(|| {
+                                    rusqlite::Error::FromSqlConversionFailure(
+                                        1,
+                                        rusqlite::types::Type::Text,
+                                        format!("job status `{status}`").into(),
+                                    )
+                                })?
+                            },
                             attempts: r.get(2)?,
                             last_error: r.get(3)?,
                             updated_at: r.get(4)?,
@@ -168,14 +178,13 @@ impl MonitorApi {
                 Ok((counts, failures))
             })
             .await?;
-        let mut jobs: Vec<JobCount> = counts
+        let jobs: Vec<JobCount> = JobStatus::ALL
             .into_iter()
-            .map(|(status, count)| JobCount {
-                status: status.to_string(),
-                count,
+            .map(|status| JobCount {
+                status,
+                count: counts.get(status.as_str()).copied().unwrap_or(0),
             })
             .collect();
-        jobs.sort_by(|a, b| a.status.cmp(&b.status));
         Ok(Json(SystemInfo {
             version: plinth_core::VERSION.into(),
             uptime_seconds: platform.uptime().as_secs(),

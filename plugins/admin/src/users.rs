@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use plinth_core::audit::AuditEntry;
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::auth::{BearerAuth, TokenType};
 use plinth_core::identity::sessions::{self, reason};
 use plinth_core::identity::{Identity, api::enqueue_password_reset, erasure, jwt::Actor, tokens, users};
 use plinth_core::pagination::Page;
@@ -86,7 +86,7 @@ struct ImpersonationToken {
     /// Acts as the user for a few minutes; cannot reach /api/admin or change the
     /// password, and every request is audited.
     access_token: String,
-    token_type: String,
+    token_type: TokenType,
     expires_in: u64,
     user: AdminUser,
 }
@@ -401,7 +401,7 @@ impl UsersApi {
         )?;
         Ok(Json(ImpersonationToken {
             access_token,
-            token_type: "Bearer".into(),
+            token_type: TokenType::Bearer,
             expires_in,
             user: AdminUser::new(user)?,
         }))

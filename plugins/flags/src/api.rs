@@ -12,13 +12,13 @@ use plinth_core::{Error, FieldError, Platform, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Object, OpenApi, Tags};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags, Union};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::model::{self, Flag, Operator, Reason, Rule, Subject, ValueType};
+use crate::model::{self, Flag, Operator, Reason, Rule, RuleKind, Subject, ValueType};
 use crate::store::{self, Evaluations, Store};
 
 #[derive(Clone)]
@@ -35,168 +35,236 @@ enum FlagsTag {
     Flags,
 }
 
-/// A targeting rule. `kind` decides which other fields apply:
-/// `orgs` (org_ids), `users` (user_ids), `plans` (plans),
-/// `attribute` (subject `org`|`user`, attribute, operator `one_of`|`not_one_of`|`ends_with`|`contains`, values),
-/// `rollout` (percentage 0-100, by `org`|`user`).
+/// A targeting rule, tried in order: the first that matches gives `value`.
+#[derive(Union, Clone)]
+#[oai(discriminator_name = "kind", one_of)]
+pub(crate) enum RuleBody {
+    /// Matches the listed orgs.
+    #[oai(mapping = "orgs")]
+    Orgs(OrgsRule),
+    /// Matches the listed users.
+    #[oai(mapping = "users")]
+    Users(UsersRule),
+    /// Matches orgs on the listed plans.
+    #[oai(mapping = "plans")]
+    Plans(PlansRule),
+    /// Compares an attribute of the org or the user with `values`.
+    #[oai(mapping = "attribute")]
+    Attribute(AttributeRule),
+    /// Matches a stable share of orgs or users.
+    #[oai(mapping = "rollout")]
+    Rollout(RolloutRule),
+}
+
 #[derive(Object, Clone)]
-pub(crate) struct RuleBody {
-    kind: String,
-    #[oai(skip_serializing_if_is_none)]
-    org_ids: Option<Vec<Uuid>>,
-    #[oai(skip_serializing_if_is_none)]
-    user_ids: Option<Vec<Uuid>>,
-    #[oai(skip_serializing_if_is_none)]
-    plans: Option<Vec<String>>,
-    /// Attribute rules: `org` or `user`.
-    #[oai(skip_serializing_if_is_none)]
-    subject: Option<String>,
-    /// Org: id, slug, name, plan. User: id, email, email_domain, role.
-    #[oai(skip_serializing_if_is_none)]
-    attribute: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    operator: Option<String>,
-    #[oai(skip_serializing_if_is_none)]
-    values: Option<Vec<String>>,
-    #[oai(skip_serializing_if_is_none)]
-    percentage: Option<f64>,
-    /// Rollouts: bucket by `org` (default) or `user`.
-    #[oai(skip_serializing_if_is_none)]
-    by: Option<String>,
+pub(crate) struct OrgsRule {
+    org_ids: Vec<Uuid>,
     /// The flag's value when this rule matches (of the flag's type).
     value: Value,
 }
 
-fn subject(s: &str) -> Option<Subject> {
-    match s {
-        "org" => Some(Subject::Org),
-        "user" => Some(Subject::User),
-        _ => None,
+#[derive(Object, Clone)]
+pub(crate) struct UsersRule {
+    user_ids: Vec<Uuid>,
+    /// The flag's value when this rule matches (of the flag's type).
+    value: Value,
+}
+
+#[derive(Object, Clone)]
+pub(crate) struct PlansRule {
+    /// Plan ids.
+    plans: Vec<String>,
+    /// The flag's value when this rule matches (of the flag's type).
+    value: Value,
+}
+
+#[derive(Object, Clone)]
+pub(crate) struct AttributeRule {
+    subject: RuleSubject,
+    /// Orgs have `id`, `slug`, `name` and `plan`; users have `id`, `email`,
+    /// `email_domain` and `role`.
+    attribute: RuleAttribute,
+    operator: RuleOperator,
+    values: Vec<String>,
+    /// The flag's value when this rule matches (of the flag's type).
+    value: Value,
+}
+
+#[derive(Object, Clone)]
+pub(crate) struct RolloutRule {
+    /// The share that matches, 0 to 100.
+    percentage: f64,
+    /// Whose id is hashed into the bucket (default `org`).
+    #[oai(default = "org_subject")]
+    by: RuleSubject,
+    /// The flag's value when this rule matches (of the flag's type).
+    value: Value,
+}
+
+fn org_subject() -> RuleSubject {
+    RuleSubject::Org
+}
+
+/// Whose attributes or id a rule looks at.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub(crate) enum RuleSubject {
+    Org,
+    User,
+}
+
+impl From<RuleSubject> for Subject {
+    fn from(s: RuleSubject) -> Subject {
+        match s {
+            RuleSubject::Org => Subject::Org,
+            RuleSubject::User => Subject::User,
+        }
     }
 }
 
-fn operator(s: &str) -> Option<Operator> {
-    match s {
-        "one_of" => Some(Operator::OneOf),
-        "not_one_of" => Some(Operator::NotOneOf),
-        "ends_with" => Some(Operator::EndsWith),
-        "contains" => Some(Operator::Contains),
-        _ => None,
+impl From<Subject> for RuleSubject {
+    fn from(s: Subject) -> RuleSubject {
+        match s {
+            Subject::Org => RuleSubject::Org,
+            Subject::User => RuleSubject::User,
+        }
+    }
+}
+
+/// How an attribute is compared with the rule's values.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub(crate) enum RuleOperator {
+    OneOf,
+    NotOneOf,
+    EndsWith,
+    Contains,
+}
+
+impl From<RuleOperator> for Operator {
+    fn from(o: RuleOperator) -> Operator {
+        match o {
+            RuleOperator::OneOf => Operator::OneOf,
+            RuleOperator::NotOneOf => Operator::NotOneOf,
+            RuleOperator::EndsWith => Operator::EndsWith,
+            RuleOperator::Contains => Operator::Contains,
+        }
+    }
+}
+
+impl From<Operator> for RuleOperator {
+    fn from(o: Operator) -> RuleOperator {
+        match o {
+            Operator::OneOf => RuleOperator::OneOf,
+            Operator::NotOneOf => RuleOperator::NotOneOf,
+            Operator::EndsWith => RuleOperator::EndsWith,
+            Operator::Contains => RuleOperator::Contains,
+        }
+    }
+}
+
+/// The attributes rules can compare (which apply depends on the subject).
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub(crate) enum RuleAttribute {
+    Id,
+    Slug,
+    Name,
+    Plan,
+    Email,
+    EmailDomain,
+    Role,
+}
+
+impl RuleAttribute {
+    fn as_str(self) -> &'static str {
+        match self {
+            RuleAttribute::Id => "id",
+            RuleAttribute::Slug => "slug",
+            RuleAttribute::Name => "name",
+            RuleAttribute::Plan => "plan",
+            RuleAttribute::Email => "email",
+            RuleAttribute::EmailDomain => "email_domain",
+            RuleAttribute::Role => "role",
+        }
+    }
+
+    fn parse(s: &str) -> Option<RuleAttribute> {
+        [
+            RuleAttribute::Id,
+            RuleAttribute::Slug,
+            RuleAttribute::Name,
+            RuleAttribute::Plan,
+            RuleAttribute::Email,
+            RuleAttribute::EmailDomain,
+            RuleAttribute::Role,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 
 impl RuleBody {
-    fn into_rule(self, i: usize, errors: &mut Vec<FieldError>) -> Option<Rule> {
-        let mut missing = |field: &str, message: &str| {
-            errors.push(FieldError {
-                field: format!("rules[{i}].{field}"),
-                message: message.into(),
-            })
-        };
-        let value = self.value;
-        match self.kind.as_str() {
-            "orgs" => Some(Rule::Orgs {
-                org_ids: self.org_ids.unwrap_or_default(),
-                value,
-            }),
-            "users" => Some(Rule::Users {
-                user_ids: self.user_ids.unwrap_or_default(),
-                value,
-            }),
-            "plans" => Some(Rule::Plans {
-                plans: self.plans.unwrap_or_default(),
-                value,
-            }),
-            "attribute" => {
-                let subj = self.subject.as_deref().and_then(subject);
-                let op = self.operator.as_deref().and_then(operator);
-                if subj.is_none() {
-                    missing("subject", "must be `org` or `user`");
-                }
-                if op.is_none() {
-                    missing("operator", "must be one_of, not_one_of, ends_with or contains");
-                }
-                Some(Rule::Attribute {
-                    subject: subj?,
-                    attribute: self.attribute.unwrap_or_default(),
-                    operator: op?,
-                    values: self.values.unwrap_or_default(),
-                    value,
-                })
-            }
-            "rollout" => {
-                let by = match self.by.as_deref() {
-                    None => Some(Subject::Org),
-                    Some(b) => subject(b),
-                };
-                if by.is_none() {
-                    missing("by", "must be `org` or `user`");
-                }
-                let Some(percentage) = self.percentage else {
-                    missing("percentage", "is required");
-                    return None;
-                };
-                Some(Rule::Rollout {
-                    percentage,
-                    by: by?,
-                    value,
-                })
-            }
-            _ => {
-                missing("kind", "must be orgs, users, plans, attribute or rollout");
-                None
-            }
+    /// The model's rule; what the schema cannot say (value types, ranges,
+    /// attributes per subject) is checked by `model::check_rule`.
+    fn into_rule(self) -> Rule {
+        match self {
+            RuleBody::Orgs(r) => Rule::Orgs {
+                org_ids: r.org_ids,
+                value: r.value,
+            },
+            RuleBody::Users(r) => Rule::Users {
+                user_ids: r.user_ids,
+                value: r.value,
+            },
+            RuleBody::Plans(r) => Rule::Plans {
+                plans: r.plans,
+                value: r.value,
+            },
+            RuleBody::Attribute(r) => Rule::Attribute {
+                subject: r.subject.into(),
+                attribute: r.attribute.as_str().to_string(),
+                operator: r.operator.into(),
+                values: r.values,
+                value: r.value,
+            },
+            RuleBody::Rollout(r) => Rule::Rollout {
+                percentage: r.percentage,
+                by: r.by.into(),
+                value: r.value,
+            },
         }
     }
 
-    fn from_rule(rule: &Rule) -> Self {
-        let mut body = RuleBody {
-            kind: rule.kind().into(),
-            org_ids: None,
-            user_ids: None,
-            plans: None,
-            subject: None,
-            attribute: None,
-            operator: None,
-            values: None,
-            percentage: None,
-            by: None,
-            value: rule.value().clone(),
-        };
-        let name = |s: &Subject| match s {
-            Subject::Org => "org".to_string(),
-            Subject::User => "user".to_string(),
-        };
-        match rule {
-            Rule::Orgs { org_ids, .. } => body.org_ids = Some(org_ids.clone()),
-            Rule::Users { user_ids, .. } => body.user_ids = Some(user_ids.clone()),
-            Rule::Plans { plans, .. } => body.plans = Some(plans.clone()),
+    fn from_rule(rule: &Rule) -> Result<Self> {
+        Ok(match rule.clone() {
+            Rule::Orgs { org_ids, value } => RuleBody::Orgs(OrgsRule { org_ids, value }),
+            Rule::Users { user_ids, value } => RuleBody::Users(UsersRule { user_ids, value }),
+            Rule::Plans { plans, value } => RuleBody::Plans(PlansRule { plans, value }),
             Rule::Attribute {
                 subject,
                 attribute,
                 operator,
                 values,
-                ..
-            } => {
-                body.subject = Some(name(subject));
-                body.attribute = Some(attribute.clone());
-                body.operator = Some(
-                    match operator {
-                        Operator::OneOf => "one_of",
-                        Operator::NotOneOf => "not_one_of",
-                        Operator::EndsWith => "ends_with",
-                        Operator::Contains => "contains",
-                    }
-                    .into(),
-                );
-                body.values = Some(values.clone());
-            }
-            Rule::Rollout { percentage, by, .. } => {
-                body.percentage = Some(*percentage);
-                body.by = Some(name(by));
-            }
-        }
-        body
+                value,
+            } => RuleBody::Attribute(AttributeRule {
+                subject: subject.into(),
+                attribute: RuleAttribute::parse(&attribute)
+                    .ok_or_else(|| Error::internal(format!("stored rule attribute `{attribute}`")))?,
+                operator: operator.into(),
+                values,
+                value,
+            }),
+            Rule::Rollout {
+                percentage,
+                by,
+                value,
+            } => RuleBody::Rollout(RolloutRule {
+                percentage,
+                by: by.into(),
+                value,
+            }),
+        })
     }
 }
 
@@ -227,7 +295,11 @@ impl FlagView {
             value_type: flag.value_type,
             default_value: flag.default_value.clone(),
             enabled: flag.enabled,
-            rules: flag.rules.iter().map(RuleBody::from_rule).collect(),
+            rules: flag
+                .rules
+                .iter()
+                .map(RuleBody::from_rule)
+                .collect::<Result<_>>()?,
             created_at: time_of(&flag.created_at)?,
             updated_at: time_of(&flag.updated_at)?,
         })
@@ -268,19 +340,11 @@ impl Example for CreateFlag {
             value_type: ValueType::Boolean,
             default_value: json!(false),
             enabled: true,
-            rules: vec![RuleBody {
-                kind: "rollout".into(),
-                org_ids: None,
-                user_ids: None,
-                plans: None,
-                subject: None,
-                attribute: None,
-                operator: None,
-                values: None,
-                percentage: Some(10.0),
-                by: Some("org".into()),
+            rules: vec![RuleBody::Rollout(RolloutRule {
+                percentage: 10.0,
+                by: RuleSubject::Org,
                 value: json!(true),
-            }],
+            })],
         }
     }
 }
@@ -304,23 +368,34 @@ struct OverrideBody {
 /// Why an evaluation gave its value.
 #[derive(Object)]
 struct EvaluationReason {
-    /// `disabled`, `override`, `rule` or `default`.
-    kind: String,
+    kind: ReasonKind,
     /// For `rule`: the matching rule's position (from 0) and kind.
     rule_index: Option<u32>,
-    rule_kind: Option<String>,
+    rule_kind: Option<RuleKind>,
+}
+
+/// Why an evaluation gave its value: the flag is off (`disabled`: the default for
+/// everyone), staff pinned the org's value (`override`), a rule matched (`rule`),
+/// or none did (`default`).
+#[derive(Enum, Clone, Copy)]
+#[oai(rename_all = "snake_case")]
+enum ReasonKind {
+    Disabled,
+    Override,
+    Rule,
+    Default,
 }
 
 impl EvaluationReason {
     fn new(reason: &Reason) -> Self {
         let (kind, rule_index, rule_kind) = match reason {
-            Reason::Disabled => ("disabled", None, None),
-            Reason::Override => ("override", None, None),
-            Reason::Rule { index, kind } => ("rule", Some(*index as u32), Some(kind.to_string())),
-            Reason::Default => ("default", None, None),
+            Reason::Disabled => (ReasonKind::Disabled, None, None),
+            Reason::Override => (ReasonKind::Override, None, None),
+            Reason::Rule { index, kind } => (ReasonKind::Rule, Some(*index as u32), Some(*kind)),
+            Reason::Default => (ReasonKind::Default, None, None),
         };
         EvaluationReason {
-            kind: kind.into(),
+            kind,
             rule_index,
             rule_kind,
         }
@@ -342,10 +417,38 @@ struct FlagValue {
 struct HistoryEntry {
     at: OffsetDateTime,
     actor_id: Option<Uuid>,
-    action: String,
+    action: HistoryAction,
     org_id: Option<Uuid>,
     /// `before` and `after` values.
     details: Value,
+}
+
+/// What a flag change was (the audit action).
+#[derive(Enum, Clone, Copy)]
+enum HistoryAction {
+    #[oai(rename = "flag.created")]
+    Created,
+    #[oai(rename = "flag.updated")]
+    Updated,
+    #[oai(rename = "flag.deleted")]
+    Deleted,
+    #[oai(rename = "flag.override_set")]
+    OverrideSet,
+    #[oai(rename = "flag.override_removed")]
+    OverrideRemoved,
+}
+
+impl HistoryAction {
+    fn parse(action: &str) -> Option<HistoryAction> {
+        Some(match action {
+            "flag.created" => HistoryAction::Created,
+            "flag.updated" => HistoryAction::Updated,
+            "flag.deleted" => HistoryAction::Deleted,
+            "flag.override_set" => HistoryAction::OverrideSet,
+            "flag.override_removed" => HistoryAction::OverrideRemoved,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Object)]
@@ -384,10 +487,9 @@ fn check_value(field: &str, value_type: ValueType, value: &Value, errors: &mut V
 fn parse_rules(bodies: Vec<RuleBody>, value_type: ValueType, errors: &mut Vec<FieldError>) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (i, body) in bodies.into_iter().enumerate() {
-        if let Some(rule) = body.into_rule(i, errors) {
-            errors.extend(model::check_rule(value_type, i, &rule));
-            rules.push(rule);
-        }
+        let rule = body.into_rule();
+        errors.extend(model::check_rule(value_type, i, &rule));
+        rules.push(rule);
     }
     rules
 }
@@ -700,7 +802,11 @@ impl AdminFlagsApi {
                         ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                // Entries about a flag that are not flag changes are not history.
                 rows.into_iter()
+                    .filter_map(|(at, actor, action, org, details)| {
+                        HistoryAction::parse(&action).map(|action| (at, actor, action, org, details))
+                    })
                     .map(|(at, actor, action, org, details)| {
                         Ok(HistoryEntry {
                             at: time_of(&at)?,

@@ -97,14 +97,37 @@ pub enum Rule {
     },
 }
 
+/// The kind of a rule (the `kind` of its JSON form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RuleKind {
+    Orgs,
+    Users,
+    Plans,
+    Attribute,
+    Rollout,
+}
+
+impl std::fmt::Display for RuleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuleKind::Orgs => "orgs",
+            RuleKind::Users => "users",
+            RuleKind::Plans => "plans",
+            RuleKind::Attribute => "attribute",
+            RuleKind::Rollout => "rollout",
+        })
+    }
+}
+
 impl Rule {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> RuleKind {
         match self {
-            Rule::Orgs { .. } => "orgs",
-            Rule::Users { .. } => "users",
-            Rule::Plans { .. } => "plans",
-            Rule::Attribute { .. } => "attribute",
-            Rule::Rollout { .. } => "rollout",
+            Rule::Orgs { .. } => RuleKind::Orgs,
+            Rule::Users { .. } => RuleKind::Users,
+            Rule::Plans { .. } => RuleKind::Plans,
+            Rule::Attribute { .. } => RuleKind::Attribute,
+            Rule::Rollout { .. } => RuleKind::Rollout,
         }
     }
 
@@ -175,7 +198,7 @@ pub enum Reason {
     /// Staff set a value for this org.
     Override,
     /// Rule number `index` (from 0) matched.
-    Rule { index: usize, kind: &'static str },
+    Rule { index: usize, kind: RuleKind },
     /// No rule matched.
     Default,
 }
@@ -471,7 +494,7 @@ mod tests {
                 json!(true),
                 Reason::Rule {
                     index: 1,
-                    kind: "orgs"
+                    kind: RuleKind::Orgs
                 }
             )
         );
