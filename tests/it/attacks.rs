@@ -38,7 +38,7 @@ const FINGERPRINTED: [&str; 16] = [
     "SELECT * FROM billing_counters",
 ];
 
-fn fingerprint(conn: &rusqlite::Connection) -> String {
+pub fn fingerprint(conn: &rusqlite::Connection) -> String {
     let mut hasher = Sha256::new();
     for sql in FINGERPRINTED {
         let mut stmt = conn.prepare(&format!("{sql} ORDER BY 1")).expect(sql);

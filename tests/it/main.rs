@@ -5,6 +5,7 @@ mod acme;
 mod admin;
 mod attacks;
 mod auth;
+mod authorization;
 mod backup;
 mod billing;
 mod caches;

@@ -1,7 +1,14 @@
-//! The bearer-token extractor every authenticated operation takes.
+//! The bearer-token extractors: who may call an operation, decided before anything
+//! else about the request is read.
 //!
-//! Declared as a poem-openapi security scheme, so each operation that takes it is
-//! documented with `bearerAuth`, and a missing or bad token is a 401 problem.
+//! Each is declared as the poem-openapi security scheme `bearerAuth`, so every
+//! operation that takes one is documented with it, and each is an operation's first
+//! argument: poem-openapi extracts arguments in order, so a caller who may not use
+//! the operation gets 401, 403 or 404 whatever its parameters or body, and learns
+//! nothing about their shape. [`BearerAuth`] is any signed-in user, [`StaffAuth`]
+//! platform staff acting as themselves, and [`OrgViewer`], [`OrgMember`],
+//! [`OrgAdmin`] and [`OrgOwner`] a member of the org named by the `org_id` path
+//! parameter with at least that role (404 to non-members, 403 below the role).
 
 use poem::Request;
 use poem_openapi::SecurityScheme;
@@ -13,6 +20,7 @@ use crate::audit::{AuditEntry, record};
 use crate::error::Error;
 use crate::identity::Principal;
 use crate::platform::Platform;
+use crate::tenancy::{Role, Tenant};
 
 /// How an access token is presented: always `Authorization: Bearer <token>`.
 #[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,4 +58,96 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Principal> 
             .await?;
     }
     Ok(principal)
+}
+
+/// `Authorization: Bearer <access token>` of platform staff acting as themselves
+/// (403 for anyone else, impersonation tokens included).
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "authenticate_staff"
+)]
+pub struct StaffAuth(pub Principal);
+
+async fn authenticate_staff(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
+    let principal = authenticate(req, bearer).await?;
+    principal.require_staff()?;
+    Ok(principal)
+}
+
+/// The tenant context of the org an org-scoped request names: its path is
+/// `/api/orgs/{org_id}/...` by contract (read from the path itself, since
+/// poem-openapi renames path variables in the route table).
+async fn org_access(req: &Request, bearer: Bearer, min: Role) -> poem::Result<Tenant> {
+    let principal = authenticate(req, bearer).await?;
+    let platform = req
+        .data::<Platform>()
+        .ok_or_else(|| Error::internal("the platform is not attached to requests"))?;
+    // Not a UUID: no org by that name, which is what non-members hear too.
+    let org = req
+        .uri()
+        .path()
+        .strip_prefix("/api/orgs/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|raw| uuid::Uuid::parse_str(raw).ok())
+        .ok_or_else(|| Error::NotFound("no such organization".into()))?;
+    Ok(platform.tenancy().resolve(&principal, org, min).await?)
+}
+
+/// A member of the request's org (`org_id`) with any role.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "org_viewer"
+)]
+pub struct OrgViewer(pub Tenant);
+
+async fn org_viewer(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
+    org_access(req, bearer, Role::Viewer).await
+}
+
+/// A member of the request's org (`org_id`) with the member role or higher.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "org_member"
+)]
+pub struct OrgMember(pub Tenant);
+
+async fn org_member(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
+    org_access(req, bearer, Role::Member).await
+}
+
+/// A member of the request's org (`org_id`) with the admin role or higher.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "org_admin"
+)]
+pub struct OrgAdmin(pub Tenant);
+
+async fn org_admin(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
+    org_access(req, bearer, Role::Admin).await
+}
+
+/// An owner of the request's org (`org_id`).
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "org_owner"
+)]
+pub struct OrgOwner(pub Tenant);
+
+async fn org_owner(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
+    org_access(req, bearer, Role::Owner).await
 }

@@ -1,12 +1,10 @@
 //! What the admin API types share.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::identity::auth::BearerAuth;
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::{ApiResponse, Object, Tags};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
 #[derive(Clone)]
 pub(crate) struct AdminApi {
@@ -14,13 +12,6 @@ pub(crate) struct AdminApi {
 }
 
 impl AdminApi {
-    /// The staff member making the request (403 for anyone else, including
-    /// impersonation tokens).
-    pub fn staff(&self, auth: &BearerAuth) -> Result<Uuid> {
-        auth.0.require_staff()?;
-        Ok(auth.0.user_id)
-    }
-
     pub async fn audit(&self, entry: AuditEntry) -> Result<()> {
         self.platform
             .db()

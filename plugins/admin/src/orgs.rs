@@ -3,7 +3,7 @@
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::auth::StaffAuth;
 use plinth_core::pagination::Page;
 use plinth_core::tenancy::{OrgSummary, Role, bound};
 use plinth_core::{Error, Result};
@@ -144,7 +144,7 @@ impl OrgsApi {
     #[oai(path = "/api/admin/orgs", method = "get", operation_id = "adminListOrgs")]
     async fn list(
         &self,
-        auth: BearerAuth,
+        _auth: StaffAuth,
         /// Name or slug prefix.
         q: Query<Option<String>>,
         /// Page size, 1 to 100 (default 20).
@@ -152,7 +152,6 @@ impl OrgsApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<AdminOrgPage>> {
-        self.0.staff(&auth)?;
         let page = Page::parse(limit.0, cursor.0)?;
         let rows = self
             .0
@@ -167,8 +166,7 @@ impl OrgsApi {
 
     /// An organization, with members and plan
     #[oai(path = "/api/admin/orgs/:id", method = "get", operation_id = "adminGetOrg")]
-    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<AdminOrgDetail>> {
-        self.0.staff(&auth)?;
+    async fn get(&self, _auth: StaffAuth, id: Path<Uuid>) -> Result<Json<AdminOrgDetail>> {
         Ok(Json(self.detail(id.0).await?))
     }
 
@@ -182,11 +180,11 @@ impl OrgsApi {
     )]
     async fn suspend(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<Json<AdminOrgDetail>> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         Ok(Json(self.set_suspended(staff, id.0, true, client).await?))
     }
 
@@ -198,11 +196,11 @@ impl OrgsApi {
     )]
     async fn unsuspend(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<Json<AdminOrgDetail>> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         Ok(Json(self.set_suspended(staff, id.0, false, client).await?))
     }
 
@@ -214,8 +212,8 @@ impl OrgsApi {
         method = "delete",
         operation_id = "adminDeleteOrg"
     )]
-    async fn delete(&self, auth: BearerAuth, client: ClientInfo, id: Path<Uuid>) -> Result<NoContent> {
-        let staff = self.0.staff(&auth)?;
+    async fn delete(&self, auth: StaffAuth, client: ClientInfo, id: Path<Uuid>) -> Result<NoContent> {
+        let staff = auth.0.user_id;
         let org = id.0;
         let platform = self.0.platform.clone();
         self.0

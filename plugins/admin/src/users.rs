@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use plinth_core::audit::AuditEntry;
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::{BearerAuth, TokenType};
+use plinth_core::identity::auth::{StaffAuth, TokenType};
 use plinth_core::identity::sessions::{self, reason};
 use plinth_core::identity::{Identity, api::enqueue_password_reset, erasure, jwt::Actor, tokens, users};
 use plinth_core::pagination::Page;
@@ -142,7 +142,7 @@ impl UsersApi {
     #[oai(path = "/api/admin/users", method = "get", operation_id = "adminListUsers")]
     async fn list(
         &self,
-        auth: BearerAuth,
+        _auth: StaffAuth,
         /// Email or name prefix.
         q: Query<Option<String>>,
         verified: Query<Option<bool>>,
@@ -153,7 +153,6 @@ impl UsersApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<AdminUserPage>> {
-        self.0.staff(&auth)?;
         let page = Page::parse(limit.0, cursor.0)?;
         let search = users::UserSearch {
             q: q.0,
@@ -174,8 +173,7 @@ impl UsersApi {
 
     /// A user, with memberships and live sessions
     #[oai(path = "/api/admin/users/:id", method = "get", operation_id = "adminGetUser")]
-    async fn get(&self, auth: BearerAuth, id: Path<Uuid>) -> Result<Json<AdminUserDetail>> {
-        self.0.staff(&auth)?;
+    async fn get(&self, _auth: StaffAuth, id: Path<Uuid>) -> Result<Json<AdminUserDetail>> {
         let user = self.user(id.0).await?;
         let memberships = self
             .0
@@ -224,8 +222,8 @@ impl UsersApi {
         method = "post",
         operation_id = "adminDisableUser"
     )]
-    async fn disable(&self, auth: BearerAuth, client: ClientInfo, id: Path<Uuid>) -> Result<Json<AdminUser>> {
-        let staff = self.0.staff(&auth)?;
+    async fn disable(&self, auth: StaffAuth, client: ClientInfo, id: Path<Uuid>) -> Result<Json<AdminUser>> {
+        let staff = auth.0.user_id;
         if id.0 == staff {
             return Err(Error::Conflict("you cannot disable your own account".into()));
         }
@@ -242,8 +240,8 @@ impl UsersApi {
         method = "post",
         operation_id = "adminEnableUser"
     )]
-    async fn enable(&self, auth: BearerAuth, client: ClientInfo, id: Path<Uuid>) -> Result<Json<AdminUser>> {
-        let staff = self.0.staff(&auth)?;
+    async fn enable(&self, auth: StaffAuth, client: ClientInfo, id: Path<Uuid>) -> Result<Json<AdminUser>> {
+        let staff = auth.0.user_id;
         self.change(staff, id.0, "user.enabled", client, move |tx| {
             users::set_disabled(tx, id.0, false)?;
             Ok(json!({}))
@@ -259,11 +257,11 @@ impl UsersApi {
     )]
     async fn grant_staff(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<Json<AdminUser>> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         self.change(staff, id.0, "user.staff_granted", client, move |tx| {
             users::set_platform_admin(tx, id.0, true)?;
             Ok(json!({}))
@@ -281,11 +279,11 @@ impl UsersApi {
     )]
     async fn revoke_staff(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<Json<AdminUser>> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         self.change(staff, id.0, "user.staff_revoked", client, move |tx| {
             let target = users::get(tx, id.0)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
             if target.is_platform_admin && !target.disabled && users::count_staff(tx)? <= 1 {
@@ -307,11 +305,11 @@ impl UsersApi {
     )]
     async fn revoke_sessions(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<Json<AdminUser>> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         self.change(staff, id.0, "user.sessions_revoked", client, move |tx| {
             let revoked = sessions::revoke_all(tx, id.0, None, reason::REVOKED_BY_USER)?;
             Ok(json!({ "sessions_revoked": revoked.len() }))
@@ -330,11 +328,11 @@ impl UsersApi {
     )]
     async fn force_reset(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<AcceptedResponse> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         let user = self.user(id.0).await?;
         let jobs = self.0.platform.jobs().clone();
         let ip = client.ip.to_string();
@@ -362,11 +360,11 @@ impl UsersApi {
     )]
     async fn impersonate(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         id: Path<Uuid>,
     ) -> Result<Json<ImpersonationToken>> {
-        let staff = self.0.staff(&auth)?;
+        let staff = auth.0.user_id;
         let user = self.user(id.0).await?;
         if user.disabled {
             return Err(Error::Conflict("the user is disabled".into()));
@@ -416,8 +414,8 @@ impl UsersApi {
         method = "delete",
         operation_id = "adminEraseUser"
     )]
-    async fn erase(&self, auth: BearerAuth, client: ClientInfo, id: Path<Uuid>) -> Result<NoContent> {
-        let staff = self.0.staff(&auth)?;
+    async fn erase(&self, auth: StaffAuth, client: ClientInfo, id: Path<Uuid>) -> Result<NoContent> {
+        let staff = auth.0.user_id;
         if id.0 == staff {
             return Err(Error::Conflict("you cannot erase your own account".into()));
         }

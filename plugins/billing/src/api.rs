@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::auth::{OrgAdmin, OrgMember, OrgViewer, StaffAuth};
 use plinth_core::pagination::Page;
-use plinth_core::tenancy::{Role, bound};
+use plinth_core::tenancy::{Tenant, bound};
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem::{Request, RequestBody};
 use poem_openapi::param::{Header, Path, Query};
@@ -658,13 +658,12 @@ impl OrgBillingApi {
         method = "get",
         operation_id = "getSubscription"
     )]
-    async fn subscription(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<SubscriptionView>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Viewer)
-            .await?;
+    async fn subscription(
+        &self,
+        access: OrgViewer,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<Json<SubscriptionView>> {
+        let tenant = access.0;
         Ok(Json(self.0.subscription_view(tenant.org_id).await?))
     }
 
@@ -677,17 +676,12 @@ impl OrgBillingApi {
     )]
     async fn checkout(
         &self,
-        auth: BearerAuth,
+        access: OrgAdmin,
         client: ClientInfo,
-        org_id: Path<Uuid>,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<CheckoutRequest>,
     ) -> Result<Json<RedirectUrl>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Admin)
-            .await?;
+        let tenant = access.0;
         let org = tenant.org_id;
         let CheckoutRequest {
             plan_id,
@@ -740,7 +734,7 @@ impl OrgBillingApi {
         let customer = match account.stripe_customer_id.clone() {
             Some(c) => c,
             None => {
-                let user = auth.0.user_id;
+                let user = tenant.user_id();
                 let email = self
                     .0
                     .platform
@@ -800,17 +794,12 @@ impl OrgBillingApi {
     )]
     async fn portal(
         &self,
-        auth: BearerAuth,
+        access: OrgAdmin,
         client: ClientInfo,
-        org_id: Path<Uuid>,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<PortalRequest>,
     ) -> Result<Json<RedirectUrl>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Admin)
-            .await?;
+        let tenant = access.0;
         let org = tenant.org_id;
         let back = self
             .0
@@ -855,8 +844,12 @@ impl OrgBillingApi {
         method = "post",
         operation_id = "cancelSubscription"
     )]
-    async fn cancel(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<SubscriptionView>> {
-        self.set_cancel(auth, org_id.0, true).await
+    async fn cancel(
+        &self,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<Json<SubscriptionView>> {
+        self.set_cancel(access.0, true).await
     }
 
     /// Undoes a cancellation scheduled for the period's end (owner or admin).
@@ -865,8 +858,12 @@ impl OrgBillingApi {
         method = "post",
         operation_id = "resumeSubscription"
     )]
-    async fn resume(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<SubscriptionView>> {
-        self.set_cancel(auth, org_id.0, false).await
+    async fn resume(
+        &self,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<Json<SubscriptionView>> {
+        self.set_cancel(access.0, false).await
     }
 
     /// The org's invoices, newest first (owner or admin).
@@ -877,17 +874,12 @@ impl OrgBillingApi {
     )]
     async fn invoices(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<Json<InvoicePage>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Admin)
-            .await?;
+        let tenant = access.0;
         let page = Page::parse(limit.0, cursor.0)?;
         let rows = tenant
             .db()
@@ -912,16 +904,11 @@ impl OrgBillingApi {
     )]
     async fn invoice(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         invoice_id: Path<Uuid>,
     ) -> Result<Json<InvoiceView>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Admin)
-            .await?;
+        let tenant = access.0;
         let id = invoice_id.0;
         let invoice = tenant
             .db()
@@ -939,16 +926,11 @@ impl OrgBillingApi {
     )]
     async fn invoice_html(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         invoice_id: Path<Uuid>,
     ) -> Result<Html<String>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Admin)
-            .await?;
+        let tenant = access.0;
         let id = invoice_id.0;
         let (invoice, org_name) = tenant
             .db()
@@ -963,13 +945,8 @@ impl OrgBillingApi {
 }
 
 impl OrgBillingApi {
-    async fn set_cancel(&self, auth: BearerAuth, org: Uuid, cancel: bool) -> Result<Json<SubscriptionView>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org, Role::Admin)
-            .await?;
+    async fn set_cancel(&self, tenant: Tenant, cancel: bool) -> Result<Json<SubscriptionView>> {
+        let org = tenant.org_id;
         let catalog = self.0.catalog().await?;
         let c = catalog.clone();
         let account = tenant
@@ -1054,16 +1031,11 @@ impl UsageApi {
     )]
     async fn record(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgMember,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<UsageRequest>,
     ) -> Result<UsageResponse> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Member)
-            .await?;
+        let tenant = access.0;
         let UsageRequest {
             metric,
             quantity,
@@ -1127,13 +1099,12 @@ impl UsageApi {
 
     /// Usage per metric in the current period against the plan's quotas (any member).
     #[oai(path = "/api/orgs/:org_id/usage", method = "get", operation_id = "getUsage")]
-    async fn summary(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<UsageSummary>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Viewer)
-            .await?;
+    async fn summary(
+        &self,
+        access: OrgViewer,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<Json<UsageSummary>> {
+        let tenant = access.0;
         let (org, shared) = (tenant.org_id, self.0.shared.clone());
         let (start, end, totals, plan_id) = tenant
             .db()
@@ -1225,8 +1196,7 @@ impl AdminBillingApi {
         method = "get",
         operation_id = "adminListPlans"
     )]
-    async fn plans(&self, auth: BearerAuth) -> Result<Json<PlanList>> {
-        auth.0.require_staff()?;
+    async fn plans(&self, _auth: StaffAuth) -> Result<Json<PlanList>> {
         let catalog = self.0.catalog().await?;
         Ok(Json(PlanList {
             items: catalog.all().iter().map(|p| PlanView::new(p, true)).collect(),
@@ -1241,11 +1211,10 @@ impl AdminBillingApi {
     )]
     async fn create_plan(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         body: Json<PlanRequest>,
     ) -> Result<PlanCreated> {
-        auth.0.require_staff()?;
         let mut errors = Vec::new();
         let id = body.0.id.clone().unwrap_or_default();
         if !valid_plan_id(&id) {
@@ -1298,12 +1267,11 @@ impl AdminBillingApi {
     )]
     async fn update_plan(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         plan_id: Path<String>,
         body: Json<PlanRequest>,
     ) -> Result<Json<PlanView>> {
-        auth.0.require_staff()?;
         let catalog = self.0.catalog().await?;
         let mut plan = catalog
             .get(&plan_id.0)
@@ -1332,12 +1300,11 @@ impl AdminBillingApi {
     )]
     async fn set_subscription(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         org_id: Path<Uuid>,
         body: Json<SetSubscriptionRequest>,
     ) -> Result<Json<SubscriptionView>> {
-        auth.0.require_staff()?;
         let org = org_id.0;
         let catalog = self.0.catalog().await?;
         let SetSubscriptionRequest {
@@ -1434,8 +1401,7 @@ impl AdminBillingApi {
         method = "post",
         operation_id = "adminClosePeriod"
     )]
-    async fn close_period(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<ClosedPeriod>> {
-        auth.0.require_staff()?;
+    async fn close_period(&self, _auth: StaffAuth, org_id: Path<Uuid>) -> Result<Json<ClosedPeriod>> {
         let org = org_id.0;
         if !self.0.platform.tenancy().org_exists(org).await? {
             return Err(Error::NotFound("no such organization".into()));
@@ -1455,13 +1421,12 @@ impl AdminBillingApi {
     )]
     async fn events(
         &self,
-        auth: BearerAuth,
+        _auth: StaffAuth,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
         #[oai(name = "type")] kind: Query<Option<String>>,
         failed: Query<Option<bool>>,
     ) -> Result<Json<WebhookEventPage>> {
-        auth.0.require_staff()?;
         let limit = limit.0.unwrap_or(plinth_core::pagination::DEFAULT_LIMIT);
         if !(1..=plinth_core::pagination::MAX_LIMIT).contains(&limit) {
             return Err(Error::invalid("limit", "must be between 1 and 100"));
@@ -1510,8 +1475,7 @@ impl AdminBillingApi {
         method = "get",
         operation_id = "adminGetWebhookEvent"
     )]
-    async fn event(&self, auth: BearerAuth, event_id: Path<String>) -> Result<Json<WebhookEventView>> {
-        auth.0.require_staff()?;
+    async fn event(&self, _auth: StaffAuth, event_id: Path<String>) -> Result<Json<WebhookEventView>> {
         let id = event_id.0;
         self.0
             .platform
@@ -1538,11 +1502,10 @@ impl AdminBillingApi {
     )]
     async fn reprocess(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         event_id: Path<String>,
     ) -> Result<Json<Reprocessed>> {
-        auth.0.require_staff()?;
         // A failure is the answer, not a server error: it is also kept in the inbox.
         let (outcome, detail) = match webhooks::reprocess(&self.0.platform, &self.0.shared, &event_id.0).await
         {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::flags::FlagContext;
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::BearerAuth;
-use plinth_core::tenancy::{Role, bound};
+use plinth_core::identity::auth::{OrgViewer, StaffAuth};
+use plinth_core::tenancy::bound;
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -522,8 +522,7 @@ pub(crate) struct AdminFlagsApi(pub FlagsApi);
 impl AdminFlagsApi {
     /// List flags
     #[oai(path = "/api/admin/flags", method = "get", operation_id = "adminListFlags")]
-    async fn list(&self, auth: BearerAuth) -> Result<Json<FlagPage>> {
-        auth.0.require_staff()?;
+    async fn list(&self, _auth: StaffAuth) -> Result<Json<FlagPage>> {
         let flags = self.0.store.definitions(&self.0.platform).await?;
         let items = flags.values().map(|f| FlagView::new(f)).collect::<Result<_>>()?;
         Ok(Json(FlagPage {
@@ -534,8 +533,7 @@ impl AdminFlagsApi {
 
     /// Create a flag
     #[oai(path = "/api/admin/flags", method = "post", operation_id = "adminCreateFlag")]
-    async fn create(&self, auth: BearerAuth, client: ClientInfo, body: Json<CreateFlag>) -> Result<Created> {
-        auth.0.require_staff()?;
+    async fn create(&self, auth: StaffAuth, client: ClientInfo, body: Json<CreateFlag>) -> Result<Created> {
         let CreateFlag {
             key,
             description,
@@ -590,8 +588,7 @@ impl AdminFlagsApi {
 
     /// Get a flag
     #[oai(path = "/api/admin/flags/:key", method = "get", operation_id = "adminGetFlag")]
-    async fn get(&self, auth: BearerAuth, key: Path<String>) -> Result<Json<FlagView>> {
-        auth.0.require_staff()?;
+    async fn get(&self, _auth: StaffAuth, key: Path<String>) -> Result<Json<FlagView>> {
         Ok(Json(FlagView::new(&self.0.flag(&key.0).await?)?))
     }
 
@@ -606,12 +603,11 @@ impl AdminFlagsApi {
     )]
     async fn update(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         key: Path<String>,
         body: Json<UpdateFlag>,
     ) -> Result<Json<FlagView>> {
-        auth.0.require_staff()?;
         let before = self.0.flag(&key.0).await?;
         let mut after = before.clone();
         let mut errors = Vec::new();
@@ -658,8 +654,7 @@ impl AdminFlagsApi {
         method = "delete",
         operation_id = "adminDeleteFlag"
     )]
-    async fn delete(&self, auth: BearerAuth, client: ClientInfo, key: Path<String>) -> Result<NoContent> {
-        auth.0.require_staff()?;
+    async fn delete(&self, auth: StaffAuth, client: ClientInfo, key: Path<String>) -> Result<NoContent> {
         let flag = self.0.flag(&key.0).await?;
         let actor = auth.0.user_id;
         self.0
@@ -689,13 +684,12 @@ impl AdminFlagsApi {
     )]
     async fn set_override(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         key: Path<String>,
         org_id: Path<Uuid>,
         body: Json<OverrideBody>,
     ) -> Result<Json<FlagValue>> {
-        auth.0.require_staff()?;
         let flag = self.0.flag(&key.0).await?;
         let value = body.0.value;
         let mut errors = Vec::new();
@@ -740,12 +734,11 @@ impl AdminFlagsApi {
     )]
     async fn remove_override(
         &self,
-        auth: BearerAuth,
+        auth: StaffAuth,
         client: ClientInfo,
         key: Path<String>,
         org_id: Path<Uuid>,
     ) -> Result<NoContent> {
-        auth.0.require_staff()?;
         let flag = self.0.flag(&key.0).await?;
         let (org, actor) = (org_id.0, auth.0.user_id);
         self.0
@@ -779,8 +772,7 @@ impl AdminFlagsApi {
         method = "get",
         operation_id = "adminFlagHistory"
     )]
-    async fn history(&self, auth: BearerAuth, key: Path<String>) -> Result<Json<HistoryPage>> {
-        auth.0.require_staff()?;
+    async fn history(&self, _auth: StaffAuth, key: Path<String>) -> Result<Json<HistoryPage>> {
         let key = key.0;
         let items = self
             .0
@@ -835,12 +827,11 @@ impl AdminFlagsApi {
     )]
     async fn explain(
         &self,
-        auth: BearerAuth,
+        _auth: StaffAuth,
         key: Path<String>,
         org_id: Query<Uuid>,
         user_id: Query<Option<Uuid>>,
     ) -> Result<Json<FlagValue>> {
-        auth.0.require_staff()?;
         let ctx = FlagContext {
             org_id: org_id.0,
             user_id: user_id.0,
@@ -873,13 +864,12 @@ impl OrgFlagsApi {
         method = "get",
         operation_id = "listOrgFlags"
     )]
-    async fn all(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Evaluations> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Viewer)
-            .await?;
+    async fn all(
+        &self,
+        access: OrgViewer,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<Evaluations> {
+        let tenant = access.0;
         self.0
             .store
             .evaluations(&self.0.platform, tenant.org_id, tenant.user_id(), tenant.role)
@@ -894,13 +884,13 @@ impl OrgFlagsApi {
         method = "get",
         operation_id = "getOrgFlag"
     )]
-    async fn one(&self, auth: BearerAuth, org_id: Path<Uuid>, key: Path<String>) -> Result<Json<FlagValue>> {
-        let tenant = self
-            .0
-            .platform
-            .tenancy()
-            .resolve(&auth.0, org_id.0, Role::Viewer)
-            .await?;
+    async fn one(
+        &self,
+        access: OrgViewer,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+        key: Path<String>,
+    ) -> Result<Json<FlagValue>> {
+        let tenant = access.0;
         let ctx = FlagContext {
             org_id: tenant.org_id,
             user_id: Some(tenant.user_id()),
@@ -912,7 +902,7 @@ impl OrgFlagsApi {
             .evaluate_one(&self.0.platform, &ctx, &key.0)
             .await?
             .ok_or_else(|| unknown(&key.0))?;
-        let staff = auth.0.require_staff().is_ok();
+        let staff = tenant.principal.require_staff().is_ok();
         Ok(Json(FlagValue {
             key: key.0,
             value: evaluated.value,

@@ -3,10 +3,10 @@
 
 use plinth_core::db::{like_literal, now_rfc3339};
 use plinth_core::events::{ALL_EVENTS, Event, EventBusBuilder};
-use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::auth::{OrgAdmin, OrgViewer};
 use plinth_core::pagination::Page;
 use plinth_core::seed::{DEMO_ORG, SeedOptions};
-use plinth_core::tenancy::{Role, SeedContext};
+use plinth_core::tenancy::SeedContext;
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::api::{Person, TeamsApi, TeamsTag, parse_time, parse_uuid};
+use crate::api::{Person, TeamsTag, parse_time, parse_uuid};
 
 /// Events that leave no item: the org they would describe is gone.
 const NOT_IN_FEED: [&str; 1] = ["org.deleted"];
@@ -110,7 +110,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
 }
 
 #[derive(Clone)]
-pub(crate) struct ActivityApi(pub TeamsApi);
+pub(crate) struct ActivityApi;
 
 /// One item of the feed.
 #[derive(Object)]
@@ -176,14 +176,14 @@ impl ActivityApi {
     )]
     async fn activity(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgViewer,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<ActivityPage>> {
-        let tenant = self.0.tenant(&auth, org_id.0, Role::Viewer).await?;
+        let tenant = access.0;
         let page = Page::parse(limit.0, cursor.0)?;
         let items = tenant
             .db()
@@ -243,8 +243,8 @@ impl ActivityApi {
     )]
     async fn audit_logs(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Only this action (e.g. `member.role_changed`).
         action: Query<Option<String>>,
         /// Only entries by this user.
@@ -258,7 +258,7 @@ impl ActivityApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<AuditLogPage>> {
-        let tenant = self.0.tenant(&auth, org_id.0, Role::Admin).await?;
+        let tenant = access.0;
         let page = Page::parse(limit.0, cursor.0)?;
         let format = |t: Option<OffsetDateTime>| -> Result<Option<String>> {
             t.map(|t| {

@@ -1,7 +1,5 @@
 //! What the teams API types share: the platform handle, tags, views and helpers.
 
-use plinth_core::identity::auth::BearerAuth;
-use plinth_core::tenancy::{Role, Tenant};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::{ApiResponse, Object, Tags};
 use time::OffsetDateTime;
@@ -11,13 +9,6 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub(crate) struct TeamsApi {
     pub platform: Platform,
-}
-
-impl TeamsApi {
-    /// The caller's tenant context in `org`, requiring at least `min`.
-    pub async fn tenant(&self, auth: &BearerAuth, org: Uuid, min: Role) -> Result<Tenant> {
-        self.platform.tenancy().resolve(&auth.0, org, min).await
-    }
 }
 
 #[derive(Tags)]

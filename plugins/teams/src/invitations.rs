@@ -10,11 +10,11 @@ use plinth_core::audit::{AuditEntry, record};
 use plinth_core::db::{now_millis, now_rfc3339};
 use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::auth::{BearerAuth, OrgAdmin};
 use plinth_core::identity::{tokens, users};
 use plinth_core::mail::render;
 use plinth_core::pagination::Page;
-use plinth_core::tenancy::{Role, Tenant, bound};
+use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -222,12 +222,6 @@ fn send(
     Ok(())
 }
 
-impl InvitationsApi {
-    async fn admin(&self, auth: &BearerAuth, org: Uuid) -> Result<Tenant> {
-        self.0.tenant(auth, org, Role::Admin).await
-    }
-}
-
 #[OpenApi(tag = "TeamsTag::Invitations")]
 impl InvitationsApi {
     /// List invitations
@@ -241,14 +235,14 @@ impl InvitationsApi {
     )]
     async fn list(
         &self,
-        auth: BearerAuth,
-        org_id: Path<Uuid>,
+        access: OrgAdmin,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<Json<InvitationPage>> {
-        let tenant = self.admin(&auth, org_id.0).await?;
+        let tenant = access.0;
         let page = Page::parse(limit.0, cursor.0)?;
         let items = tenant
             .db()
@@ -282,12 +276,12 @@ impl InvitationsApi {
     )]
     async fn create(
         &self,
-        auth: BearerAuth,
+        access: OrgAdmin,
         client: ClientInfo,
-        org_id: Path<Uuid>,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<InviteRequest>,
     ) -> Result<CreatedInvitation> {
-        let tenant = self.admin(&auth, org_id.0).await?;
+        let tenant = access.0;
         let email = users::normalize_email(&body.0.email);
         let role = body.0.role;
         if !users::valid_email(&email) {
@@ -385,12 +379,12 @@ impl InvitationsApi {
     )]
     async fn revoke(
         &self,
-        auth: BearerAuth,
+        access: OrgAdmin,
         client: ClientInfo,
-        org_id: Path<Uuid>,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         id: Path<Uuid>,
     ) -> Result<NoContent> {
-        let tenant = self.admin(&auth, org_id.0).await?;
+        let tenant = access.0;
         let (org, actor, id) = (tenant.org_id, tenant.user_id(), id.0);
         let platform = self.0.platform.clone();
         tenant
@@ -432,12 +426,12 @@ impl InvitationsApi {
     )]
     async fn resend(
         &self,
-        auth: BearerAuth,
+        access: OrgAdmin,
         client: ClientInfo,
-        org_id: Path<Uuid>,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         id: Path<Uuid>,
     ) -> Result<Json<InvitationView>> {
-        let tenant = self.admin(&auth, org_id.0).await?;
+        let tenant = access.0;
         let (org, actor, id) = (tenant.org_id, tenant.user_id(), id.0);
         let platform = self.0.platform.clone();
         let invitation = tenant

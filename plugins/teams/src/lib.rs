@@ -60,7 +60,7 @@ impl Plugin for Teams {
             orgs::OrgsApi(api.clone()),
             members::MembersApi::new(api.clone()),
             invitations::InvitationsApi(api.clone()),
-            activity::ActivityApi(api),
+            activity::ActivityApi,
         ))
         .map(|part| Some(part.tag_order(&["Orgs", "Members", "Invitations", "Activity"])))
     }

@@ -3,7 +3,7 @@
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::BearerAuth;
+use plinth_core::identity::auth::{BearerAuth, OrgAdmin, OrgOwner, OrgViewer};
 use plinth_core::pagination::Page;
 use plinth_core::tenancy::{Org, Role, bound};
 use plinth_core::{Error, FieldError, Result};
@@ -225,8 +225,12 @@ impl OrgsApi {
 
     /// Get an organization
     #[oai(path = "/api/orgs/:org_id", method = "get", operation_id = "getOrg")]
-    async fn get(&self, auth: BearerAuth, org_id: Path<Uuid>) -> Result<Json<OrgView>> {
-        let tenant = self.0.tenant(&auth, org_id.0, Role::Viewer).await?;
+    async fn get(
+        &self,
+        access: OrgViewer,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<Json<OrgView>> {
+        let tenant = access.0;
         let org = tenant
             .db()
             .call(bound::get_org)
@@ -241,12 +245,12 @@ impl OrgsApi {
     #[oai(path = "/api/orgs/:org_id", method = "patch", operation_id = "updateOrg")]
     async fn update(
         &self,
-        auth: BearerAuth,
+        access: OrgAdmin,
         client: ClientInfo,
-        org_id: Path<Uuid>,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<UpdateOrgRequest>,
     ) -> Result<Json<OrgView>> {
-        let tenant = self.0.tenant(&auth, org_id.0, Role::Admin).await?;
+        let tenant = access.0;
         let UpdateOrgRequest { name, slug } = body.0;
         let name = name.map(|n| n.trim().to_string());
         let slug = slug.map(|s| s.trim().to_string());
@@ -307,8 +311,13 @@ impl OrgsApi {
     ///
     /// Owners only. Removes the organization and all its data in one transaction.
     #[oai(path = "/api/orgs/:org_id", method = "delete", operation_id = "deleteOrg")]
-    async fn delete(&self, auth: BearerAuth, client: ClientInfo, org_id: Path<Uuid>) -> Result<NoContent> {
-        let tenant = self.0.tenant(&auth, org_id.0, Role::Owner).await?;
+    async fn delete(
+        &self,
+        access: OrgOwner,
+        client: ClientInfo,
+        #[oai(name = "org_id")] _org_id: Path<Uuid>,
+    ) -> Result<NoContent> {
+        let tenant = access.0;
         let (org, user) = (tenant.org_id, tenant.user_id());
         let platform = self.0.platform.clone();
         tenant
