@@ -96,58 +96,35 @@ async fn org_access(req: &Request, bearer: Bearer, min: Role) -> poem::Result<Te
     Ok(platform.tenancy().resolve(&principal, org, min).await?)
 }
 
-/// A member of the request's org (`org_id`) with any role.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "org_viewer"
-)]
-pub struct OrgViewer(pub Tenant);
+/// Declares an org-access extractor: `$name(Tenant)` for members of the request's
+/// org with at least `$min`, checked by `$checker` (named twice: the derive wants
+/// its name as a string).
+macro_rules! org_access {
+    ($(#[$doc:meta])* $name:ident, $checker:ident, $checker_name:literal, $min:expr) => {
+        $(#[$doc])*
+        #[derive(SecurityScheme)]
+        #[oai(rename = "bearerAuth", ty = "bearer", bearer_format = "JWT", checker = $checker_name)]
+        pub struct $name(pub Tenant);
 
-async fn org_viewer(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
-    org_access(req, bearer, Role::Viewer).await
+        async fn $checker(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
+            org_access(req, bearer, $min).await
+        }
+    };
 }
 
-/// A member of the request's org (`org_id`) with the member role or higher.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "org_member"
-)]
-pub struct OrgMember(pub Tenant);
-
-async fn org_member(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
-    org_access(req, bearer, Role::Member).await
-}
-
-/// A member of the request's org (`org_id`) with the admin role or higher.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "org_admin"
-)]
-pub struct OrgAdmin(pub Tenant);
-
-async fn org_admin(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
-    org_access(req, bearer, Role::Admin).await
-}
-
-/// An owner of the request's org (`org_id`).
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "org_owner"
-)]
-pub struct OrgOwner(pub Tenant);
-
-async fn org_owner(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
-    org_access(req, bearer, Role::Owner).await
-}
+org_access!(
+    /// A member of the request's org (`org_id`) with any role.
+    OrgViewer, org_viewer, "org_viewer", Role::Viewer
+);
+org_access!(
+    /// A member of the request's org (`org_id`) with the member role or higher.
+    OrgMember, org_member, "org_member", Role::Member
+);
+org_access!(
+    /// A member of the request's org (`org_id`) with the admin role or higher.
+    OrgAdmin, org_admin, "org_admin", Role::Admin
+);
+org_access!(
+    /// An owner of the request's org (`org_id`).
+    OrgOwner, org_owner, "org_owner", Role::Owner
+);
