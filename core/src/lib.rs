@@ -33,6 +33,7 @@ pub mod ratelimit;
 pub mod rendered;
 pub mod seed;
 pub mod server;
+pub mod sql;
 mod stall;
 pub mod tenancy;
 

@@ -1,9 +1,10 @@
 //! Demo flags, one per rule kind, targeting the demo org and accounts.
 
+use plinth_core::Result;
+use plinth_core::params;
 use plinth_core::seed::{DEMO_ORG, SeedOptions};
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::SeedContext;
-use plinth_core::{Error, Result};
-use rusqlite::OptionalExtension;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -14,20 +15,17 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
     if !options.demo {
         return Ok(());
     }
-    let acme: Option<String> = ctx
-        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
-        .query_row([DEMO_ORG.1], |r| r.get(0))
-        .optional()?;
-    let acme = acme
-        .map(|a| Uuid::parse_str(&a).map_err(Error::internal))
-        .transpose()?;
-    let owner: Option<String> = ctx
-        .prepare_cached("SELECT id FROM users WHERE email = 'owner@acme.test'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    let owner = owner
-        .map(|o| Uuid::parse_str(&o).map_err(Error::internal))
-        .transpose()?;
+    let sql = Sql::of(ctx);
+    let acme: Option<Uuid> = sql.query_opt(
+        "SELECT id FROM organizations WHERE slug = ?1",
+        params![DEMO_ORG.1],
+        |r| r.get(0),
+    )?;
+    let owner: Option<Uuid> = sql.query_opt(
+        "SELECT id FROM users WHERE email = 'owner@acme.test'",
+        params![],
+        |r| r.get(0),
+    )?;
     let flag = |key: &str, description: &str, value_type, default_value: Value, rules: Vec<Rule>| Flag {
         id: Uuid::now_v7(),
         key: key.into(),
@@ -113,8 +111,8 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
         ));
     }
     for f in flags {
-        if store::load_one(ctx, &f.key)?.is_none() {
-            store::insert(ctx, &f)?;
+        if store::load_one(&sql, &f.key)?.is_none() {
+            store::insert(&sql, &f)?;
         }
     }
     Ok(())

@@ -10,10 +10,11 @@ use plinth_core::cache::Cache;
 use plinth_core::db::now_rfc3339;
 use plinth_core::flags::FlagContext;
 use plinth_core::identity::users;
+use plinth_core::params;
 use plinth_core::rendered::Rendered;
+use plinth_core::sql::{Row, Sql, is_unique_violation};
 use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -61,143 +62,115 @@ impl Default for Store {
     }
 }
 
-type FlagRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    bool,
-    String,
-    String,
-    String,
-);
-
 const FLAG_COLUMNS: &str =
     "id, key, description, value_type, default_value, enabled, rules, created_at, updated_at";
 
-fn to_flag(row: FlagRow) -> Result<Flag> {
-    let (id, key, description, value_type, default_value, enabled, rules, created_at, updated_at) = row;
+fn flag_of(r: &Row<'_>) -> Result<Flag> {
+    let value_type: String = r.get(3)?;
     Ok(Flag {
-        id: Uuid::parse_str(&id).map_err(Error::internal)?,
-        key,
-        description,
+        id: r.get(0)?,
+        key: r.get(1)?,
+        description: r.get(2)?,
         value_type: ValueType::parse(&value_type).ok_or_else(|| Error::internal("unknown value type"))?,
-        default_value: serde_json::from_str(&default_value)?,
-        enabled,
-        rules: serde_json::from_str(&rules)?,
-        created_at,
-        updated_at,
+        default_value: serde_json::from_str(&r.get::<String>(4)?)?,
+        enabled: r.get(5)?,
+        rules: serde_json::from_str(&r.get::<String>(6)?)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
     })
 }
 
-fn flag_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FlagRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-    ))
+pub fn load_all(sql: &Sql<'_>) -> Result<Vec<Flag>> {
+    sql.query_all(
+        &format!("SELECT {FLAG_COLUMNS} FROM flags ORDER BY key"),
+        params![],
+        flag_of,
+    )
 }
 
-pub fn load_all(conn: &Connection) -> Result<Vec<Flag>> {
-    let sql = format!("SELECT {FLAG_COLUMNS} FROM flags ORDER BY key");
-    let rows = conn
-        .prepare_cached(&sql)?
-        .query_map([], flag_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.into_iter().map(to_flag).collect()
+pub fn load_one(sql: &Sql<'_>, key: &str) -> Result<Option<Flag>> {
+    sql.query_opt(
+        &format!("SELECT {FLAG_COLUMNS} FROM flags WHERE key = ?1"),
+        params![key],
+        flag_of,
+    )
 }
 
-pub fn load_one(conn: &Connection, key: &str) -> Result<Option<Flag>> {
-    let sql = format!("SELECT {FLAG_COLUMNS} FROM flags WHERE key = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([key], flag_row)
-        .optional()?
-        .map(to_flag)
-        .transpose()
-}
-
-pub fn insert(conn: &Connection, flag: &Flag) -> Result<()> {
-    let now = now_rfc3339();
-    conn.prepare_cached(
+pub fn insert(sql: &Sql<'_>, flag: &Flag) -> Result<()> {
+    sql.execute(
         "INSERT INTO flags (id, key, description, value_type, default_value, enabled, rules, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-    )?
-    .execute(params![
-        flag.id.to_string(),
-        flag.key,
-        flag.description,
-        flag.value_type.as_str(),
-        flag.default_value.to_string(),
-        flag.enabled,
-        serde_json::to_string(&flag.rules)?,
-        now
-    ])
+        params![
+            flag.id,
+            flag.key,
+            flag.description,
+            flag.value_type.as_str(),
+            flag.default_value.to_string(),
+            flag.enabled,
+            serde_json::to_string(&flag.rules)?,
+            now_rfc3339()
+        ],
+    )
     .map_err(|e| {
-        if e.to_string().contains("UNIQUE") {
+        if is_unique_violation(&e) {
             Error::Conflict(format!("a flag with the key `{}` exists", flag.key))
         } else {
-            Error::from(e)
+            e
         }
     })?;
     Ok(())
 }
 
-pub fn update(conn: &Connection, flag: &Flag) -> Result<()> {
-    conn.prepare_cached(
+pub fn update(sql: &Sql<'_>, flag: &Flag) -> Result<()> {
+    sql.execute(
         "UPDATE flags SET description = ?2, default_value = ?3, enabled = ?4, rules = ?5, updated_at = ?6 WHERE id = ?1",
-    )?
-    .execute(params![
-        flag.id.to_string(),
-        flag.description,
-        flag.default_value.to_string(),
-        flag.enabled,
-        serde_json::to_string(&flag.rules)?,
-        now_rfc3339()
-    ])?;
+        params![
+            flag.id,
+            flag.description,
+            flag.default_value.to_string(),
+            flag.enabled,
+            serde_json::to_string(&flag.rules)?,
+            now_rfc3339()
+        ],
+    )?;
     Ok(())
 }
 
-pub fn delete(conn: &Connection, id: Uuid) -> Result<()> {
-    conn.prepare_cached("DELETE FROM flags WHERE id = ?1")?
-        .execute([id.to_string()])?;
+pub fn delete(sql: &Sql<'_>, id: Uuid) -> Result<()> {
+    sql.execute("DELETE FROM flags WHERE id = ?1", params![id])?;
     Ok(())
 }
 
 /// The bound org's override of a flag.
-pub fn override_of(conn: &Connection, flag: Uuid) -> Result<Option<Value>> {
-    let raw: Option<String> = conn
-        .prepare_cached("SELECT value FROM flag_overrides WHERE flag_id = ?1")?
-        .query_row([flag.to_string()], |r| r.get(0))
-        .optional()?;
+pub fn override_of(sql: &Sql<'_>, flag: Uuid) -> Result<Option<Value>> {
+    let raw: Option<String> = sql.query_opt(
+        "SELECT value FROM flag_overrides WHERE flag_id = ?1",
+        params![flag],
+        |r| r.get(0),
+    )?;
     raw.map(|r| serde_json::from_str(&r).map_err(Error::from))
         .transpose()
 }
 
 /// Sets the bound org's override (writes through the view: check, then write).
-pub fn set_override(conn: &Connection, org: Uuid, flag: Uuid, value: &Value) -> Result<()> {
+pub fn set_override(sql: &Sql<'_>, org: Uuid, flag: Uuid, value: &Value) -> Result<()> {
     let now = now_rfc3339();
-    if override_of(conn, flag)?.is_some() {
-        conn.prepare_cached("UPDATE flag_overrides SET value = ?2, updated_at = ?3 WHERE flag_id = ?1")?
-            .execute(params![flag.to_string(), value.to_string(), now])?;
+    if override_of(sql, flag)?.is_some() {
+        sql.execute(
+            "UPDATE flag_overrides SET value = ?2, updated_at = ?3 WHERE flag_id = ?1",
+            params![flag, value.to_string(), now],
+        )?;
     } else {
-        conn.prepare_cached(
+        sql.execute(
             "INSERT INTO flag_overrides (flag_id, org_id, value, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-        )?
-        .execute(params![flag.to_string(), org.to_string(), value.to_string(), now])?;
+            params![flag, org, value.to_string(), now],
+        )?;
     }
     Ok(())
 }
 
-pub fn remove_override(conn: &Connection, flag: Uuid) -> Result<()> {
-    conn.prepare_cached("DELETE FROM flag_overrides WHERE flag_id = ?1")?
-        .execute([flag.to_string()])?;
+pub fn remove_override(sql: &Sql<'_>, flag: Uuid) -> Result<()> {
+    sql.execute("DELETE FROM flag_overrides WHERE flag_id = ?1", params![flag])?;
     Ok(())
 }
 
@@ -250,7 +223,7 @@ impl Store {
         let db = platform.db().clone();
         self.definitions
             .get_or_load((), || async move {
-                let flags = db.call(load_all).await?;
+                let flags = db.call(|conn| load_all(&Sql::of(conn))).await?;
                 Ok(Arc::new(
                     flags.into_iter().map(|f| (f.key.clone(), Arc::new(f))).collect(),
                 ))
@@ -268,13 +241,12 @@ impl Store {
                     .call(move |conn| {
                         let current = bound::get_org(conn)?
                             .ok_or_else(|| Error::NotFound("no such organization".into()))?;
-                        let mut stmt = conn.prepare_cached("SELECT flag_id, value FROM flag_overrides")?;
-                        let overrides = stmt
-                            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-                            .filter_map(|row| row.ok())
-                            .filter_map(|(id, v)| {
-                                Some((Uuid::parse_str(&id).ok()?, serde_json::from_str(&v).ok()?))
-                            })
+                        let overrides = Sql::of(conn)
+                            .query_all("SELECT flag_id, value FROM flag_overrides", params![], |r| {
+                                Ok((r.get::<Uuid>(0)?, r.get::<String>(1)?))
+                            })?
+                            .into_iter()
+                            .filter_map(|(id, v)| Some((id, serde_json::from_str(&v).ok()?)))
                             .collect();
                         Ok(Arc::new(OrgData {
                             slug: current.slug,
