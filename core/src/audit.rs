@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::db::now_rfc3339;
 use crate::error::{Error, Result};
 use crate::http::ClientInfo;
+use crate::sql::{Handle, raw};
 
 /// The `prev_hash` of the first entry of a chain that was never pruned.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -139,7 +140,8 @@ fn chain_head(conn: &Connection) -> Result<(i64, String)> {
 }
 
 /// Appends an entry on `conn` (normally the action's transaction).
-pub fn record(conn: &Connection, entry: &AuditEntry) -> Result<Uuid> {
+pub fn record(conn: &impl Handle, entry: &AuditEntry) -> Result<Uuid> {
+    let conn = raw(conn);
     let id = Uuid::now_v7();
     let at = now_rfc3339();
     let (last_seq, prev_hash) = chain_head(conn)?;
@@ -214,7 +216,8 @@ pub struct Verification {
 }
 
 /// Walks the whole chain in order, in constant memory.
-pub fn verify(conn: &Connection) -> Result<Verification> {
+pub fn verify(conn: &impl Handle) -> Result<Verification> {
+    let conn = raw(conn);
     let (mut expected_seq, mut prev) = conn
         .query_row("SELECT seq, hash FROM audit_anchor WHERE id = 1", [], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
@@ -391,7 +394,8 @@ pub fn query(
 }
 
 /// Deletes the personal data of audit entries about a person (erasure).
-pub fn erase_personal(conn: &Connection, user: Uuid, email: &str) -> Result<usize> {
+pub fn erase_personal(conn: &impl Handle, user: Uuid, email: &str) -> Result<usize> {
+    let conn = raw(conn);
     let pattern = format!("%{}%", crate::db::like_literal(email));
     let n = conn.execute(
         "DELETE FROM audit_personal WHERE entry_id IN
@@ -404,7 +408,8 @@ pub fn erase_personal(conn: &Connection, user: Uuid, email: &str) -> Result<usiz
 
 /// Archives entries older than `cutoff` (RFC 3339) as NDJSON to `file`, deletes
 /// them, and anchors the chain at the last archived entry. Returns how many moved.
-pub fn archive_before(conn: &Connection, cutoff: &str, file: &std::path::Path) -> Result<usize> {
+pub fn archive_before(conn: &impl Handle, cutoff: &str, file: &std::path::Path) -> Result<usize> {
+    let conn = raw(conn);
     use std::io::Write;
     let last: Option<(i64, String)> = conn
         .query_row(

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::db::{now_millis, now_rfc3339};
 use crate::error::Result;
 use crate::platform::Platform;
+use crate::sql::{Handle, raw};
 
 /// Retries never wait longer than this, however many attempts failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -118,7 +119,8 @@ impl Jobs {
     }
 
     /// Enqueues a job on `conn`, normally the caller's open transaction.
-    pub fn enqueue(&self, conn: &Connection, kind: &str, payload: &Value) -> Result<Uuid> {
+    pub fn enqueue(&self, conn: &impl Handle, kind: &str, payload: &Value) -> Result<Uuid> {
+        let conn = raw(conn);
         self.enqueue_with(conn, kind, payload, EnqueueOptions::default())
     }
 
@@ -152,7 +154,8 @@ impl Jobs {
 
     /// Enqueues a job of `kind` unless one is already queued or running; returns
     /// its id when it did.
-    pub fn enqueue_unique(&self, conn: &Connection, kind: &str, payload: &Value) -> Result<Option<Uuid>> {
+    pub fn enqueue_unique(&self, conn: &impl Handle, kind: &str, payload: &Value) -> Result<Option<Uuid>> {
+        let conn = raw(conn);
         let pending = conn
             .prepare_cached("SELECT 1 FROM jobs WHERE kind = ?1 AND status IN ('queued', 'running') LIMIT 1")?
             .exists([kind])?;
@@ -176,7 +179,8 @@ impl Jobs {
 
 /// Queues again the jobs a previous process left running. Called once at start-up,
 /// before any worker runs, so no live job is touched.
-pub fn recover(conn: &Connection) -> Result<usize> {
+pub fn recover(conn: &impl Handle) -> Result<usize> {
+    let conn = raw(conn);
     let n = conn.execute(
         "UPDATE jobs SET status = 'queued', run_at = ?1, updated_at = ?2 WHERE status = 'running'",
         params![now_millis(), now_rfc3339()],
@@ -185,7 +189,8 @@ pub fn recover(conn: &Connection) -> Result<usize> {
 }
 
 /// Counts jobs per status (metrics, admin).
-pub fn counts(conn: &Connection) -> Result<HashMap<&'static str, i64>> {
+pub fn counts(conn: &impl Handle) -> Result<HashMap<&'static str, i64>> {
+    let conn = raw(conn);
     let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM jobs GROUP BY status")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out: HashMap<&'static str, i64> = JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ use crate::db::now_rfc3339;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandler, Jobs};
 use crate::platform::Platform;
+use crate::sql::{Handle, raw};
 
 pub const SEND_JOB: &str = "mail.send";
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -133,7 +134,8 @@ impl Mailer {
 
     /// Writes the mail to the outbox on `conn` (the caller's transaction) and, with
     /// SMTP configured, enqueues its delivery there too.
-    pub fn send(&self, conn: &Connection, jobs: &Jobs, mail: &Mail) -> Result<Uuid> {
+    pub fn send(&self, conn: &impl Handle, jobs: &Jobs, mail: &Mail) -> Result<Uuid> {
+        let conn = raw(conn);
         let id = Uuid::now_v7();
         conn.prepare_cached(
             "INSERT INTO mail_outbox (id, to_address, subject, text_body, html_body, created_at)

@@ -21,6 +21,62 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy)]
 pub struct Sql<'c>(&'c rusqlite::Connection);
 
+/// What core's functions that read or write in the caller's transaction accept:
+/// a [`Sql`] (what plugins hold), or a connection core holds itself. Sealed: only
+/// core can reach the engine behind it.
+pub trait Handle: sealed::Raw {}
+
+impl<T: sealed::Raw + ?Sized> Handle for T {}
+
+pub(crate) mod sealed {
+    /// Proof of being inside core: only core can make one, so only core can call
+    /// [`Raw::raw`] even through a generic bound.
+    pub struct Inside(());
+
+    pub(crate) const INSIDE: Inside = Inside(());
+
+    /// The engine connection behind a handle.
+    pub trait Raw {
+        fn raw(&self, _: Inside) -> &rusqlite::Connection;
+    }
+
+    macro_rules! raw_by_deref {
+        ($($t:ty),*) => {$(
+            impl Raw for $t {
+                fn raw(&self, _: Inside) -> &rusqlite::Connection {
+                    self
+                }
+            }
+        )*};
+    }
+    raw_by_deref!(
+        rusqlite::Connection,
+        rusqlite::Transaction<'_>,
+        crate::db::DbConn,
+        crate::db::PooledConnection,
+        crate::tenancy::BoundConn,
+        crate::tenancy::SeedContext<'_>
+    );
+
+    impl Raw for super::Sql<'_> {
+        fn raw(&self, _: Inside) -> &rusqlite::Connection {
+            self.0
+        }
+    }
+}
+
+/// The engine connection behind `handle` (core only).
+pub(crate) fn raw<H: Handle + ?Sized>(handle: &H) -> &rusqlite::Connection {
+    handle.raw(sealed::INSIDE)
+}
+
+/// The facade over any handle core accepts.
+impl<'c, H: Handle + ?Sized> From<&'c H> for Sql<'c> {
+    fn from(handle: &'c H) -> Sql<'c> {
+        Sql(raw(handle))
+    }
+}
+
 /// A value bound to a numbered parameter.
 pub trait ToSql {
     #[doc(hidden)]

@@ -20,6 +20,7 @@ use crate::cache::Cache;
 use crate::db::{Db, DbConn, PooledConnection, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
+use crate::sql::{Handle, raw};
 
 /// A member's role in an organization, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
@@ -484,7 +485,8 @@ pub mod bound {
     use super::*;
 
     /// Creates the org the connection is bound to.
-    pub fn create_org(conn: &Connection, id: Uuid, name: &str, slug: &str) -> Result<()> {
+    pub fn create_org(conn: &impl Handle, id: Uuid, name: &str, slug: &str) -> Result<()> {
+        let conn = raw(conn);
         let now = now_rfc3339();
         conn.prepare_cached(
             "INSERT INTO org (id, name, slug, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
@@ -502,7 +504,8 @@ pub mod bound {
         }
     }
 
-    pub fn get_org(conn: &Connection) -> Result<Option<Org>> {
+    pub fn get_org(conn: &impl Handle) -> Result<Option<Org>> {
+        let conn = raw(conn);
         let row = conn
             .prepare_cached("SELECT id, name, slug, created_at FROM org")?
             .query_row([], |r| {
@@ -526,7 +529,8 @@ pub mod bound {
     }
 
     /// Suspends or restores the bound org.
-    pub fn set_suspended(conn: &Connection, suspended: bool) -> Result<()> {
+    pub fn set_suspended(conn: &impl Handle, suspended: bool) -> Result<()> {
+        let conn = raw(conn);
         let now = now_rfc3339();
         conn.prepare_cached("UPDATE org SET suspended_at = ?1, updated_at = ?2")?
             .execute(params![suspended.then(|| now.clone()), now])?;
@@ -534,7 +538,8 @@ pub mod bound {
     }
 
     /// Whether the bound org is suspended.
-    pub fn is_suspended(conn: &Connection) -> Result<bool> {
+    pub fn is_suspended(conn: &impl Handle) -> Result<bool> {
+        let conn = raw(conn);
         Ok(conn
             .prepare_cached("SELECT suspended_at IS NOT NULL FROM org")?
             .query_row([], |r| r.get(0))
@@ -542,14 +547,16 @@ pub mod bound {
             .unwrap_or(false))
     }
 
-    pub fn update_org(conn: &Connection, name: &str, slug: &str) -> Result<()> {
+    pub fn update_org(conn: &impl Handle, name: &str, slug: &str) -> Result<()> {
+        let conn = raw(conn);
         conn.prepare_cached("UPDATE org SET name = ?1, slug = ?2, updated_at = ?3")?
             .execute(params![name, slug, now_rfc3339()])
             .map_err(|e| slug_conflict(e, slug))?;
         Ok(())
     }
 
-    pub fn add_member(conn: &Connection, org: Uuid, user: Uuid, role: Role) -> Result<()> {
+    pub fn add_member(conn: &impl Handle, org: Uuid, user: Uuid, role: Role) -> Result<()> {
+        let conn = raw(conn);
         let now = now_rfc3339();
         conn.prepare_cached(
             "INSERT INTO memberships (id, org_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -565,7 +572,8 @@ pub mod bound {
         Ok(())
     }
 
-    pub fn role_of(conn: &Connection, user: Uuid) -> Result<Option<Role>> {
+    pub fn role_of(conn: &impl Handle, user: Uuid) -> Result<Option<Role>> {
+        let conn = raw(conn);
         let role: Option<String> = conn
             .prepare_cached("SELECT role FROM memberships WHERE user_id = ?1")?
             .query_row([user.to_string()], |r| r.get(0))
@@ -575,25 +583,29 @@ pub mod bound {
 
     /// Changes a member's role. Writes through views report no changed rows, so the
     /// caller checks membership first ([`role_of`]).
-    pub fn set_role(conn: &Connection, user: Uuid, role: Role) -> Result<()> {
+    pub fn set_role(conn: &impl Handle, user: Uuid, role: Role) -> Result<()> {
+        let conn = raw(conn);
         conn.prepare_cached("UPDATE memberships SET role = ?2, updated_at = ?3 WHERE user_id = ?1")?
             .execute(params![user.to_string(), role.as_str(), now_rfc3339()])?;
         Ok(())
     }
 
-    pub fn remove_member(conn: &Connection, user: Uuid) -> Result<()> {
+    pub fn remove_member(conn: &impl Handle, user: Uuid) -> Result<()> {
+        let conn = raw(conn);
         conn.prepare_cached("DELETE FROM memberships WHERE user_id = ?1")?
             .execute([user.to_string()])?;
         Ok(())
     }
 
-    pub fn count_role(conn: &Connection, role: Role) -> Result<u32> {
+    pub fn count_role(conn: &impl Handle, role: Role) -> Result<u32> {
+        let conn = raw(conn);
         Ok(conn
             .prepare_cached("SELECT count(*) FROM memberships WHERE role = ?1")?
             .query_row([role.as_str()], |r| r.get(0))?)
     }
 
-    pub fn count_members(conn: &Connection) -> Result<u32> {
+    pub fn count_members(conn: &impl Handle) -> Result<u32> {
+        let conn = raw(conn);
         Ok(conn
             .prepare_cached("SELECT count(*) FROM memberships")?
             .query_row([], |r| r.get(0))?)
@@ -620,7 +632,8 @@ pub mod bound {
     }
 
     /// Members in join order, after the membership `after`.
-    pub fn members(conn: &Connection, limit: u32, after: Option<Uuid>) -> Result<Vec<Member>> {
+    pub fn members(conn: &impl Handle, limit: u32, after: Option<Uuid>) -> Result<Vec<Member>> {
+        let conn = raw(conn);
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let sql = format!("{MEMBER_SELECT} WHERE m.id > ?1 ORDER BY m.id LIMIT ?2");
         let rows = conn
@@ -631,7 +644,8 @@ pub mod bound {
     }
 
     /// One member's profile, if they belong to the bound org.
-    pub fn member(conn: &Connection, user: Uuid) -> Result<Option<Member>> {
+    pub fn member(conn: &impl Handle, user: Uuid) -> Result<Option<Member>> {
+        let conn = raw(conn);
         let sql = format!("{MEMBER_SELECT} WHERE m.user_id = ?1");
         conn.prepare_cached(&sql)?
             .query_row([user.to_string()], member_row)

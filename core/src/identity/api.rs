@@ -847,7 +847,7 @@ impl AuthApi {
 /// Asks for a reset link to be emailed to `email` (if it has an account), in the
 /// caller's transaction.
 pub fn enqueue_password_reset(
-    tx: &rusqlite::Connection,
+    tx: &impl crate::sql::Handle,
     jobs: &crate::jobs::Jobs,
     email: &str,
     ip: &str,

@@ -179,7 +179,7 @@ impl Identity {
     /// Disables an account inside the caller's transaction: every session is
     /// revoked. Call [`Identity::forget_user`] after the commit so that the account's
     /// access tokens stop at once. Returns false when it was already disabled.
-    pub fn disable_user(conn: &rusqlite::Connection, user: Uuid) -> Result<bool> {
+    pub fn disable_user(conn: &impl crate::sql::Handle, user: Uuid) -> Result<bool> {
         let changed = users::set_disabled(conn, user, true)?;
         sessions::revoke_all(conn, user, None, sessions::reason::ACCOUNT_DISABLED)?;
         Ok(changed)

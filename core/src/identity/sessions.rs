@@ -15,6 +15,7 @@ use crate::db::{now_millis, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::http::ClientInfo;
 use crate::identity::tokens;
+use crate::sql::{Handle, raw};
 
 /// What the per-request check needs to know about a session and its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,13 @@ fn idle_deadline(config: &Config) -> i64 {
 }
 
 /// Opens a session; returns its id and its first refresh token.
-pub fn create(conn: &Connection, config: &Config, user: Uuid, client: &ClientInfo) -> Result<(Uuid, String)> {
+pub fn create(
+    conn: &impl Handle,
+    config: &Config,
+    user: Uuid,
+    client: &ClientInfo,
+) -> Result<(Uuid, String)> {
+    let conn = raw(conn);
     let id = Uuid::now_v7();
     let now = now_rfc3339();
     conn.prepare_cached(
@@ -125,7 +132,8 @@ pub enum Rotation {
 }
 
 /// Exchanges a refresh token (call inside a write transaction).
-pub fn rotate(conn: &Connection, config: &Config, token: &str, client: &ClientInfo) -> Result<Rotation> {
+pub fn rotate(conn: &impl Handle, config: &Config, token: &str, client: &ClientInfo) -> Result<Rotation> {
+    let conn = raw(conn);
     let hash = tokens::hash(&config.secret_key, token);
     let row = conn
         .prepare_cached(
@@ -175,7 +183,8 @@ pub fn rotate(conn: &Connection, config: &Config, token: &str, client: &ClientIn
 }
 
 /// Revokes one session; false when it was already revoked or does not exist.
-pub fn revoke(conn: &Connection, session: Uuid, why: &str) -> Result<bool> {
+pub fn revoke(conn: &impl Handle, session: Uuid, why: &str) -> Result<bool> {
+    let conn = raw(conn);
     let n = conn
         .prepare_cached(
             "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
@@ -185,7 +194,8 @@ pub fn revoke(conn: &Connection, session: Uuid, why: &str) -> Result<bool> {
 }
 
 /// Revokes every live session of `user` except `keep`; returns the revoked ids.
-pub fn revoke_all(conn: &Connection, user: Uuid, keep: Option<Uuid>, why: &str) -> Result<Vec<Uuid>> {
+pub fn revoke_all(conn: &impl Handle, user: Uuid, keep: Option<Uuid>, why: &str) -> Result<Vec<Uuid>> {
+    let conn = raw(conn);
     let keep = keep.map(|k| k.to_string()).unwrap_or_default();
     let mut stmt = conn.prepare_cached(
         "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4
@@ -201,7 +211,8 @@ pub fn revoke_all(conn: &Connection, user: Uuid, keep: Option<Uuid>, why: &str) 
         .collect()
 }
 
-pub fn status(conn: &Connection, session: Uuid) -> Result<Option<SessionStatus>> {
+pub fn status(conn: &impl Handle, session: Uuid) -> Result<Option<SessionStatus>> {
+    let conn = raw(conn);
     let row = conn
         .prepare_cached(
             "SELECT s.user_id, s.expires_at, s.idle_expires_at, s.revoked_at IS NOT NULL,
@@ -247,7 +258,8 @@ pub struct SessionRow {
 }
 
 /// Live sessions of `user`, newest first, after `cursor` (a session id).
-pub fn list(conn: &Connection, user: Uuid, limit: u32, cursor: Option<Uuid>) -> Result<Vec<SessionRow>> {
+pub fn list(conn: &impl Handle, user: Uuid, limit: u32, cursor: Option<Uuid>) -> Result<Vec<SessionRow>> {
+    let conn = raw(conn);
     let now = now_millis();
     let cursor = cursor.map(|c| c.to_string()).unwrap_or_else(|| "~".into());
     let mut stmt = conn.prepare_cached(

@@ -8,13 +8,14 @@
 use hmac::{Hmac, Mac};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::Secret;
 use crate::db::{now_millis, now_rfc3339};
 use crate::error::{Error, Result};
+use crate::sql::{Handle, raw};
 
 const TOKEN_BYTES: usize = 32;
 
@@ -58,7 +59,8 @@ impl Purpose {
 }
 
 /// Issues a new token for `user` and `purpose`; earlier unused ones stop working.
-pub fn issue(conn: &Connection, key: &Secret, user: Uuid, purpose: Purpose) -> Result<String> {
+pub fn issue(conn: &impl Handle, key: &Secret, user: Uuid, purpose: Purpose) -> Result<String> {
+    let conn = raw(conn);
     let now = now_rfc3339();
     conn.prepare_cached(
         "UPDATE user_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
@@ -80,7 +82,8 @@ pub fn issue(conn: &Connection, key: &Secret, user: Uuid, purpose: Purpose) -> R
 
 /// Ends every unused emailed token of `user`, whatever its purpose: a reset or
 /// verification link mailed before a password change must not outlive it.
-pub fn revoke_all(conn: &Connection, user: Uuid) -> Result<usize> {
+pub fn revoke_all(conn: &impl Handle, user: Uuid) -> Result<usize> {
+    let conn = raw(conn);
     let n = conn
         .prepare_cached("UPDATE user_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL")?
         .execute(params![user.to_string(), now_rfc3339()])?;
@@ -89,7 +92,8 @@ pub fn revoke_all(conn: &Connection, user: Uuid) -> Result<usize> {
 
 /// Marks the token used and returns its user, if it is valid, unused, unexpired and
 /// for this purpose; otherwise `None`, whichever the reason.
-pub fn redeem(conn: &Connection, key: &Secret, token: &str, purpose: Purpose) -> Result<Option<Uuid>> {
+pub fn redeem(conn: &impl Handle, key: &Secret, token: &str, purpose: Purpose) -> Result<Option<Uuid>> {
+    let conn = raw(conn);
     let user: Option<String> = conn
         .prepare_cached(
             "UPDATE user_tokens SET used_at = ?3

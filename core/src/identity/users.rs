@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::db::{like_literal, now_rfc3339};
 use crate::error::{Error, Result};
+use crate::sql::{Handle, raw};
 
 /// Emails are compared trimmed and lowercased.
 pub fn normalize_email(email: &str) -> String {
@@ -35,7 +36,8 @@ pub struct NewUser<'a> {
 }
 
 /// Inserts a user; a taken email is a 409.
-pub fn create(conn: &Connection, user: &NewUser<'_>) -> Result<Uuid> {
+pub fn create(conn: &impl Handle, user: &NewUser<'_>) -> Result<Uuid> {
+    let conn = raw(conn);
     let email = normalize_email(user.email);
     if !valid_email(&email) {
         return Err(Error::invalid("email", "is not a valid email address"));
@@ -57,7 +59,8 @@ pub fn create(conn: &Connection, user: &NewUser<'_>) -> Result<Uuid> {
     Ok(id)
 }
 
-pub fn find_id_by_email(conn: &Connection, email: &str) -> Result<Option<Uuid>> {
+pub fn find_id_by_email(conn: &impl Handle, email: &str) -> Result<Option<Uuid>> {
+    let conn = raw(conn);
     let id: Option<String> = conn
         .query_row(
             "SELECT id FROM users WHERE email = ?1",
@@ -69,7 +72,8 @@ pub fn find_id_by_email(conn: &Connection, email: &str) -> Result<Option<Uuid>> 
         .transpose()
 }
 
-pub fn set_platform_admin(conn: &Connection, id: Uuid, admin: bool) -> Result<()> {
+pub fn set_platform_admin(conn: &impl Handle, id: Uuid, admin: bool) -> Result<()> {
+    let conn = raw(conn);
     conn.execute(
         "UPDATE users SET is_platform_admin = ?2, updated_at = ?3 WHERE id = ?1",
         params![id.to_string(), admin, now_rfc3339()],
@@ -103,7 +107,8 @@ pub struct User {
     pub created_at: String,
 }
 
-pub fn get(conn: &Connection, id: Uuid) -> Result<Option<User>> {
+pub fn get(conn: &impl Handle, id: Uuid) -> Result<Option<User>> {
+    let conn = raw(conn);
     let row = conn
         .prepare_cached(
             "SELECT email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
@@ -158,18 +163,21 @@ fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Opt
     .transpose()
 }
 
-pub fn credentials_by_email(conn: &Connection, email: &str) -> Result<Option<Credentials>> {
+pub fn credentials_by_email(conn: &impl Handle, email: &str) -> Result<Option<Credentials>> {
+    let conn = raw(conn);
     credentials_where(conn, "email", &normalize_email(email))
 }
 
-pub fn credentials_by_id(conn: &Connection, id: Uuid) -> Result<Option<Credentials>> {
+pub fn credentials_by_id(conn: &impl Handle, id: Uuid) -> Result<Option<Credentials>> {
+    let conn = raw(conn);
     credentials_where(conn, "id", &id.to_string())
 }
 
 /// Replaces the password: every emailed token still outstanding (reset links,
 /// verification links) stops working with the old password. Sessions are the
 /// caller's to end, since a change keeps the current one.
-pub fn replace_password(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
+pub fn replace_password(conn: &impl Handle, id: Uuid, hash: &str) -> Result<()> {
+    let conn = raw(conn);
     store_password_hash(conn, id, hash)?;
     crate::identity::tokens::revoke_all(conn, id)?;
     Ok(())
@@ -177,20 +185,23 @@ pub fn replace_password(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
 
 /// Stores a new hash of the same password (a rehash at login with stronger
 /// parameters), which changes nothing a token or session depends on.
-pub fn store_password_hash(conn: &Connection, id: Uuid, hash: &str) -> Result<()> {
+pub fn store_password_hash(conn: &impl Handle, id: Uuid, hash: &str) -> Result<()> {
+    let conn = raw(conn);
     conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id.to_string(), hash, now_rfc3339()])?;
     Ok(())
 }
 
-pub fn set_name(conn: &Connection, id: Uuid, name: &str) -> Result<()> {
+pub fn set_name(conn: &impl Handle, id: Uuid, name: &str) -> Result<()> {
+    let conn = raw(conn);
     conn.prepare_cached("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")?
         .execute(params![id.to_string(), name, now_rfc3339()])?;
     Ok(())
 }
 
 /// Marks the email verified; false when it already was.
-pub fn mark_verified(conn: &Connection, id: Uuid) -> Result<bool> {
+pub fn mark_verified(conn: &impl Handle, id: Uuid) -> Result<bool> {
+    let conn = raw(conn);
     let n = conn
         .prepare_cached(
             "UPDATE users SET email_verified_at = ?2, updated_at = ?2 WHERE id = ?1 AND email_verified_at IS NULL",
@@ -210,7 +221,8 @@ pub struct UserSearch {
 }
 
 /// Users matching `search`, by id, after `after`.
-pub fn search(conn: &Connection, search: &UserSearch, limit: u32, after: Option<Uuid>) -> Result<Vec<User>> {
+pub fn search(conn: &impl Handle, search: &UserSearch, limit: u32, after: Option<Uuid>) -> Result<Vec<User>> {
+    let conn = raw(conn);
     let prefix = search
         .q
         .as_ref()
@@ -260,14 +272,16 @@ pub fn search(conn: &Connection, search: &UserSearch, limit: u32, after: Option<
 }
 
 /// Active platform staff accounts.
-pub fn count_staff(conn: &Connection) -> Result<i64> {
+pub fn count_staff(conn: &impl Handle) -> Result<i64> {
+    let conn = raw(conn);
     Ok(conn
         .prepare_cached("SELECT count(*) FROM users WHERE is_platform_admin = 1 AND disabled_at IS NULL")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// Disables or re-enables an account; false when nothing changed.
-pub fn set_disabled(conn: &Connection, id: Uuid, disabled: bool) -> Result<bool> {
+pub fn set_disabled(conn: &impl Handle, id: Uuid, disabled: bool) -> Result<bool> {
+    let conn = raw(conn);
     let now = now_rfc3339();
     let n = if disabled {
         conn.prepare_cached(

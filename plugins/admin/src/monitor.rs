@@ -1,11 +1,11 @@
 //! /api/admin/stats and /api/admin/system: what operators watch.
 
-use plinth_core::Result;
 use plinth_core::identity::auth::StaffAuth;
 use plinth_core::jobs::{self, JobStatus};
+use plinth_core::sql::Sql;
+use plinth_core::{Error, Result, params};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use rusqlite::params;
 
 use crate::common::{AdminApi, AdminTag};
 
@@ -109,19 +109,19 @@ impl MonitorApi {
             .platform
             .db()
             .call(move |conn| {
-                let counts: (i64, i64, i64, i64) = conn.query_row(
+                let sql = Sql::of(conn);
+                let counts: (i64, i64, i64, i64) = sql.query_one(
                     "SELECT count(*), count(email_verified_at), count(disabled_at), coalesce(sum(is_platform_admin), 0)
                      FROM users",
-                    [],
+                    params![],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?;
-                let days = conn
-                    .prepare_cached(
-                        "SELECT substr(created_at, 1, 10) AS day, count(*) FROM users
-                         WHERE created_at >= ?1 GROUP BY day ORDER BY day",
-                    )?
-                    .query_map(params![since], |r| Ok(DayCount { day: r.get(0)?, count: r.get(1)? }))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let days = sql.query_all(
+                    "SELECT substr(created_at, 1, 10) AS day, count(*) FROM users
+                     WHERE created_at >= ?1 GROUP BY day ORDER BY day",
+                    params![since],
+                    |r| Ok(DayCount { day: r.get(0)?, count: r.get(1)? }),
+                )?;
                 Ok((counts.0, counts.1, counts.2, counts.3, days))
             })
             .await?;
@@ -149,30 +149,22 @@ impl MonitorApi {
             .db()
             .call(|conn| {
                 let counts = jobs::counts(conn)?;
-                let failures = conn
-                    .prepare_cached(
-                        "SELECT kind, status, attempts, last_error, updated_at FROM jobs
-                         WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 20",
-                    )?
-                    .query_map([], |r| {
+                let failures = Sql::of(conn).query_all(
+                    "SELECT kind, status, attempts, last_error, updated_at FROM jobs
+                     WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 20",
+                    params![],
+                    |r| {
+                        let status: String = r.get(1)?;
                         Ok(JobFailure {
                             kind: r.get(0)?,
-                            status: {
-                                let status: String = r.get(1)?;
-                                JobStatus::parse(&status).ok_or_else(|| {
-                                    rusqlite::Error::FromSqlConversionFailure(
-                                        1,
-                                        rusqlite::types::Type::Text,
-                                        format!("job status `{status}`").into(),
-                                    )
-                                })?
-                            },
+                            status: JobStatus::parse(&status)
+                                .ok_or_else(|| Error::internal(format!("job status `{status}`")))?,
                             attempts: r.get(2)?,
                             last_error: r.get(3)?,
                             updated_at: r.get(4)?,
                         })
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                    },
+                )?;
                 Ok((counts, failures))
             })
             .await?;

@@ -9,6 +9,7 @@ use plinth_core::identity::auth::{StaffAuth, TokenType};
 use plinth_core::identity::sessions::{self, reason};
 use plinth_core::identity::{Identity, api::enqueue_password_reset, erasure, jwt::Actor, tokens, users};
 use plinth_core::pagination::Page;
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::Role;
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};
@@ -109,14 +110,14 @@ impl UsersApi {
         user: Uuid,
         action: &'static str,
         client: ClientInfo,
-        change: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<serde_json::Value> + Send + 'static,
+        change: impl FnOnce(&Sql<'_>) -> Result<serde_json::Value> + Send + 'static,
     ) -> Result<Json<AdminUser>> {
         self.user(user).await?;
         self.0
             .platform
             .db()
             .write(move |tx| {
-                let details = change(tx)?;
+                let details = change(&Sql::of(tx))?;
                 plinth_core::audit::record(
                     tx,
                     &AuditEntry::new(action)
