@@ -10,12 +10,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::Result;
 use crate::jobs::Jobs;
+use crate::sql::{Handle, Sql};
 
 /// Something that happened, named `area.verb` (`member.added`, `subscription.changed`).
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,8 @@ impl Event {
 /// What a handler works with: the publisher's transaction, and the job queue for
 /// anything slow.
 pub struct EventContext<'a> {
-    pub tx: &'a Transaction<'a>,
+    /// The publisher's transaction.
+    pub tx: &'a Sql<'a>,
     pub jobs: &'a Jobs,
 }
 
@@ -111,10 +112,14 @@ pub struct EventBus {
 impl EventBus {
     /// Runs every matching handler inside `tx`. The first failing handler aborts the
     /// publication, and the caller's transaction is expected to roll back with it.
-    pub fn publish(&self, tx: &Transaction<'_>, event: &Event) -> Result<()> {
+    pub fn publish(&self, tx: &impl Handle, event: &Event) -> Result<()> {
         let exact = self.subscribers.get(&event.name).into_iter().flatten();
         let wildcard = self.subscribers.get(ALL_EVENTS).into_iter().flatten();
-        let ctx = EventContext { tx, jobs: &self.jobs };
+        let tx = Sql::from(tx);
+        let ctx = EventContext {
+            tx: &tx,
+            jobs: &self.jobs,
+        };
         for subscriber in exact.chain(wildcard) {
             (subscriber.handler)(event, &ctx).inspect_err(|err| {
                 tracing::warn!(event = %event.name, plugin = subscriber.plugin, error = %err, "event handler failed");
@@ -148,7 +153,7 @@ mod tests {
         let mut builder = EventBusBuilder::default();
         builder.for_plugin("test").on("member.added", |event, ctx| {
             ctx.tx
-                .execute("INSERT INTO reactions VALUES (?1)", [&event.name])?;
+                .execute("INSERT INTO reactions VALUES (?1)", crate::params![event.name])?;
             Ok(())
         });
         let bus = builder.build(jobs());

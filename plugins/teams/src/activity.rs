@@ -5,13 +5,14 @@ use plinth_core::db::{like_literal, now_rfc3339};
 use plinth_core::events::{ALL_EVENTS, Event, EventBusBuilder};
 use plinth_core::identity::auth::{OrgAdmin, OrgViewer};
 use plinth_core::pagination::Page;
+use plinth_core::params;
 use plinth_core::seed::{DEMO_ORG, SeedOptions};
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::SeedContext;
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -23,34 +24,34 @@ const NOT_IN_FEED: [&str; 1] = ["org.deleted"];
 
 /// Writes one activity item for the bound org (in the caller's transaction).
 pub fn record_activity(
-    conn: &Connection,
+    sql: &Sql<'_>,
     org: Uuid,
     actor: Option<Uuid>,
     action: &str,
     summary: &str,
     details: &Value,
 ) -> Result<()> {
-    conn.prepare_cached(
+    sql.execute(
         "INSERT INTO activity (id, org_id, actor_id, action, summary, details, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        Uuid::now_v7().to_string(),
-        org.to_string(),
-        actor.map(|a| a.to_string()),
-        action,
-        summary,
-        details.to_string(),
-        now_rfc3339()
-    ])?;
+        params![
+            Uuid::now_v7(),
+            org,
+            actor,
+            action,
+            summary,
+            details.to_string(),
+            now_rfc3339()
+        ],
+    )?;
     Ok(())
 }
 
 /// Scrubs an erased person from every org's invitations and feed. Erasure runs in
 /// core's cross-tenant transaction, so this handler, alone in this plugin, names
 /// the base tables.
-fn scrub(tx: &Connection, email: &str, name: &str) -> Result<()> {
-    tx.execute("DELETE FROM tenant_invitations WHERE email = ?1", [email])?;
+fn scrub(tx: &Sql<'_>, email: &str, name: &str) -> Result<()> {
+    tx.execute("DELETE FROM tenant_invitations WHERE email = ?1", params![email])?;
     let pattern = |s: &str| format!("%{}%", like_literal(s));
     for (needle, replacement) in [(email, "[erased]"), (name, "a former member")] {
         if needle.trim().is_empty() {
@@ -88,17 +89,18 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
     if !options.demo {
         return Ok(());
     }
-    let acme: Option<String> = ctx
-        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
-        .query_row([DEMO_ORG.1], |r| r.get(0))
-        .optional()?;
+    let sql = Sql::of(ctx);
+    let acme: Option<Uuid> = sql.query_opt(
+        "SELECT id FROM organizations WHERE slug = ?1",
+        params![DEMO_ORG.1],
+        |r| r.get(0),
+    )?;
     let Some(acme) = acme else { return Ok(()) };
-    let acme = parse_uuid(&acme)?;
     ctx.bind(acme);
-    let seeded = ctx.prepare_cached("SELECT 1 FROM activity LIMIT 1")?.exists([])?;
+    let seeded = sql.exists("SELECT 1 FROM activity LIMIT 1", params![])?;
     if !seeded {
         record_activity(
-            ctx,
+            &sql,
             acme,
             None,
             "org.created",
@@ -189,24 +191,23 @@ impl ActivityApi {
             .db()
             .call(move |conn| {
                 let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
-                let mut stmt = conn.prepare_cached(
+                let rows = Sql::of(conn).query_all(
                     "SELECT a.id, a.actor_id, u.name, a.action, a.summary, a.details, a.created_at
                      FROM activity a LEFT JOIN org_users u ON u.id = a.actor_id
                      WHERE a.id < ?1 ORDER BY a.id DESC LIMIT ?2",
-                )?;
-                let rows = stmt
-                    .query_map(params![before, page.fetch()], |r| {
+                    params![before, page.fetch()],
+                    |r| {
                         Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, Option<String>>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, String>(6)?,
+                            r.get::<String>(0)?,
+                            r.get::<Option<String>>(1)?,
+                            r.get::<Option<String>>(2)?,
+                            r.get::<String>(3)?,
+                            r.get::<String>(4)?,
+                            r.get::<String>(5)?,
+                            r.get::<String>(6)?,
                         ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                    },
+                )?;
                 rows.into_iter()
                     .map(|(id, actor, name, action, summary, details, created_at)| {
                         let actor = match (actor, name) {
@@ -274,15 +275,14 @@ impl ActivityApi {
             .db()
             .call(move |conn| {
                 let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
-                let mut stmt = conn.prepare_cached(
+                let rows: Vec<AuditRow> = Sql::of(conn).query_all(
                     "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, details
                      FROM org_audit_log
                      WHERE id < ?1 AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor_id = ?3)
                        AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
                      ORDER BY id DESC LIMIT ?6",
-                )?;
-                let rows: Vec<AuditRow> = stmt
-                    .query_map(params![before, action, actor, since, until, page.fetch()], |r| {
+                    params![before, action, actor, since, until, page.fetch()],
+                    |r| {
                         Ok((
                             r.get(0)?,
                             r.get(1)?,
@@ -294,8 +294,8 @@ impl ActivityApi {
                             r.get(7)?,
                             r.get(8)?,
                         ))
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
+                    },
+                )?;
                 rows.into_iter()
                     .map(
                         |(id, at, actor_id, action, target_type, target_id, ip, user_agent, details)| {

@@ -14,13 +14,14 @@ use plinth_core::identity::auth::{BearerAuth, OrgAdmin};
 use plinth_core::identity::{tokens, users};
 use plinth_core::mail::render;
 use plinth_core::pagination::Page;
+use plinth_core::params;
+use plinth_core::sql::{Handle, Row as SqlRow, Sql};
 use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -113,7 +114,7 @@ const COLUMNS: &str = "id, email, role, invited_by, created_at, expires_at";
 /// Neither accepted nor revoked (it may have expired).
 const OPEN: &str = "accepted_at IS NULL AND revoked_at IS NULL";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, Option<String>, String, i64)> {
+fn row(r: &SqlRow<'_>) -> Result<(String, String, String, Option<String>, String, i64)> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
 }
 
@@ -129,35 +130,34 @@ fn to_row(raw: (String, String, String, Option<String>, String, i64)) -> Result<
     })
 }
 
-fn open_by_id(conn: &Connection, id: Uuid) -> Result<Option<Row>> {
+fn open_by_id(conn: &impl Handle, id: Uuid) -> Result<Option<Row>> {
     let sql = format!("SELECT {COLUMNS} FROM invitations WHERE id = ?1 AND {OPEN}");
-    conn.prepare_cached(&sql)?
-        .query_row([id.to_string()], row)
-        .optional()?
+    Sql::from(conn)
+        .query_opt(&sql, params![id.to_string()], row)?
         .map(to_row)
         .transpose()
 }
 
-fn open_by_hash(conn: &Connection, hash: &str) -> Result<Option<Row>> {
+fn open_by_hash(conn: &impl Handle, hash: &str) -> Result<Option<Row>> {
     let sql =
         format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = ?1 AND {OPEN} AND expires_at > ?2");
-    conn.prepare_cached(&sql)?
-        .query_row(params![hash, now_millis()], row)
-        .optional()?
+    Sql::from(conn)
+        .query_opt(&sql, params![hash, now_millis()], row)?
         .map(to_row)
         .transpose()
 }
 
-fn person(conn: &Connection, id: Option<Uuid>) -> Result<Option<Person>> {
+fn person(conn: &impl Handle, id: Option<Uuid>) -> Result<Option<Person>> {
     let Some(id) = id else { return Ok(None) };
-    let name: Option<String> = conn
-        .prepare_cached("SELECT name FROM org_users WHERE id = ?1")?
-        .query_row([id.to_string()], |r| r.get(0))
-        .optional()?;
+    let name: Option<String> = Sql::from(conn).query_opt(
+        "SELECT name FROM org_users WHERE id = ?1",
+        params![id.to_string()],
+        |r| r.get(0),
+    )?;
     Ok(name.map(|name| Person { id, name }))
 }
 
-fn view(conn: &Connection, row: Row) -> Result<InvitationView> {
+fn view(conn: &impl Handle, row: Row) -> Result<InvitationView> {
     Ok(InvitationView {
         id: row.id,
         invited_by: person(conn, row.invited_by)?,
@@ -188,7 +188,7 @@ fn not_found() -> Error {
 
 /// Issues a fresh token for invitation `id` and emails it (in the caller's transaction).
 fn send(
-    tx: &Connection,
+    tx: &impl Handle,
     platform: &Platform,
     org: Uuid,
     id: Uuid,
@@ -197,12 +197,14 @@ fn send(
     inviter: &str,
 ) -> Result<()> {
     let token = format!("{}.{}", org.simple(), tokens::generate()?);
-    tx.prepare_cached("UPDATE invitations SET token_hash = ?2, expires_at = ?3 WHERE id = ?1")?
-        .execute(params![
+    Sql::from(tx).execute(
+        "UPDATE invitations SET token_hash = ?2, expires_at = ?3 WHERE id = ?1",
+        params![
             id.to_string(),
             tokens::hash(&platform.config().secret_key, &token),
             now_millis() + LIFETIME_MS
-        ])?;
+        ],
+    )?;
     let org_name = bound::get_org(tx)?.map(|o| o.name).unwrap_or_default();
     let link = format!("{}/invitations/{token}", platform.config().app_url);
     let mail = render(
@@ -251,10 +253,7 @@ impl InvitationsApi {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM invitations WHERE {OPEN} AND id < ?1 ORDER BY id DESC LIMIT ?2"
                 );
-                let rows = conn
-                    .prepare_cached(&sql)?
-                    .query_map(params![after, page.fetch()], row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let rows = Sql::from(conn).query_all(&sql, params![after, page.fetch()], row)?;
                 rows.into_iter()
                     .map(|r| view(conn, to_row(r)?))
                     .collect::<Result<Vec<_>>>()
@@ -298,26 +297,20 @@ impl InvitationsApi {
         let invitation = tenant
             .db()
             .write(move |tx| {
-                let is_member = tx
-                    .prepare_cached("SELECT 1 FROM org_users WHERE email = ?1")?
-                    .exists([&email])?;
+                let is_member = Sql::from(tx).exists("SELECT 1 FROM org_users WHERE email = ?1", params![email])?;
                 if is_member {
                     return Err(Error::Conflict(format!("{email} is already a member")));
                 }
-                let pending = tx
-                    .prepare_cached(&format!(
+                let pending = Sql::from(tx).exists(&format!(
                         "SELECT 1 FROM invitations WHERE email = ?1 AND {OPEN} AND expires_at > ?2"
-                    ))?
-                    .exists(params![email, now_millis()])?;
+                    ), params![email, now_millis()])?;
                 if pending {
                     return Err(Error::Conflict(format!(
                         "{email} already has a pending invitation; re-send it instead"
                     )));
                 }
                 if let Some(limit) = platform.tenancy().entitlements().seat_limit(tx)? {
-                    let open: u32 = tx
-                        .prepare_cached(&format!("SELECT count(*) FROM invitations WHERE {OPEN} AND expires_at > ?1"))?
-                        .query_row([now_millis()], |r| r.get(0))?;
+                    let open: u32 = Sql::from(tx).query_one(&format!("SELECT count(*) FROM invitations WHERE {OPEN} AND expires_at > ?1"), params![now_millis()], |r| r.get(0))?;
                     if bound::count_members(tx)? + open >= limit {
                         return Err(Error::PaymentRequired(format!(
                             "all {limit} seats of the plan are taken (members and pending invitations); upgrade the plan or free a seat"
@@ -325,15 +318,11 @@ impl InvitationsApi {
                     }
                 }
                 // An expired invitation to the same address is replaced.
-                tx.prepare_cached(&format!("UPDATE invitations SET revoked_at = ?2 WHERE email = ?1 AND {OPEN}"))?
-                    .execute(params![email, now_rfc3339()])?;
+                Sql::from(tx).execute(&format!("UPDATE invitations SET revoked_at = ?2 WHERE email = ?1 AND {OPEN}"), params![email, now_rfc3339()])?;
                 let id = Uuid::now_v7();
                 let placeholder = tokens::generate()?;
-                tx.prepare_cached(
-                    "INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?
-                .execute(params![
+                Sql::from(tx).execute("INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![
                     id.to_string(),
                     org.to_string(),
                     email,
@@ -391,8 +380,7 @@ impl InvitationsApi {
             .db()
             .write(move |tx| {
                 let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
-                tx.prepare_cached("UPDATE invitations SET revoked_at = ?2 WHERE id = ?1")?
-                    .execute(params![id.to_string(), now_rfc3339()])?;
+                Sql::from(tx).execute("UPDATE invitations SET revoked_at = ?2 WHERE id = ?1", params![id.to_string(), now_rfc3339()])?;
                 record(
                     tx,
                     &AuditEntry::new("invitation.revoked")
@@ -545,8 +533,10 @@ impl InvitationsApi {
                         "you are already a member of this organization".into(),
                     ));
                 }
-                tx.prepare_cached("UPDATE invitations SET accepted_at = ?2, accepted_by = ?3 WHERE id = ?1")?
-                    .execute(params![row.id.to_string(), now_rfc3339(), user.id.to_string()])?;
+                Sql::from(tx).execute(
+                    "UPDATE invitations SET accepted_at = ?2, accepted_by = ?3 WHERE id = ?1",
+                    params![row.id.to_string(), now_rfc3339(), user.id.to_string()],
+                )?;
                 bound::add_member(tx, org, user.id, row.role)?;
                 record(
                     tx,
