@@ -126,11 +126,12 @@ impl Jobs {
 
     pub fn enqueue_with(
         &self,
-        conn: &Connection,
+        conn: &impl Handle,
         kind: &str,
         payload: &Value,
         options: EnqueueOptions,
     ) -> Result<Uuid> {
+        let conn = raw(conn);
         let id = Uuid::now_v7();
         let run_at = now_millis() + options.delay.map_or(0, |d| d.as_millis() as i64);
         let now = now_rfc3339();

@@ -20,7 +20,7 @@ use crate::cache::Cache;
 use crate::db::{Db, DbConn, PooledConnection, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
-use crate::sql::{Handle, raw};
+use crate::sql::{Handle, Sql, raw};
 
 /// A member's role in an organization, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
@@ -72,15 +72,15 @@ impl Role {
 pub trait Entitlements: Send + Sync + 'static {
     /// Seats (members plus pending invitations) the org may use; `None` = unlimited.
     /// `conn` is bound to the org.
-    fn seat_limit(&self, conn: &Connection) -> Result<Option<u32>>;
+    fn seat_limit(&self, conn: &Sql<'_>) -> Result<Option<u32>>;
 
     /// The id of the org's current plan (flags can target plans); `None` = no plans.
-    fn plan(&self, _conn: &Connection) -> Result<Option<String>> {
+    fn plan(&self, _conn: &Sql<'_>) -> Result<Option<String>> {
         Ok(None)
     }
 
     /// Whether the org's plan includes a feature.
-    fn has_feature(&self, _conn: &Connection, _feature: &str) -> Result<bool> {
+    fn has_feature(&self, _conn: &Sql<'_>, _feature: &str) -> Result<bool> {
         Ok(true)
     }
 
@@ -95,7 +95,7 @@ pub trait Entitlements: Send + Sync + 'static {
 pub struct Unlimited;
 
 impl Entitlements for Unlimited {
-    fn seat_limit(&self, _conn: &Connection) -> Result<Option<u32>> {
+    fn seat_limit(&self, _conn: &Sql<'_>) -> Result<Option<u32>> {
         Ok(None)
     }
 }

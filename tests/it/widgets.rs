@@ -7,12 +7,13 @@ use std::time::Duration;
 use plinth_core::events::Event;
 use plinth_core::jobs::JobHandler;
 use plinth_core::migrations::Migration;
+use plinth_core::params;
 use plinth_core::seed::SeedOptions;
+use plinth_core::sql::Sql;
 use plinth_core::{ApiPart, Error, Platform, Plugin, Result};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
-use rusqlite::params;
 use serde_json::json;
 
 pub const MIGRATION: &str = "CREATE TABLE widgets (
@@ -77,7 +78,10 @@ impl Plugin for Widgets {
             ctx.platform
                 .db()
                 .call(move |conn| {
-                    conn.execute("UPDATE widgets SET processed = processed + 1 WHERE id = ?1", [id])?;
+                    Sql::of(conn).execute(
+                        "UPDATE widgets SET processed = processed + 1 WHERE id = ?1",
+                        params![id],
+                    )?;
                     Ok(())
                 })
                 .await
@@ -87,9 +91,9 @@ impl Plugin for Widgets {
 
     fn seed(&self, tx: &plinth_core::tenancy::SeedContext<'_>, options: &SeedOptions) -> Result<()> {
         if options.demo {
-            tx.execute(
-                "INSERT OR IGNORE INTO widgets (id, name) VALUES ('demo', 'Demo widget')",
-                [],
+            Sql::of(tx).execute(
+                "INSERT INTO widgets (id, name) VALUES ('demo', 'Demo widget') ON CONFLICT DO NOTHING",
+                params![],
             )?;
         }
         Ok(())
@@ -139,14 +143,12 @@ impl WidgetsApi {
             .platform
             .db()
             .call(|conn| {
-                let mut stmt = conn.prepare("SELECT id, name FROM widgets ORDER BY id")?;
-                let rows = stmt.query_map([], |r| {
+                Sql::of(conn).query_all("SELECT id, name FROM widgets ORDER BY id", params![], |r| {
                     Ok(Widget {
                         id: r.get(0)?,
                         name: r.get(1)?,
                     })
-                })?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+                })
             })
             .await?;
         Ok(Json(WidgetPage {
@@ -170,7 +172,7 @@ impl WidgetsApi {
         self.platform
             .db()
             .write(move |tx| {
-                let inserted = tx.execute(
+                let inserted = Sql::of(tx).execute(
                     "INSERT INTO widgets (id, name) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
                     params![widget_id, widget_name],
                 )?;

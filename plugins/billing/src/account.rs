@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use plinth_core::db::now_rfc3339;
+use plinth_core::params;
+use plinth_core::sql::{Handle, Sql};
 use plinth_core::{Error, Result};
-use rusqlite::{Connection, OptionalExtension, params};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time};
 use uuid::Uuid;
@@ -179,7 +180,7 @@ fn opt_time(s: Option<String>) -> Result<Option<OffsetDateTime>> {
 }
 
 /// The bound org's account (the default state when it has no row yet).
-pub fn load(conn: &Connection, org: Uuid, catalog: &Catalog, now: OffsetDateTime) -> Result<Account> {
+pub fn load(conn: &impl Handle, org: Uuid, catalog: &Catalog, now: OffsetDateTime) -> Result<Account> {
     type Row = (
         String,
         String,
@@ -194,9 +195,10 @@ pub fn load(conn: &Connection, org: Uuid, catalog: &Catalog, now: OffsetDateTime
         Option<String>,
         i64,
     );
-    let row: Option<Row> = conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM billing_accounts"))?
-        .query_row([], |r| {
+    let row: Option<Row> = Sql::from(conn).query_opt(
+        &format!("SELECT {COLUMNS} FROM billing_accounts"),
+        params![],
+        |r| {
             Ok((
                 r.get(1)?,
                 r.get(2)?,
@@ -211,8 +213,8 @@ pub fn load(conn: &Connection, org: Uuid, catalog: &Catalog, now: OffsetDateTime
                 r.get(11)?,
                 r.get(12)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((
         plan_id,
         status,
@@ -249,7 +251,7 @@ pub fn load(conn: &Connection, org: Uuid, catalog: &Catalog, now: OffsetDateTime
 }
 
 /// Writes the account (insert or update) on a connection bound to its org.
-pub fn save(conn: &Connection, account: &mut Account) -> Result<()> {
+pub fn save(conn: &impl Handle, account: &mut Account) -> Result<()> {
     let sql = if account.stored {
         "UPDATE billing_accounts SET plan_id = ?2, status = ?3, stripe_customer_id = ?4,
              stripe_subscription_id = ?5, stripe_item_id = ?6, quantity = ?7, current_period_start = ?8,
@@ -262,22 +264,25 @@ pub fn save(conn: &Connection, account: &mut Account) -> Result<()> {
              past_due_since, stripe_version, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     };
-    conn.prepare_cached(sql)?.execute(params![
-        account.org_id.to_string(),
-        account.plan_id,
-        account.status,
-        account.stripe_customer_id,
-        account.stripe_subscription_id,
-        account.stripe_item_id,
-        account.quantity,
-        format_time(account.period_start),
-        format_time(account.period_end),
-        account.cancel_at_period_end,
-        account.trial_end.map(format_time),
-        account.past_due_since.map(format_time),
-        account.stripe_version,
-        now_rfc3339()
-    ])?;
+    Sql::from(conn).execute(
+        sql,
+        params![
+            account.org_id.to_string(),
+            account.plan_id,
+            account.status,
+            account.stripe_customer_id,
+            account.stripe_subscription_id,
+            account.stripe_item_id,
+            account.quantity,
+            format_time(account.period_start),
+            format_time(account.period_end),
+            account.cancel_at_period_end,
+            account.trial_end.map(format_time),
+            account.past_due_since.map(format_time),
+            account.stripe_version,
+            now_rfc3339()
+        ],
+    )?;
     account.stored = true;
     Ok(())
 }

@@ -9,6 +9,8 @@ use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::{OrgAdmin, OrgMember, OrgViewer, StaffAuth};
 use plinth_core::pagination::Page;
+use plinth_core::params;
+use plinth_core::sql::{Row, Sql};
 use plinth_core::tenancy::{Tenant, bound};
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem::{Request, RequestBody};
@@ -1165,7 +1167,7 @@ impl WebhookApi {
 #[derive(Clone)]
 pub(crate) struct AdminBillingApi(pub BillingApi);
 
-fn event_view(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<WebhookEventView> {
+fn event_view(r: &Row<'_>, with_payload: bool) -> Result<WebhookEventView> {
     let payload: Option<String> = if with_payload { r.get(9)? } else { None };
     Ok(WebhookEventView {
         id: r.get(0)?,
@@ -1176,9 +1178,9 @@ fn event_view(r: &rusqlite::Row<'_>, with_payload: bool) -> rusqlite::Result<Web
         processed_at: r.get(5)?,
         attempts: r.get(6)?,
         outcome: Outcome::of(
-            r.get::<_, Option<String>>(5)?.is_some(),
-            r.get::<_, Option<String>>(8)?.as_deref(),
-            r.get::<_, Option<String>>(7)?.as_deref(),
+            r.get::<Option<String>>(5)?.is_some(),
+            r.get::<Option<String>>(8)?.as_deref(),
+            r.get::<Option<String>>(7)?.as_deref(),
         ),
         last_error: r.get(7)?,
         outcome_detail: r.get(8)?,
@@ -1447,17 +1449,17 @@ impl AdminBillingApi {
             .platform
             .db()
             .call(move |conn| {
-                let mut stmt = conn.prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM billing_webhook_events
-                     WHERE (?1 IS NULL OR (received_at, id) < (?1, ?2)) AND (?3 IS NULL OR type = ?3)
-                       AND (?4 = 0 OR (processed_at IS NULL AND last_error IS NOT NULL))
-                     ORDER BY received_at DESC, id DESC LIMIT ?5"
-                ))?;
                 let (t, id) = after.unzip();
-                let rows = stmt.query_map(rusqlite::params![t, id, kind, failed, limit + 1], |r| {
-                    event_view(r, false)
-                })?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+                Sql::of(conn).query_all(
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM billing_webhook_events
+                         WHERE (?1 IS NULL OR (received_at, id) < (?1, ?2)) AND (?3 IS NULL OR type = ?3)
+                           AND (?4 = 0 OR (processed_at IS NULL AND last_error IS NOT NULL))
+                         ORDER BY received_at DESC, id DESC LIMIT ?5"
+                    ),
+                    params![t, id, kind, failed, limit + 1],
+                    |r| event_view(r, false),
+                )
             })
             .await?;
         let next_cursor = if items.len() > limit as usize {
@@ -1481,13 +1483,11 @@ impl AdminBillingApi {
             .platform
             .db()
             .call(move |conn| {
-                use rusqlite::OptionalExtension;
-                Ok(conn
-                    .prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM billing_webhook_events WHERE id = ?1"
-                    ))?
-                    .query_row([id], |r| event_view(r, true))
-                    .optional()?)
+                Sql::from(conn).query_opt(
+                    &format!("SELECT {EVENT_COLUMNS} FROM billing_webhook_events WHERE id = ?1"),
+                    params![id],
+                    |r| event_view(r, true),
+                )
             })
             .await?
             .map(Json)
@@ -1540,9 +1540,8 @@ impl AdminBillingApi {
             .platform
             .db()
             .write(move |tx| {
-                let exists = tx
-                    .prepare_cached("SELECT 1 FROM billing_plans WHERE id = ?1")?
-                    .exists([&plan.id])?;
+                let exists =
+                    Sql::from(tx).exists("SELECT 1 FROM billing_plans WHERE id = ?1", params![plan.id])?;
                 if create && exists {
                     return Err(Error::Conflict(format!("a plan `{}` already exists", plan.id)));
                 }

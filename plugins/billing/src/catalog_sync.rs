@@ -3,7 +3,8 @@
 //! found again if it exists) and a recurring price, whose id is stored on the plan.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::{Error, Platform, Result};
+use plinth_core::sql::Sql;
+use plinth_core::{Error, Platform, Result, params};
 use serde_json::json;
 
 use crate::Shared;
@@ -62,10 +63,10 @@ pub async fn sync_plans(platform: &Platform, shared: &Shared, dry_run: bool) -> 
                 let updated = platform
                     .db()
                     .write(move |tx| {
-                        let n = tx.execute(
+                        let n = Sql::from(tx).execute(
                             "UPDATE billing_plans SET stripe_price_id = ?2, updated_at = ?3
                              WHERE id = ?1 AND stripe_price_id IS NULL",
-                            rusqlite::params![id, stored, plinth_core::db::now_rfc3339()],
+                            params![id, stored, plinth_core::db::now_rfc3339()],
                         )?;
                         if n == 1 {
                             record(

@@ -22,10 +22,11 @@ use plinth_core::audit::{AuditEntry, record};
 use plinth_core::events::{Event, EventBusBuilder};
 use plinth_core::jobs::JobHandler;
 use plinth_core::migrations::Migration;
+use plinth_core::params;
 use plinth_core::seed::SeedOptions;
+use plinth_core::sql::{Handle, Sql};
 use plinth_core::tenancy::{Entitlements, SeedContext};
 use plinth_core::{ApiPart, Config, Error, Platform, Plugin, Result, Schedule};
-use rusqlite::{Connection, Transaction};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -42,11 +43,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn catalog(&self, conn: &Connection) -> Result<Arc<Catalog>> {
+    pub(crate) fn catalog(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
         self.plans.current(conn)
     }
 
-    pub(crate) fn reload_plans(&self, conn: &Connection) -> Result<Arc<Catalog>> {
+    pub(crate) fn reload_plans(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
         self.plans.reload(conn)
     }
 
@@ -67,12 +68,9 @@ impl Shared {
     }
 
     /// The bound org's account and the plan it is entitled to now.
-    pub(crate) fn entitled(&self, conn: &Connection) -> Result<(account::Account, Arc<Catalog>)> {
-        let org: Option<String> = conn.query_row("SELECT current_org()", [], |r| r.get(0))?;
-        let org = org
-            .as_deref()
-            .and_then(|o| Uuid::parse_str(o).ok())
-            .ok_or_else(|| Error::internal("entitlements asked on an unbound connection"))?;
+    pub(crate) fn entitled(&self, conn: &impl Handle) -> Result<(account::Account, Arc<Catalog>)> {
+        let org: Option<Uuid> = Sql::from(conn).query_one("SELECT current_org()", params![], |r| r.get(0))?;
+        let org = org.ok_or_else(|| Error::internal("entitlements asked on an unbound connection"))?;
         let catalog = self.catalog(conn)?;
         let account = account::load(conn, org, &catalog, OffsetDateTime::now_utc())?;
         Ok((account, catalog))
@@ -82,7 +80,7 @@ impl Shared {
 /// Records a billing change: an audit entry, and an event (which the activity feed
 /// and the flags' plan cache follow), in the caller's transaction.
 pub(crate) fn record_change(
-    tx: &Transaction<'_>,
+    tx: &impl Handle,
     platform: &Platform,
     org: Uuid,
     actor: Option<Uuid>,
@@ -109,19 +107,19 @@ pub(crate) fn record_change(
 struct PlanEntitlements(Arc<Shared>);
 
 impl Entitlements for PlanEntitlements {
-    fn seat_limit(&self, conn: &Connection) -> Result<Option<u32>> {
+    fn seat_limit(&self, conn: &Sql<'_>) -> Result<Option<u32>> {
         let (account, catalog) = self.0.entitled(conn)?;
         let plan = account.effective_plan(&catalog, self.0.grace(), OffsetDateTime::now_utc())?;
         Ok(plan.seat_limit)
     }
 
-    fn plan(&self, conn: &Connection) -> Result<Option<String>> {
+    fn plan(&self, conn: &Sql<'_>) -> Result<Option<String>> {
         let (account, catalog) = self.0.entitled(conn)?;
         let plan = account.effective_plan(&catalog, self.0.grace(), OffsetDateTime::now_utc())?;
         Ok(Some(plan.id.clone()))
     }
 
-    fn has_feature(&self, conn: &Connection, feature: &str) -> Result<bool> {
+    fn has_feature(&self, conn: &Sql<'_>, feature: &str) -> Result<bool> {
         let (account, catalog) = self.0.entitled(conn)?;
         let plan = account.effective_plan(&catalog, self.0.grace(), OffsetDateTime::now_utc())?;
         Ok(plan.features.iter().any(|f| f == feature))

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use plinth_core::params;
+use plinth_core::sql::{Handle, Row, Sql, is_unique_violation};
 use plinth_core::{Error, Result};
-use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 /// What happens when usage passes a quota.
@@ -136,7 +137,7 @@ impl Catalog {
 pub struct Plans(RwLock<Option<Arc<Catalog>>>);
 
 impl Plans {
-    pub fn current(&self, conn: &Connection) -> Result<Arc<Catalog>> {
+    pub fn current(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
         match self.cached() {
             Some(catalog) => Ok(catalog),
             None => self.reload(conn),
@@ -152,7 +153,7 @@ impl Plans {
     }
 
     /// Reads the catalogue again (after every staff change).
-    pub fn reload(&self, conn: &Connection) -> Result<Arc<Catalog>> {
+    pub fn reload(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
         let catalog = Arc::new(load(conn)?);
         match self.0.write() {
             Ok(mut c) => *c = Some(catalog.clone()),
@@ -165,63 +166,47 @@ impl Plans {
 const COLUMNS: &str = "id, name, description, price_cents, currency, interval, stripe_price_id, seat_limit, \
                        quotas, features, trial_days, is_default, archived, position";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Plan, String, String)> {
-    Ok((
-        Plan {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            description: r.get(2)?,
-            price_cents: r.get(3)?,
-            currency: r.get(4)?,
-            interval: {
-                let text: String = r.get(5)?;
-                Interval::parse(&text).ok_or_else(|| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        5,
-                        rusqlite::types::Type::Text,
-                        format!("unknown plan interval `{text}`").into(),
-                    )
-                })?
-            },
-            stripe_price_id: r.get(6)?,
-            seat_limit: r.get(7)?,
-            quotas: BTreeMap::new(),
-            features: Vec::new(),
-            trial_days: r.get(10)?,
-            is_default: r.get(11)?,
-            archived: r.get(12)?,
-            position: r.get(13)?,
-        },
-        r.get(8)?,
-        r.get(9)?,
-    ))
+fn from_row(r: &Row<'_>) -> Result<Plan> {
+    let interval: String = r.get(5)?;
+    Ok(Plan {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        price_cents: r.get(3)?,
+        currency: r.get(4)?,
+        interval: Interval::parse(&interval)
+            .ok_or_else(|| Error::internal(format!("unknown plan interval `{interval}`")))?,
+        stripe_price_id: r.get(6)?,
+        seat_limit: r.get(7)?,
+        quotas: serde_json::from_str(&r.get::<String>(8)?)?,
+        features: serde_json::from_str(&r.get::<String>(9)?)?,
+        trial_days: r.get(10)?,
+        is_default: r.get(11)?,
+        archived: r.get(12)?,
+        position: r.get(13)?,
+    })
 }
 
-pub fn load(conn: &Connection) -> Result<Catalog> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM plan_catalog ORDER BY position, price_cents, id"
-    ))?;
-    let rows = stmt.query_map([], from_row)?;
-    let mut plans = Vec::new();
-    for row in rows {
-        let (mut plan, quotas, features) = row?;
-        plan.quotas = serde_json::from_str(&quotas)?;
-        plan.features = serde_json::from_str(&features)?;
-        plans.push(plan);
-    }
+pub fn load(db: &impl Handle) -> Result<Catalog> {
+    let plans = Sql::from(db).query_all(
+        &format!("SELECT {COLUMNS} FROM plan_catalog ORDER BY position, price_cents, id"),
+        params![],
+        from_row,
+    )?;
     Ok(Catalog { plans })
 }
 
 /// Inserts or replaces a plan; making it the default demotes the previous one.
-pub fn save(conn: &Connection, plan: &Plan) -> Result<()> {
+pub fn save(db: &impl Handle, plan: &Plan) -> Result<()> {
     let now = plinth_core::db::now_rfc3339();
+    let sql = Sql::from(db);
     if plan.is_default {
-        conn.execute(
+        sql.execute(
             "UPDATE billing_plans SET is_default = 0 WHERE id <> ?1 AND is_default = 1",
-            [&plan.id],
+            params![plan.id],
         )?;
     }
-    conn.execute(
+    sql.execute(
         &format!(
             "INSERT INTO billing_plans ({COLUMNS}, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)
@@ -250,11 +235,12 @@ pub fn save(conn: &Connection, plan: &Plan) -> Result<()> {
             now
         ],
     )
-    .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+    .map_err(|e| {
+        if is_unique_violation(&e) {
             Error::Conflict("another plan already uses this Stripe price".into())
+        } else {
+            e
         }
-        other => other.into(),
     })?;
     Ok(())
 }

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use plinth_core::params;
 use plinth_core::seed::{DEMO_ORG, SeedOptions};
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::SeedContext;
 use plinth_core::{Error, Result};
-use rusqlite::OptionalExtension;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -79,10 +80,11 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
         }
     }
     catalog = plans::load(ctx)?;
-    let acme: Option<String> = ctx
-        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
-        .query_row([DEMO_ORG.1], |r| r.get(0))
-        .optional()?;
+    let acme: Option<String> = Sql::from(ctx).query_opt(
+        "SELECT id FROM organizations WHERE slug = ?1",
+        params![DEMO_ORG.1],
+        |r| r.get(0),
+    )?;
     if let Some(acme) = acme {
         let acme = Uuid::parse_str(&acme).map_err(Error::internal)?;
         ctx.bind(acme);

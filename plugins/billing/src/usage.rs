@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use plinth_core::db::now_rfc3339;
 use plinth_core::jobs::{JobContext, JobHandler};
+use plinth_core::params;
+use plinth_core::sql::{Handle, Sql};
 use plinth_core::tenancy::bound;
 use plinth_core::{Error, Platform, Result};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -51,11 +52,13 @@ pub fn valid_metric(metric: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-')
 }
 
-fn used(conn: &Connection, metric: &str, period_start: &str) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT total FROM usage_totals WHERE period_start = ?1 AND metric = ?2")?
-        .query_row(params![period_start, metric], |r| r.get(0))
-        .optional()?
+fn used(conn: &impl Handle, metric: &str, period_start: &str) -> Result<i64> {
+    Ok(Sql::from(conn)
+        .query_opt(
+            "SELECT total FROM usage_totals WHERE period_start = ?1 AND metric = ?2",
+            params![period_start, metric],
+            |r| r.get(0),
+        )?
         .unwrap_or(0))
 }
 
@@ -64,7 +67,7 @@ fn used(conn: &Connection, metric: &str, period_start: &str) -> Result<i64> {
 /// a blocking quota refuses what would pass it with 402.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
-    tx: &Connection,
+    tx: &impl Handle,
     platform: &Platform,
     shared: &Shared,
     org: Uuid,
@@ -78,12 +81,11 @@ pub fn record(
     let account = account::load(tx, org, &catalog, now)?;
     let plan = account.effective_plan(&catalog, shared.grace(), now)?;
     let quota = plan.quotas.get(metric).cloned();
-    let previous: Option<(String, String, i64, String, String)> = tx
-        .prepare_cached(
-            "SELECT id, metric, quantity, created_at, period_start FROM usage_events WHERE idempotency_key = ?1",
-        )?
-        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-        .optional()?;
+    let previous: Option<(String, String, i64, String, String)> = Sql::from(tx).query_opt(
+        "SELECT id, metric, quantity, created_at, period_start FROM usage_events WHERE idempotency_key = ?1",
+        params![key],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?;
     if let Some((id, prev_metric, prev_quantity, at, period)) = previous {
         if prev_metric != metric || prev_quantity != quantity {
             return Err(Error::Conflict(
@@ -115,11 +117,8 @@ pub fn record(
     }
     let id = Uuid::now_v7().to_string();
     let at = now_rfc3339();
-    tx.prepare_cached(
-        "INSERT INTO usage_events (id, org_id, metric, quantity, idempotency_key, actor_id, period_start, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![id, org.to_string(), metric, quantity, key, actor.to_string(), period, at])?;
+    Sql::from(tx).execute("INSERT INTO usage_events (id, org_id, metric, quantity, idempotency_key, actor_id, period_start, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![id, org.to_string(), metric, quantity, key, actor.to_string(), period, at])?;
     if account.stripe_customer_id.is_some() && shared.stripe(platform.config())?.is_some() {
         platform
             .jobs()
@@ -138,7 +137,7 @@ pub fn record(
 }
 
 /// The current period and every metric with usage or a quota in it.
-pub fn totals(conn: &Connection, shared: &Shared, org: Uuid) -> Result<(String, String, Vec<Total>)> {
+pub fn totals(conn: &impl Handle, shared: &Shared, org: Uuid) -> Result<(String, String, Vec<Total>)> {
     let catalog = shared.catalog(conn)?;
     let now = OffsetDateTime::now_utc();
     let account = account::load(conn, org, &catalog, now)?;
@@ -147,11 +146,12 @@ pub fn totals(conn: &Connection, shared: &Shared, org: Uuid) -> Result<(String, 
     let period = format_time(start);
     let mut used_by_metric: std::collections::BTreeMap<String, i64> =
         plan.quotas.keys().map(|m| (m.clone(), 0)).collect();
-    let mut stmt = conn.prepare_cached("SELECT metric, total FROM usage_totals WHERE period_start = ?1")?;
-    for row in stmt.query_map([&period], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-        let (metric, n) = row?;
-        used_by_metric.insert(metric, n);
-    }
+    let rows = Sql::from(conn).query_all(
+        "SELECT metric, total FROM usage_totals WHERE period_start = ?1",
+        params![period],
+        |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+    )?;
+    used_by_metric.extend(rows);
     let totals = used_by_metric
         .into_iter()
         .map(|(metric, used)| {
@@ -193,13 +193,12 @@ async fn report(platform: &Platform, shared: &Shared, payload: &serde_json::Valu
     let key = usage.clone();
     let found: Option<(String, i64, Option<String>, Option<String>)> = db
         .call(move |conn| {
-            Ok(conn
-                .prepare_cached(
-                    "SELECT u.metric, u.quantity, u.reported_at, a.stripe_customer_id
+            Sql::from(conn).query_opt(
+                "SELECT u.metric, u.quantity, u.reported_at, a.stripe_customer_id
                      FROM usage_events u LEFT JOIN billing_accounts a ON a.org_id = u.org_id WHERE u.id = ?1",
-                )?
-                .query_row([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()?)
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
         })
         .await?;
     let Some((metric, quantity, reported, Some(customer))) = found else {
@@ -210,7 +209,7 @@ async fn report(platform: &Platform, shared: &Shared, payload: &serde_json::Valu
     }
     stripe.meter_event(&metric, &customer, quantity, &usage).await?;
     db.write(move |tx| {
-        tx.execute(
+        Sql::from(tx).execute(
             "UPDATE usage_events SET reported_at = ?2 WHERE id = ?1",
             params![usage, now_rfc3339()],
         )?;

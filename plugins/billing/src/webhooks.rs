@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use plinth_core::db::now_rfc3339;
 use plinth_core::jobs::{JobContext, JobHandler};
+use plinth_core::params;
+use plinth_core::sql::{Handle, Sql};
 use plinth_core::{Error, Platform, Result};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -92,12 +93,8 @@ pub async fn receive(platform: &Platform, body: Vec<u8>, header: Option<String>)
     platform
         .db()
         .write(move |tx| {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO billing_webhook_events (id, type, api_version, stripe_created, payload, received_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![id, kind, api_version, created, payload, now_rfc3339()])?;
+            let inserted = Sql::from(tx).execute("INSERT INTO billing_webhook_events (id, type, api_version, stripe_created, payload, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING", params![id, kind, api_version, created, payload, now_rfc3339()])?;
             if inserted == 1 {
                 jobs.enqueue(tx, PROCESS_JOB, &json!({ "event_id": id }))?;
             }
@@ -130,17 +127,16 @@ async fn process(platform: &Platform, shared: &Shared, id: &str, again: bool) ->
     let stored: Option<(String, i64, String, Option<String>)> = platform
         .db()
         .write(move |tx| {
-            tx.execute(
+            let sql = Sql::from(tx);
+            sql.execute(
                 "UPDATE billing_webhook_events SET attempts = attempts + 1 WHERE id = ?1",
-                [&key],
+                params![key],
             )?;
-            Ok(tx
-                .query_row(
-                    "SELECT type, stripe_created, payload, processed_at FROM billing_webhook_events WHERE id = ?1",
-                    [&key],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()?)
+            sql.query_opt(
+                "SELECT type, stripe_created, payload, processed_at FROM billing_webhook_events WHERE id = ?1",
+                params![key],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
         })
         .await?;
     let Some((kind, created, payload, processed)) = stored else {
@@ -160,11 +156,11 @@ async fn process(platform: &Platform, shared: &Shared, id: &str, again: bool) ->
         .db()
         .write(move |tx| {
             match (&outcome, &error) {
-                (Some(outcome), _) => tx.execute(
+                (Some(outcome), _) => Sql::from(tx).execute(
                     "UPDATE billing_webhook_events SET processed_at = ?2, outcome = ?3, last_error = NULL WHERE id = ?1",
                     params![key, now_rfc3339(), outcome],
                 )?,
-                (None, error) => tx.execute(
+                (None, error) => Sql::from(tx).execute(
                     "UPDATE billing_webhook_events SET last_error = ?2 WHERE id = ?1",
                     params![key, error],
                 )?,
@@ -194,9 +190,10 @@ async fn org_of(platform: &Platform, object: &Value) -> Result<Option<Uuid>> {
         .db()
         .call(move |conn| {
             let exists = |org: &Uuid| -> Result<bool> {
-                Ok(conn
-                    .prepare_cached("SELECT 1 FROM organizations WHERE id = ?1")?
-                    .exists([org.to_string()])?)
+                Sql::from(conn).exists(
+                    "SELECT 1 FROM organizations WHERE id = ?1",
+                    params![org.to_string()],
+                )
             };
             for org in &explicit {
                 if exists(org)? {
@@ -204,10 +201,11 @@ async fn org_of(platform: &Platform, object: &Value) -> Result<Option<Uuid>> {
                 }
             }
             let Some(customer) = customer else { return Ok(None) };
-            let org: Option<String> = conn
-                .prepare_cached("SELECT org_id FROM billing_customers WHERE customer_id = ?1")?
-                .query_row([customer], |r| r.get(0))
-                .optional()?;
+            let org: Option<String> = Sql::from(conn).query_opt(
+                "SELECT org_id FROM billing_customers WHERE customer_id = ?1",
+                params![customer],
+                |r| r.get(0),
+            )?;
             Ok(org.and_then(|o| Uuid::parse_str(&o).ok()))
         })
         .await
@@ -228,11 +226,11 @@ pub async fn link_customer(platform: &Platform, customer: String, org: Uuid) -> 
     platform
         .db()
         .write(move |tx| {
-            tx.prepare_cached(
+            Sql::from(tx).execute(
                 "INSERT INTO billing_customers (customer_id, org_id) VALUES (?1, ?2)
                  ON CONFLICT (org_id) DO UPDATE SET customer_id = excluded.customer_id",
-            )?
-            .execute(params![customer, org.to_string()])?;
+                params![customer, org.to_string()],
+            )?;
             Ok(())
         })
         .await
@@ -463,7 +461,7 @@ pub(crate) async fn apply_subscription(
 /// Audits and announces a change of plan, status or cancellation; `false` when
 /// nothing a person would notice changed.
 pub(crate) fn log_transition(
-    tx: &Transaction<'_>,
+    tx: &impl Handle,
     platform: &Platform,
     catalog: &Catalog,
     before: &Account,
@@ -532,10 +530,11 @@ pub async fn reconcile(platform: &Platform, shared: &Shared) -> Result<Vec<Strin
     let linked: Vec<(String, String)> = platform
         .db()
         .call(|conn| {
-            let mut stmt =
-                conn.prepare("SELECT customer_id, org_id FROM billing_customers ORDER BY org_id")?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            Sql::of(conn).query_all(
+                "SELECT customer_id, org_id FROM billing_customers ORDER BY org_id",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
         })
         .await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();

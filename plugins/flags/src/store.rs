@@ -251,7 +251,7 @@ impl Store {
                         Ok(Arc::new(OrgData {
                             slug: current.slug,
                             name: current.name,
-                            plan: tenancy.entitlements().plan(conn)?,
+                            plan: tenancy.entitlements().plan(&Sql::of(conn))?,
                             overrides,
                         }))
                     })

@@ -309,7 +309,7 @@ impl InvitationsApi {
                         "{email} already has a pending invitation; re-send it instead"
                     )));
                 }
-                if let Some(limit) = platform.tenancy().entitlements().seat_limit(tx)? {
+                if let Some(limit) = platform.tenancy().entitlements().seat_limit(&Sql::from(tx))? {
                     let open: u32 = Sql::from(tx).query_one(&format!("SELECT count(*) FROM invitations WHERE {OPEN} AND expires_at > ?1"), params![now_millis()], |r| r.get(0))?;
                     if bound::count_members(tx)? + open >= limit {
                         return Err(Error::PaymentRequired(format!(
