@@ -48,6 +48,6 @@ pub use plugin::{ApiPart, Plugin, Schedule};
 pub use server::App;
 
 /// Re-exported so plugins build their APIs against the exact versions core uses.
+/// (The database engine is not: plugins use [`sql`].)
 pub use poem;
 pub use poem_openapi;
-pub use rusqlite;
