@@ -331,12 +331,13 @@ pub const EXPORT_COLUMNS: [&str; 12] = [
 /// Runs `each` over the entries matching `filter`, newest first, after the entry
 /// `before` (an id), at most `limit` (None: all, streamed row by row).
 pub fn query(
-    conn: &Connection,
+    conn: &impl Handle,
     filter: &AuditFilter,
     before: Option<&str>,
     limit: Option<u32>,
     mut each: impl FnMut(AuditRow) -> Result<()>,
 ) -> Result<()> {
+    let conn = raw(conn);
     // Only the filters given appear in the SQL, so the planner can use the index
     // of the one that narrows (actor, org, action); a catch-all `(?1 IS NULL OR
     // col = ?1)` form scanned the whole log newest-first instead. Each combination

@@ -27,6 +27,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use crate::changes::{Changes, Noted};
 use crate::error::{Error, Result};
 use crate::group_commit::Queue;
+use crate::sql::Sql;
 
 /// How long a connection waits for the write lock before giving up with SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -193,7 +194,10 @@ impl Checkpointer {
     }
 
     pub async fn tick(&mut self) -> Result<()> {
-        let (frames, _) = self.db.call(|conn| Ok(checkpoint(conn)?)).await?;
+        let (frames, _) = self
+            .db
+            .call(|conn| Ok(checkpoint(crate::sql::raw(conn))?))
+            .await?;
         if frames < self.hold_at {
             // Started over since (or never grew): back to the first threshold.
             self.hold_at = self.hold_at.min(frames.max(0) + self.limit);
@@ -201,7 +205,10 @@ impl Checkpointer {
         }
         let _turn = async_write_gate(self.db.path()).lock_owned().await;
         let started = std::time::Instant::now();
-        let (frames, copied) = self.db.call(|conn| Ok(checkpoint(conn)?)).await?;
+        let (frames, copied) = self
+            .db
+            .call(|conn| Ok(checkpoint(crate::sql::raw(conn))?))
+            .await?;
         self.hold_at = frames + self.limit;
         let held = started.elapsed();
         if held > Duration::from_millis(200) {
@@ -456,13 +463,13 @@ impl Db {
     /// statements (atomic on their own). Anything larger goes through [`Db::write`].
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = db.conn()?;
-            f(&conn)
+            f(&Sql::of(&conn))
         })
         .await?
     }
@@ -473,7 +480,7 @@ impl Db {
     /// writes are rolled back (nothing half-written) and the others' stand.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         crate::group_commit::write(self, None, f).await
@@ -599,7 +606,7 @@ mod tests {
             writers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     db.write(|tx| {
-                        tx.execute("INSERT INTO t (blob) VALUES (zeroblob(3000))", [])?;
+                        tx.execute("INSERT INTO t (blob) VALUES (zeroblob(3000))", crate::params![])?;
                         Ok(())
                     })
                     .await
@@ -611,7 +618,10 @@ mod tests {
         let (mut largest, mut restarts, mut last) = (0, 0, 0);
         for _ in 0..150 {
             checkpointer.tick().await.expect("tick");
-            let (frames, _) = db.call(|conn| Ok(checkpoint(conn)?)).await.expect("frames");
+            let (frames, _) = db
+                .call(|conn| Ok(checkpoint(crate::sql::raw(conn))?))
+                .await
+                .expect("frames");
             if frames < last {
                 restarts += 1;
             }

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::{Transaction, TransactionBehavior};
+
+use crate::sql::Sql;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -75,13 +77,13 @@ impl Drop for Withdraw<'_> {
 /// are rolled back when it returns Err (or panics), and every other writer's stand.
 pub(crate) async fn write<T, F>(db: &Db, org: Option<Uuid>, f: F) -> Result<T>
 where
-    F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
     T: Send + 'static,
 {
     let (send, mut answer) = oneshot::channel::<Result<T>>();
     let work: Work = Box::new(move |tx| {
         let outcome = match tx {
-            Ok(tx) => in_savepoint(tx, f),
+            Ok(tx) => in_savepoint(tx, |tx| f(&Sql::of(tx))),
             Err(why) => Err(Error::Unavailable(format!("database unavailable: {why}"))),
         };
         Box::new(move |committed| {
@@ -254,7 +256,7 @@ mod tests {
     use crate::changes::Changes;
     use crate::db::Kind;
 
-    type TestWork = Box<dyn FnOnce(&Transaction<'_>) -> Result<i64> + Send>;
+    type TestWork = Box<dyn FnOnce(&Sql<'_>) -> Result<i64> + Send>;
 
     fn open() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -306,7 +308,7 @@ mod tests {
 
     fn insert(n: i64) -> TestWork {
         Box::new(move |tx| {
-            tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+            tx.execute("INSERT INTO t (n) VALUES (?1)", crate::params![n])?;
             Ok(n)
         })
     }
@@ -323,16 +325,19 @@ mod tests {
         for n in 0..30 {
             works.push(match n % 10 {
                 // Writes, then refuses: its row must not stay.
-                3 => Box::new(move |tx: &Transaction<'_>| {
+                3 => Box::new(move |tx: &Sql<'_>| {
+                    let tx = crate::sql::raw(tx);
                     tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                     Err(Error::Conflict(format!("refused {n}")))
                 }) as TestWork,
                 // A constraint violation (row 0 is already written in this batch).
-                5 => Box::new(|tx: &Transaction<'_>| {
+                5 => Box::new(|tx: &Sql<'_>| {
+                    let tx = crate::sql::raw(tx);
                     tx.execute("INSERT INTO t (n) VALUES (0)", [])?;
                     Ok(0)
                 }),
-                7 => Box::new(move |tx: &Transaction<'_>| {
+                7 => Box::new(move |tx: &Sql<'_>| {
+                    let tx = crate::sql::raw(tx);
                     tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                     panic!("a bug in one writer")
                 }),
@@ -373,7 +378,8 @@ mod tests {
             &db,
             vec![
                 insert(1),
-                Box::new(|tx: &Transaction<'_>| {
+                Box::new(|tx: &Sql<'_>| {
+                    let tx = crate::sql::raw(tx);
                     tx.execute_batch("ROLLBACK")?;
                     Ok(2)
                 }),

@@ -333,7 +333,7 @@ async fn worker(
         let db = platform.db().clone();
         let k = kinds.clone();
         let claimed = db
-            .call(move |conn| claim(conn, &k))
+            .call(move |conn| claim(raw(conn), &k))
             .await
             .inspect_err(|e| tracing::error!(error = %e, "could not claim a job"))
             .ok()
@@ -379,13 +379,13 @@ async fn run_one(platform: &Platform, handlers: &HashMap<String, JobHandler>, jo
         Ok(()) => {
             metrics.job_finished(&job.kind, "done", started.elapsed());
             let id = id.clone();
-            db.call(move |conn| finish(conn, &id)).await
+            db.call(move |conn| finish(raw(conn), &id)).await
         }
         Err(message) => {
             let next = now_millis() + platform.jobs().backoff(job.attempts).as_millis() as i64;
             let msg = message.clone();
             let job_id = id.clone();
-            let dead = db.call(move |conn| fail(conn, &job_id, &msg, next)).await;
+            let dead = db.call(move |conn| fail(raw(conn), &job_id, &msg, next)).await;
             if let Ok(dead) = dead {
                 let status = if dead { "dead" } else { "retry" };
                 metrics.job_finished(&job.kind, status, started.elapsed());

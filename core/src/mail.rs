@@ -182,6 +182,7 @@ impl Mailer {
         let row = platform
             .db()
             .call(move |conn| {
+                let conn = crate::sql::raw(conn);
                 Ok(conn
                     .query_row(
                         "SELECT to_address, subject, text_body, html_body FROM mail_outbox
@@ -215,6 +216,7 @@ impl Mailer {
         platform
             .db()
             .call(move |conn| {
+                let conn = crate::sql::raw(conn);
                 conn.execute(
                     "UPDATE mail_outbox SET sent_at = ?2, text_body = '', html_body = '' WHERE id = ?1",
                     params![id, now_rfc3339()],

@@ -99,6 +99,7 @@ impl OpsApi {
     async fn readyz(&self) -> ReadyResponse {
         let migrations = self.migrations.clone();
         let check = self.platform.db().call(move |conn| {
+            let conn = crate::sql::raw(conn);
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
             all_applied(conn, &migrations)
         });
@@ -147,6 +148,7 @@ impl OpsApi {
             .platform
             .db()
             .call(|conn| {
+                let conn = crate::sql::raw(conn);
                 let users: (i64, i64, i64, i64) = conn.query_row(
                     "SELECT count(*), count(email_verified_at), count(disabled_at), coalesce(sum(is_platform_admin), 0)
                      FROM users",

@@ -355,7 +355,7 @@ impl App {
                 }
             }
         });
-        let recovered = platform.db().call(crate::jobs::recover).await?;
+        let recovered = platform.db().call(|conn| crate::jobs::recover(conn)).await?;
         if recovered > 0 {
             tracing::info!(
                 recovered,

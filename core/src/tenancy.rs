@@ -151,13 +151,13 @@ impl TenantDb {
     /// Reads (or single statements) on a bound connection, on the blocking pool.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = db.conn()?;
-            f(&conn)
+            f(&Sql::of(&conn))
         })
         .await?
     }
@@ -166,7 +166,7 @@ impl TenantDb {
     /// transaction: `before` runs first in that transaction (publish, audit).
     pub async fn delete_org<F>(&self, before: F) -> Result<()>
     where
-        F: FnOnce(&Transaction<'_>) -> Result<()> + Send + 'static,
+        F: FnOnce(&Sql<'_>) -> Result<()> + Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -176,7 +176,7 @@ impl TenantDb {
             let gate = crate::db::write_gate(&conn);
             let _turn = gate.lock();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            before(&tx)?;
+            before(&Sql::of(&tx))?;
             {
                 // Only this statement, on the bound org, may cascade into tenant tables.
                 let _on = switch.on();
@@ -192,7 +192,7 @@ impl TenantDb {
     /// immediate transaction, answered once committed.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         crate::group_commit::write(&self.pool, Some(self.org), f).await
@@ -267,7 +267,8 @@ impl Tenancy {
         let membership = self
             .memberships
             .get_or_load((org, user), || async move {
-                root.call(move |conn| membership_of(conn, org, user)).await
+                root.call(move |conn| membership_of(crate::sql::raw(conn), org, user))
+                    .await
             })
             .await?;
         let Some(Membership { role, suspended }) = membership else {
@@ -316,6 +317,7 @@ impl Tenancy {
     ) -> Result<Vec<OrgMembership>> {
         self.root
             .call(move |conn| {
+                let conn = crate::sql::raw(conn);
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
                 let mut stmt = conn.prepare_cached(
                     "SELECT m.id, o.id, o.name, o.slug, o.created_at, m.role
@@ -354,6 +356,7 @@ impl Tenancy {
     pub async fn search_orgs(&self, q: String, limit: u32, after: Option<Uuid>) -> Result<Vec<OrgSummary>> {
         self.root
             .call(move |conn| {
+                let conn = crate::sql::raw(conn);
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
                 let prefix = format!("{}%", crate::db::like_literal(&q));
                 let mut stmt = conn.prepare_cached(
@@ -395,6 +398,7 @@ impl Tenancy {
     pub async fn counts(&self) -> Result<(i64, i64, i64)> {
         self.root
             .call(|conn| {
+                let conn = crate::sql::raw(conn);
                 Ok(conn.query_row(
                     "SELECT (SELECT count(*) FROM organizations),
                             (SELECT count(*) FROM organizations WHERE suspended_at IS NOT NULL),
@@ -410,6 +414,7 @@ impl Tenancy {
     pub async fn org_exists(&self, org: Uuid) -> Result<bool> {
         self.root
             .call(move |conn| {
+                let conn = crate::sql::raw(conn);
                 Ok(conn
                     .prepare_cached("SELECT 1 FROM organizations WHERE id = ?1")?
                     .exists([org.to_string()])?)
@@ -421,6 +426,7 @@ impl Tenancy {
     pub async fn slug_taken(&self, slug: String) -> Result<bool> {
         self.root
             .call(move |conn| {
+                let conn = crate::sql::raw(conn);
                 Ok(conn
                     .prepare_cached("SELECT 1 FROM organizations WHERE slug = ?1")?
                     .exists([slug])?)

@@ -315,9 +315,14 @@ async fn sigterm_under_load_drops_no_acknowledged_request() {
 async fn concurrent_read_then_write_transactions_never_fail_busy() {
     let app = TestApp::builder().plugin(Widgets::default()).spawn().await;
     let db = app.platform.db().clone();
-    db.write(|tx| Ok(tx.execute("INSERT INTO widgets (id, name) VALUES ('counter', 'counter')", [])?))
-        .await
-        .expect("seed");
+    db.write(|tx| {
+        tx.execute(
+            "INSERT INTO widgets (id, name) VALUES ('counter', 'counter')",
+            plinth_core::params![],
+        )
+    })
+    .await
+    .expect("seed");
     let writers: Vec<_> = (0..8)
         .map(|_| {
             let db = db.clone();
@@ -326,11 +331,15 @@ async fn concurrent_read_then_write_transactions_never_fail_busy() {
                     // Read, then write what was read: a deferred transaction here
                     // would hit SQLITE_BUSY_SNAPSHOT under contention.
                     db.write(|tx| {
-                        let n: i64 =
-                            tx.query_row("SELECT processed FROM widgets WHERE id = 'counter'", [], |r| {
-                                r.get(0)
-                            })?;
-                        tx.execute("UPDATE widgets SET processed = ?1 WHERE id = 'counter'", [n + 1])?;
+                        let n: i64 = tx.query_one(
+                            "SELECT processed FROM widgets WHERE id = 'counter'",
+                            plinth_core::params![],
+                            |r| r.get(0),
+                        )?;
+                        tx.execute(
+                            "UPDATE widgets SET processed = ?1 WHERE id = 'counter'",
+                            plinth_core::params![n + 1],
+                        )?;
                         Ok(())
                     })
                     .await

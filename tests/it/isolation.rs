@@ -193,7 +193,11 @@ async fn unfiltered_selects_through_the_bound_handle_see_only_that_org() {
             .platform
             .tenancy()
             .bind(acme.org)
-            .call(move |c| Ok(c.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?))
+            .call(move |c| {
+                c.query_one(&sql, plinth_core::params![], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+            })
             .await
             .expect("query");
         assert_eq!((n, distinct, org), (expected, 1, acme.org.to_string()), "{view}");
@@ -222,7 +226,12 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
         // A row claiming another org is refused.
         let (v, g) = (view.clone(), globex.clone());
         let insert = bound
-            .write(move |tx| Ok(tx.execute(&format!("INSERT INTO {v} (org_id) VALUES (?1)"), [g])?))
+            .write(move |tx| {
+                tx.execute(
+                    &format!("INSERT INTO {v} (org_id) VALUES (?1)"),
+                    plinth_core::params![g],
+                )
+            })
             .await;
         assert!(
             insert.is_err(),
@@ -231,7 +240,7 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
         // Moving the org's rows to another org is refused.
         let (v, g) = (view.clone(), globex.clone());
         let moved = bound
-            .write(move |tx| Ok(tx.execute(&format!("UPDATE {v} SET org_id = ?1"), [g])?))
+            .write(move |tx| tx.execute(&format!("UPDATE {v} SET org_id = ?1"), plinth_core::params![g]))
             .await;
         assert!(moved.is_err(), "update of {view} to another org_id succeeded");
     }
@@ -241,7 +250,7 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
     for table in &order {
         let view = view_of(table);
         let deleted = bound
-            .write(move |tx| Ok(tx.execute(&format!("DELETE FROM {view}"), [])?))
+            .write(move |tx| tx.execute(&format!("DELETE FROM {view}"), plinth_core::params![]))
             .await;
         if APPEND_ONLY.contains(&table.as_str()) || DERIVED.contains(&table.as_str()) {
             assert!(deleted.is_err(), "a delete from the ledger {table} succeeded");
@@ -269,9 +278,12 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
         .write(move |tx| {
             tx.execute(
                 "UPDATE memberships SET role = 'viewer' WHERE id = ?1",
-                [&globex_membership],
+                plinth_core::params![globex_membership],
             )?;
-            tx.execute("DELETE FROM memberships WHERE id = ?1", [&globex_membership])?;
+            tx.execute(
+                "DELETE FROM memberships WHERE id = ?1",
+                plinth_core::params![globex_membership],
+            )?;
             Ok(())
         })
         .await
@@ -323,15 +335,23 @@ async fn tenant_connections_reach_views_and_nothing_else() {
         "PRAGMA writable_schema = ON",
     ];
     for sql in refused {
-        let result = bound.call(move |c| Ok(c.prepare(sql).map(|_| ())?)).await;
+        let result = bound
+            .call(move |c| c.query_all(sql, plinth_core::params![], |_| Ok(())).map(|_| ()))
+            .await;
         assert!(result.is_err(), "a tenant connection may run: {sql}");
     }
     // What tenant code needs still works: views, and appending to the shared logs.
     let jobs = acme.app.platform.jobs().clone();
     bound
         .write(move |tx| {
-            tx.query_row("SELECT count(*) FROM org_users", [], |r| r.get::<_, i64>(0))?;
-            tx.query_row("SELECT count(*) FROM org_audit_log", [], |r| r.get::<_, i64>(0))?;
+            tx.query_one("SELECT count(*) FROM org_users", plinth_core::params![], |r| {
+                r.get::<i64>(0)
+            })?;
+            tx.query_one(
+                "SELECT count(*) FROM org_audit_log",
+                plinth_core::params![],
+                |r| r.get::<i64>(0),
+            )?;
             jobs.enqueue(tx, "nobody.handles.this", &json!({}))?;
             plinth_core::audit::record(tx, &plinth_core::audit::AuditEntry::new("test.entry"))?;
             Ok(())
@@ -346,23 +366,36 @@ async fn system_connections_refuse_tenant_tables_and_see_no_tenant_rows() {
     let db = acme.app.platform.db().clone();
     let direct = db
         .call(|c| {
-            Ok(c.query_row("SELECT count(*) FROM tenant_memberships", [], |r| {
-                r.get::<_, i64>(0)
-            })?)
+            c.query_one(
+                "SELECT count(*) FROM tenant_memberships",
+                plinth_core::params![],
+                |r| r.get::<i64>(0),
+            )
         })
         .await;
     assert!(direct.is_err(), "the system pool reads tenant_memberships");
     let through_view = db
-        .call(|c| Ok(c.query_row("SELECT count(*) FROM memberships", [], |r| r.get::<_, i64>(0))?))
+        .call(|c| {
+            c.query_one("SELECT count(*) FROM memberships", plinth_core::params![], |r| {
+                r.get::<i64>(0)
+            })
+        })
         .await
         .expect("view");
     assert_eq!(through_view, 0, "unbound: current_org() is NULL, no row matches");
     let org = acme.org.to_string();
     let write = db
-        .call(move |c| Ok(c.execute("INSERT INTO memberships (org_id) VALUES (?1)", [org])?))
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO memberships (org_id) VALUES (?1)",
+                plinth_core::params![org],
+            )
+        })
         .await;
     assert!(write.is_err(), "an unbound connection wrote a tenant row");
-    let ddl = db.call(|c| Ok(c.execute_batch("CREATE TABLE sneaky (a)")?)).await;
+    let ddl = db
+        .call(|c| c.execute("CREATE TABLE sneaky (a)", plinth_core::params![]))
+        .await;
     assert!(ddl.is_err());
 }
 
@@ -374,9 +407,13 @@ async fn a_pooled_connection_never_carries_an_org_into_the_next_checkout() {
     let current = |org| {
         let db = tenancy.bind(org);
         async move {
-            db.call(|c| Ok(c.query_row("SELECT current_org()", [], |r| r.get::<_, Option<String>>(0))?))
-                .await
-                .expect("query")
+            db.call(|c| {
+                c.query_one("SELECT current_org()", plinth_core::params![], |r| {
+                    r.get::<Option<String>>(0)
+                })
+            })
+            .await
+            .expect("query")
         }
     };
     assert_eq!(current(acme.org).await, Some(acme.org.to_string()));
@@ -400,8 +437,9 @@ async fn cached_statements_follow_the_binding_of_each_checkout() {
         let db = tenancy.bind(org);
         async move {
             db.call(|c| {
-                Ok(c.prepare_cached("SELECT count(*) FROM memberships")?
-                    .query_row([], |r| r.get::<_, i64>(0))?)
+                c.query_one("SELECT count(*) FROM memberships", plinth_core::params![], |r| {
+                    r.get::<i64>(0)
+                })
             })
             .await
             .expect("query")
@@ -444,7 +482,11 @@ async fn every_kind_of_connection_knows_current_org() {
     let system = app
         .platform
         .db()
-        .call(|c| Ok(c.query_row("SELECT current_org()", [], |r| r.get::<_, Option<String>>(0))?))
+        .call(|c| {
+            c.query_one("SELECT current_org()", plinth_core::params![], |r| {
+                r.get::<Option<String>>(0)
+            })
+        })
         .await
         .expect("function");
     assert_eq!(system, None);
@@ -487,9 +529,11 @@ async fn tenant_queries_use_the_org_index() {
         .tenancy()
         .bind(acme.org)
         .call(|c| {
-            let mut stmt = c.prepare("EXPLAIN QUERY PLAN SELECT role FROM memberships WHERE user_id = ?1")?;
-            let rows = stmt.query_map(["x"], |r| r.get::<_, String>(3))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            c.query_all(
+                "EXPLAIN QUERY PLAN SELECT role FROM memberships WHERE user_id = ?1",
+                plinth_core::params!["x"],
+                |r| r.get::<String>(3),
+            )
         })
         .await
         .expect("plan");

@@ -78,7 +78,7 @@ impl Plugin for Widgets {
             ctx.platform
                 .db()
                 .call(move |conn| {
-                    Sql::of(conn).execute(
+                    conn.execute(
                         "UPDATE widgets SET processed = processed + 1 WHERE id = ?1",
                         params![id],
                     )?;
@@ -143,7 +143,7 @@ impl WidgetsApi {
             .platform
             .db()
             .call(|conn| {
-                Sql::of(conn).query_all("SELECT id, name FROM widgets ORDER BY id", params![], |r| {
+                conn.query_all("SELECT id, name FROM widgets ORDER BY id", params![], |r| {
                     Ok(Widget {
                         id: r.get(0)?,
                         name: r.get(1)?,
@@ -172,7 +172,7 @@ impl WidgetsApi {
         self.platform
             .db()
             .write(move |tx| {
-                let inserted = Sql::of(tx).execute(
+                let inserted = tx.execute(
                     "INSERT INTO widgets (id, name) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
                     params![widget_id, widget_name],
                 )?;

@@ -81,12 +81,13 @@ pub fn create(
 /// Opens a short impersonation session of `user` for staff member `staff`: no
 /// refresh token, no idle extension; it ends at `ttl`.
 pub fn create_impersonation(
-    conn: &Connection,
+    conn: &impl Handle,
     user: Uuid,
     staff: Uuid,
     ttl: std::time::Duration,
     client: &ClientInfo,
 ) -> Result<Uuid> {
+    let conn = raw(conn);
     let id = Uuid::now_v7();
     let now = now_rfc3339();
     let end = now_millis() + ttl.as_millis() as i64;

@@ -327,7 +327,7 @@ impl AuditApi {
         operation_id = "adminVerifyAuditLog"
     )]
     async fn verify(&self, _auth: StaffAuth) -> Result<Json<ChainReport>> {
-        let report = self.0.platform.db().call(audit::verify).await?;
+        let report = self.0.platform.db().call(|conn| audit::verify(conn)).await?;
         let (broken_at, reason) = match report.broken {
             Some((seq, why)) => (Some(seq), Some(why)),
             None => (None, None),

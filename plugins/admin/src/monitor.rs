@@ -2,7 +2,6 @@
 
 use plinth_core::identity::auth::StaffAuth;
 use plinth_core::jobs::{self, JobStatus};
-use plinth_core::sql::Sql;
 use plinth_core::{Error, Result, params};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -109,7 +108,7 @@ impl MonitorApi {
             .platform
             .db()
             .call(move |conn| {
-                let sql = Sql::of(conn);
+                let sql = *conn;
                 let counts: (i64, i64, i64, i64) = sql.query_one(
                     "SELECT count(*), count(email_verified_at), count(disabled_at), coalesce(sum(is_platform_admin), 0)
                      FROM users",
@@ -149,7 +148,7 @@ impl MonitorApi {
             .db()
             .call(|conn| {
                 let counts = jobs::counts(conn)?;
-                let failures = Sql::of(conn).query_all(
+                let failures = conn.query_all(
                     "SELECT kind, status, attempts, last_error, updated_at FROM jobs
                      WHERE last_error IS NOT NULL ORDER BY updated_at DESC LIMIT 20",
                     params![],

@@ -5,7 +5,6 @@ use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::StaffAuth;
 use plinth_core::pagination::Page;
-use plinth_core::sql::Sql;
 use plinth_core::tenancy::{OrgSummary, Role, bound};
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};
@@ -94,7 +93,7 @@ impl OrgsApi {
                     slug: current.slug,
                     created_at: parse_time(&current.created_at)?,
                     suspended: bound::is_suspended(conn)?,
-                    plan: tenancy.entitlements().plan(&Sql::of(conn))?,
+                    plan: tenancy.entitlements().plan(conn)?,
                     members,
                     member_count: bound::count_members(conn)?,
                 })

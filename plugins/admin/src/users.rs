@@ -117,7 +117,7 @@ impl UsersApi {
             .platform
             .db()
             .write(move |tx| {
-                let details = change(&Sql::of(tx))?;
+                let details = change(tx)?;
                 plinth_core::audit::record(
                     tx,
                     &AuditEntry::new(action)
@@ -423,7 +423,7 @@ impl UsersApi {
         let target = self.user(id.0).await?;
         if target.is_platform_admin {
             let db = self.0.platform.db().clone();
-            if db.call(users::count_staff).await? <= 1 {
+            if db.call(|conn| users::count_staff(conn)).await? <= 1 {
                 return Err(Error::Conflict(
                     "the platform must keep at least one staff member".into(),
                 ));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use plinth_core::db::now_rfc3339;
 use plinth_core::params;
-use plinth_core::sql::{Handle, Sql};
+use plinth_core::sql::Sql;
 use plinth_core::{Error, Result};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time};
@@ -180,7 +180,7 @@ fn opt_time(s: Option<String>) -> Result<Option<OffsetDateTime>> {
 }
 
 /// The bound org's account (the default state when it has no row yet).
-pub fn load(conn: &impl Handle, org: Uuid, catalog: &Catalog, now: OffsetDateTime) -> Result<Account> {
+pub fn load(conn: &Sql<'_>, org: Uuid, catalog: &Catalog, now: OffsetDateTime) -> Result<Account> {
     type Row = (
         String,
         String,
@@ -195,7 +195,7 @@ pub fn load(conn: &impl Handle, org: Uuid, catalog: &Catalog, now: OffsetDateTim
         Option<String>,
         i64,
     );
-    let row: Option<Row> = Sql::from(conn).query_opt(
+    let row: Option<Row> = conn.query_opt(
         &format!("SELECT {COLUMNS} FROM billing_accounts"),
         params![],
         |r| {
@@ -251,7 +251,7 @@ pub fn load(conn: &impl Handle, org: Uuid, catalog: &Catalog, now: OffsetDateTim
 }
 
 /// Writes the account (insert or update) on a connection bound to its org.
-pub fn save(conn: &impl Handle, account: &mut Account) -> Result<()> {
+pub fn save(conn: &Sql<'_>, account: &mut Account) -> Result<()> {
     let sql = if account.stored {
         "UPDATE billing_accounts SET plan_id = ?2, status = ?3, stripe_customer_id = ?4,
              stripe_subscription_id = ?5, stripe_item_id = ?6, quantity = ?7, current_period_start = ?8,
@@ -264,7 +264,7 @@ pub fn save(conn: &impl Handle, account: &mut Account) -> Result<()> {
              past_due_since, stripe_version, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     };
-    Sql::from(conn).execute(
+    conn.execute(
         sql,
         params![
             account.org_id.to_string(),

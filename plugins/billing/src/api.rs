@@ -1450,7 +1450,7 @@ impl AdminBillingApi {
             .db()
             .call(move |conn| {
                 let (t, id) = after.unzip();
-                Sql::of(conn).query_all(
+                conn.query_all(
                     &format!(
                         "SELECT {EVENT_COLUMNS} FROM billing_webhook_events
                          WHERE (?1 IS NULL OR (received_at, id) < (?1, ?2)) AND (?3 IS NULL OR type = ?3)
@@ -1483,7 +1483,7 @@ impl AdminBillingApi {
             .platform
             .db()
             .call(move |conn| {
-                Sql::from(conn).query_opt(
+                conn.query_opt(
                     &format!("SELECT {EVENT_COLUMNS} FROM billing_webhook_events WHERE id = ?1"),
                     params![id],
                     |r| event_view(r, true),
@@ -1540,8 +1540,7 @@ impl AdminBillingApi {
             .platform
             .db()
             .write(move |tx| {
-                let exists =
-                    Sql::from(tx).exists("SELECT 1 FROM billing_plans WHERE id = ?1", params![plan.id])?;
+                let exists = tx.exists("SELECT 1 FROM billing_plans WHERE id = ?1", params![plan.id])?;
                 if create && exists {
                     return Err(Error::Conflict(format!("a plan `{}` already exists", plan.id)));
                 }
@@ -1566,7 +1565,7 @@ impl AdminBillingApi {
             .await?;
         // The catalogue is reread after the commit, so no reader sees an uncommitted plan.
         let conn = self.0.platform.db().conn()?;
-        shared.reload_plans(&conn)?;
+        shared.reload_plans(&Sql::from(&conn))?;
         Ok(PlanView::new(&saved, true))
     }
 }

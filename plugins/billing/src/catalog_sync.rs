@@ -63,7 +63,7 @@ pub async fn sync_plans(platform: &Platform, shared: &Shared, dry_run: bool) -> 
                 let updated = platform
                     .db()
                     .write(move |tx| {
-                        let n = Sql::from(tx).execute(
+                        let n = tx.execute(
                             "UPDATE billing_plans SET stripe_price_id = ?2, updated_at = ?3
                              WHERE id = ?1 AND stripe_price_id IS NULL",
                             params![id, stored, plinth_core::db::now_rfc3339()],
@@ -104,7 +104,7 @@ pub async fn sync_plans(platform: &Platform, shared: &Shared, dry_run: bool) -> 
     }
     if changed {
         let conn = platform.db().conn()?;
-        shared.reload_plans(&conn)?;
+        shared.reload_plans(&Sql::from(&conn))?;
     }
     Ok(lines)
 }

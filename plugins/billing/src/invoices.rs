@@ -8,7 +8,7 @@ use std::time::Duration;
 use plinth_core::db::now_rfc3339;
 use plinth_core::jobs::{EnqueueOptions, JobContext, JobHandler};
 use plinth_core::params;
-use plinth_core::sql::{Handle, Row as SqlRow, Sql};
+use plinth_core::sql::{Row as SqlRow, Sql};
 use plinth_core::{Error, Platform, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -98,16 +98,16 @@ fn from_row(r: &SqlRow<'_>) -> Result<Invoice> {
 }
 
 /// The bound org's invoices, newest first (keyset on the time-ordered id).
-pub fn list(conn: &impl Handle, limit: u32, before: Option<Uuid>) -> Result<Vec<Invoice>> {
-    Sql::from(conn).query_all(
+pub fn list(conn: &Sql<'_>, limit: u32, before: Option<Uuid>) -> Result<Vec<Invoice>> {
+    conn.query_all(
         &format!("SELECT {COLUMNS} FROM invoices WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2"),
         params![before, limit],
         from_row,
     )
 }
 
-pub fn get(conn: &impl Handle, id: Uuid) -> Result<Option<Invoice>> {
-    Sql::from(conn).query_opt(
+pub fn get(conn: &Sql<'_>, id: Uuid) -> Result<Option<Invoice>> {
+    conn.query_opt(
         &format!("SELECT {COLUMNS} FROM invoices WHERE id = ?1"),
         params![id.to_string()],
         from_row,
@@ -168,7 +168,7 @@ pub async fn apply_stripe_invoice(
         .tenancy()
         .bind(org)
         .write(move |tx| {
-            let stored: Option<(String, String, i64)> = Sql::from(tx).query_opt("SELECT id, status, stripe_version FROM invoices WHERE stripe_invoice_id = ?1", params![stripe_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let stored: Option<(String, String, i64)> = tx.query_opt("SELECT id, status, stripe_version FROM invoices WHERE stripe_invoice_id = ?1", params![stripe_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             if let Some((_, old_status, old_version)) = &stored {
                 let older = version < *old_version || (version == *old_version && rank(&status) < rank(old_status));
                 if older {
@@ -195,11 +195,11 @@ pub async fn apply_stripe_invoice(
                 now,
             ];
             if stored.is_none() {
-                Sql::from(tx).execute("INSERT INTO invoices (id, org_id, source, stripe_invoice_id, status, currency, subtotal, total,
+                tx.execute("INSERT INTO invoices (id, org_id, source, stripe_invoice_id, status, currency, subtotal, total,
                          amount_due, created_at, updated_at)
                      VALUES (?1, ?2, 'stripe', ?3, 'draft', 'usd', 0, 0, 0, ?4, ?4)", params![Uuid::now_v7().to_string(), org.to_string(), stripe_id, now])?;
             }
-            Sql::from(tx).execute("UPDATE invoices SET number = ?2, status = ?3, currency = ?4, subtotal = ?5, tax = ?6,
+            tx.execute("UPDATE invoices SET number = ?2, status = ?3, currency = ?4, subtotal = ?5, tax = ?6,
                      total = ?7, amount_due = ?8, amount_paid = ?9, period_start = ?10, period_end = ?11,
                      lines = ?12, hosted_url = ?13, pdf_url = ?14, stripe_version = ?15, updated_at = ?16
                  WHERE stripe_invoice_id = ?1", values)?;
@@ -261,7 +261,7 @@ pub fn close_periods_job(shared: Arc<Shared>) -> JobHandler {
 }
 
 /// Enqueues the closing of the bound org's current local period at its end.
-pub fn schedule_close(tx: &impl Handle, platform: &Platform, org: Uuid, end: OffsetDateTime) -> Result<()> {
+pub fn schedule_close(tx: &Sql<'_>, platform: &Platform, org: Uuid, end: OffsetDateTime) -> Result<()> {
     let wait = (end - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
     platform.jobs().enqueue_with(
         tx,
@@ -312,7 +312,7 @@ pub async fn close_period(
                     amount: plan.price_cents,
                 });
             }
-            let used: Vec<(String, i64)> = Sql::from(tx).query_all(
+            let used: Vec<(String, i64)> = tx.query_all(
                 "SELECT metric, total FROM usage_totals WHERE period_start = ?1 ORDER BY metric",
                 params![start],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -334,7 +334,7 @@ pub async fn close_period(
             if total > 0 {
                 let id = Uuid::now_v7();
                 let at = now_rfc3339();
-                Sql::from(tx).execute("INSERT INTO invoices (id, org_id, source, status, currency, subtotal, tax, total, amount_due,
+                tx.execute("INSERT INTO invoices (id, org_id, source, status, currency, subtotal, tax, total, amount_due,
                          amount_paid, period_start, period_end, lines, created_at, updated_at)
                      VALUES (?1, ?2, 'local', 'open', ?3, ?4, 0, ?4, ?4, 0, ?5, ?6, ?7, ?8, ?8)", params![
                     id.to_string(),

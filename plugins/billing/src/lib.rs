@@ -24,7 +24,7 @@ use plinth_core::jobs::JobHandler;
 use plinth_core::migrations::Migration;
 use plinth_core::params;
 use plinth_core::seed::SeedOptions;
-use plinth_core::sql::{Handle, Sql};
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::{Entitlements, SeedContext};
 use plinth_core::{ApiPart, Config, Error, Platform, Plugin, Result, Schedule};
 use serde_json::{Value, json};
@@ -43,11 +43,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn catalog(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
+    pub(crate) fn catalog(&self, conn: &Sql<'_>) -> Result<Arc<Catalog>> {
         self.plans.current(conn)
     }
 
-    pub(crate) fn reload_plans(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
+    pub(crate) fn reload_plans(&self, conn: &Sql<'_>) -> Result<Arc<Catalog>> {
         self.plans.reload(conn)
     }
 
@@ -68,8 +68,8 @@ impl Shared {
     }
 
     /// The bound org's account and the plan it is entitled to now.
-    pub(crate) fn entitled(&self, conn: &impl Handle) -> Result<(account::Account, Arc<Catalog>)> {
-        let org: Option<Uuid> = Sql::from(conn).query_one("SELECT current_org()", params![], |r| r.get(0))?;
+    pub(crate) fn entitled(&self, conn: &Sql<'_>) -> Result<(account::Account, Arc<Catalog>)> {
+        let org: Option<Uuid> = conn.query_one("SELECT current_org()", params![], |r| r.get(0))?;
         let org = org.ok_or_else(|| Error::internal("entitlements asked on an unbound connection"))?;
         let catalog = self.catalog(conn)?;
         let account = account::load(conn, org, &catalog, OffsetDateTime::now_utc())?;
@@ -80,7 +80,7 @@ impl Shared {
 /// Records a billing change: an audit entry, and an event (which the activity feed
 /// and the flags' plan cache follow), in the caller's transaction.
 pub(crate) fn record_change(
-    tx: &impl Handle,
+    tx: &Sql<'_>,
     platform: &Platform,
     org: Uuid,
     actor: Option<Uuid>,

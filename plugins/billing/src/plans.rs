@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use plinth_core::params;
-use plinth_core::sql::{Handle, Row, Sql, is_unique_violation};
+use plinth_core::sql::{Row, Sql, is_unique_violation};
 use plinth_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -137,7 +137,7 @@ impl Catalog {
 pub struct Plans(RwLock<Option<Arc<Catalog>>>);
 
 impl Plans {
-    pub fn current(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
+    pub fn current(&self, conn: &Sql<'_>) -> Result<Arc<Catalog>> {
         match self.cached() {
             Some(catalog) => Ok(catalog),
             None => self.reload(conn),
@@ -153,7 +153,7 @@ impl Plans {
     }
 
     /// Reads the catalogue again (after every staff change).
-    pub fn reload(&self, conn: &impl Handle) -> Result<Arc<Catalog>> {
+    pub fn reload(&self, conn: &Sql<'_>) -> Result<Arc<Catalog>> {
         let catalog = Arc::new(load(conn)?);
         match self.0.write() {
             Ok(mut c) => *c = Some(catalog.clone()),
@@ -187,8 +187,8 @@ fn from_row(r: &Row<'_>) -> Result<Plan> {
     })
 }
 
-pub fn load(db: &impl Handle) -> Result<Catalog> {
-    let plans = Sql::from(db).query_all(
+pub fn load(db: &Sql<'_>) -> Result<Catalog> {
+    let plans = db.query_all(
         &format!("SELECT {COLUMNS} FROM plan_catalog ORDER BY position, price_cents, id"),
         params![],
         from_row,
@@ -197,9 +197,9 @@ pub fn load(db: &impl Handle) -> Result<Catalog> {
 }
 
 /// Inserts or replaces a plan; making it the default demotes the previous one.
-pub fn save(db: &impl Handle, plan: &Plan) -> Result<()> {
+pub fn save(db: &Sql<'_>, plan: &Plan) -> Result<()> {
     let now = plinth_core::db::now_rfc3339();
-    let sql = Sql::from(db);
+    let sql = *db;
     if plan.is_default {
         sql.execute(
             "UPDATE billing_plans SET is_default = 0 WHERE id <> ?1 AND is_default = 1",

@@ -24,10 +24,11 @@ fn quota(limit: i64, over: Over, unit_price_cents: i64, unit_size: i64) -> Quota
 }
 
 pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared) -> Result<()> {
+    let sql = Sql::from(ctx);
     if !options.demo {
         return Ok(());
     }
-    let mut catalog = plans::load(ctx)?;
+    let mut catalog = plans::load(&sql)?;
     // The default plan gets demo limits only while nobody has edited it.
     if let Ok(free) = catalog.default_plan()
         && free.id == "free"
@@ -38,7 +39,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
         free.description = "For trying things out".into();
         free.seat_limit = Some(5);
         free.quotas = BTreeMap::from([("api_calls".to_string(), quota(1_000, Over::Block, 0, 1))]);
-        plans::save(ctx, &free)?;
+        plans::save(&sql, &free)?;
     }
     let demo = [
         Plan {
@@ -76,11 +77,11 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
     ];
     for plan in &demo {
         if catalog.get(&plan.id).is_none() {
-            plans::save(ctx, plan)?;
+            plans::save(&sql, plan)?;
         }
     }
-    catalog = plans::load(ctx)?;
-    let acme: Option<String> = Sql::from(ctx).query_opt(
+    catalog = plans::load(&sql)?;
+    let acme: Option<String> = sql.query_opt(
         "SELECT id FROM organizations WHERE slug = ?1",
         params![DEMO_ORG.1],
         |r| r.get(0),
@@ -89,14 +90,14 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
         let acme = Uuid::parse_str(&acme).map_err(Error::internal)?;
         ctx.bind(acme);
         let now = OffsetDateTime::now_utc();
-        let mut account = account::load(ctx, acme, &catalog, now)?;
+        let mut account = account::load(&sql, acme, &catalog, now)?;
         if !account.stored {
             account.plan_id = "pro".into();
             account.period_start = now;
             account.period_end = add_interval(now, Interval::Month);
-            account::save(ctx, &mut account)?;
+            account::save(&sql, &mut account)?;
         }
     }
-    shared.reload_plans(ctx)?;
+    shared.reload_plans(&sql)?;
     Ok(())
 }

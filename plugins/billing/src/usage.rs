@@ -8,7 +8,7 @@ use std::sync::Arc;
 use plinth_core::db::now_rfc3339;
 use plinth_core::jobs::{JobContext, JobHandler};
 use plinth_core::params;
-use plinth_core::sql::{Handle, Sql};
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::bound;
 use plinth_core::{Error, Platform, Result};
 use serde_json::json;
@@ -52,8 +52,8 @@ pub fn valid_metric(metric: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.' || b == b'-')
 }
 
-fn used(conn: &impl Handle, metric: &str, period_start: &str) -> Result<i64> {
-    Ok(Sql::from(conn)
+fn used(conn: &Sql<'_>, metric: &str, period_start: &str) -> Result<i64> {
+    Ok(conn
         .query_opt(
             "SELECT total FROM usage_totals WHERE period_start = ?1 AND metric = ?2",
             params![period_start, metric],
@@ -67,7 +67,7 @@ fn used(conn: &impl Handle, metric: &str, period_start: &str) -> Result<i64> {
 /// a blocking quota refuses what would pass it with 402.
 #[allow(clippy::too_many_arguments)]
 pub fn record(
-    tx: &impl Handle,
+    tx: &Sql<'_>,
     platform: &Platform,
     shared: &Shared,
     org: Uuid,
@@ -81,7 +81,7 @@ pub fn record(
     let account = account::load(tx, org, &catalog, now)?;
     let plan = account.effective_plan(&catalog, shared.grace(), now)?;
     let quota = plan.quotas.get(metric).cloned();
-    let previous: Option<(String, String, i64, String, String)> = Sql::from(tx).query_opt(
+    let previous: Option<(String, String, i64, String, String)> = tx.query_opt(
         "SELECT id, metric, quantity, created_at, period_start FROM usage_events WHERE idempotency_key = ?1",
         params![key],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -117,7 +117,7 @@ pub fn record(
     }
     let id = Uuid::now_v7().to_string();
     let at = now_rfc3339();
-    Sql::from(tx).execute("INSERT INTO usage_events (id, org_id, metric, quantity, idempotency_key, actor_id, period_start, created_at)
+    tx.execute("INSERT INTO usage_events (id, org_id, metric, quantity, idempotency_key, actor_id, period_start, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![id, org.to_string(), metric, quantity, key, actor.to_string(), period, at])?;
     if account.stripe_customer_id.is_some() && shared.stripe(platform.config())?.is_some() {
         platform
@@ -137,7 +137,7 @@ pub fn record(
 }
 
 /// The current period and every metric with usage or a quota in it.
-pub fn totals(conn: &impl Handle, shared: &Shared, org: Uuid) -> Result<(String, String, Vec<Total>)> {
+pub fn totals(conn: &Sql<'_>, shared: &Shared, org: Uuid) -> Result<(String, String, Vec<Total>)> {
     let catalog = shared.catalog(conn)?;
     let now = OffsetDateTime::now_utc();
     let account = account::load(conn, org, &catalog, now)?;
@@ -146,7 +146,7 @@ pub fn totals(conn: &impl Handle, shared: &Shared, org: Uuid) -> Result<(String,
     let period = format_time(start);
     let mut used_by_metric: std::collections::BTreeMap<String, i64> =
         plan.quotas.keys().map(|m| (m.clone(), 0)).collect();
-    let rows = Sql::from(conn).query_all(
+    let rows = conn.query_all(
         "SELECT metric, total FROM usage_totals WHERE period_start = ?1",
         params![period],
         |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
@@ -193,7 +193,7 @@ async fn report(platform: &Platform, shared: &Shared, payload: &serde_json::Valu
     let key = usage.clone();
     let found: Option<(String, i64, Option<String>, Option<String>)> = db
         .call(move |conn| {
-            Sql::from(conn).query_opt(
+            conn.query_opt(
                 "SELECT u.metric, u.quantity, u.reported_at, a.stripe_customer_id
                      FROM usage_events u LEFT JOIN billing_accounts a ON a.org_id = u.org_id WHERE u.id = ?1",
                 params![key],
@@ -209,7 +209,7 @@ async fn report(platform: &Platform, shared: &Shared, payload: &serde_json::Valu
     }
     stripe.meter_event(&metric, &customer, quantity, &usage).await?;
     db.write(move |tx| {
-        Sql::from(tx).execute(
+        tx.execute(
             "UPDATE usage_events SET reported_at = ?2 WHERE id = ?1",
             params![usage, now_rfc3339()],
         )?;

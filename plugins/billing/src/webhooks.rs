@@ -9,7 +9,7 @@ use std::sync::Arc;
 use plinth_core::db::now_rfc3339;
 use plinth_core::jobs::{JobContext, JobHandler};
 use plinth_core::params;
-use plinth_core::sql::{Handle, Sql};
+use plinth_core::sql::Sql;
 use plinth_core::{Error, Platform, Result};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -93,7 +93,7 @@ pub async fn receive(platform: &Platform, body: Vec<u8>, header: Option<String>)
     platform
         .db()
         .write(move |tx| {
-            let inserted = Sql::from(tx).execute("INSERT INTO billing_webhook_events (id, type, api_version, stripe_created, payload, received_at)
+            let inserted = tx.execute("INSERT INTO billing_webhook_events (id, type, api_version, stripe_created, payload, received_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING", params![id, kind, api_version, created, payload, now_rfc3339()])?;
             if inserted == 1 {
                 jobs.enqueue(tx, PROCESS_JOB, &json!({ "event_id": id }))?;
@@ -127,7 +127,7 @@ async fn process(platform: &Platform, shared: &Shared, id: &str, again: bool) ->
     let stored: Option<(String, i64, String, Option<String>)> = platform
         .db()
         .write(move |tx| {
-            let sql = Sql::from(tx);
+            let sql = *tx;
             sql.execute(
                 "UPDATE billing_webhook_events SET attempts = attempts + 1 WHERE id = ?1",
                 params![key],
@@ -156,11 +156,11 @@ async fn process(platform: &Platform, shared: &Shared, id: &str, again: bool) ->
         .db()
         .write(move |tx| {
             match (&outcome, &error) {
-                (Some(outcome), _) => Sql::from(tx).execute(
+                (Some(outcome), _) => tx.execute(
                     "UPDATE billing_webhook_events SET processed_at = ?2, outcome = ?3, last_error = NULL WHERE id = ?1",
                     params![key, now_rfc3339(), outcome],
                 )?,
-                (None, error) => Sql::from(tx).execute(
+                (None, error) => tx.execute(
                     "UPDATE billing_webhook_events SET last_error = ?2 WHERE id = ?1",
                     params![key, error],
                 )?,
@@ -190,7 +190,7 @@ async fn org_of(platform: &Platform, object: &Value) -> Result<Option<Uuid>> {
         .db()
         .call(move |conn| {
             let exists = |org: &Uuid| -> Result<bool> {
-                Sql::from(conn).exists(
+                conn.exists(
                     "SELECT 1 FROM organizations WHERE id = ?1",
                     params![org.to_string()],
                 )
@@ -201,7 +201,7 @@ async fn org_of(platform: &Platform, object: &Value) -> Result<Option<Uuid>> {
                 }
             }
             let Some(customer) = customer else { return Ok(None) };
-            let org: Option<String> = Sql::from(conn).query_opt(
+            let org: Option<String> = conn.query_opt(
                 "SELECT org_id FROM billing_customers WHERE customer_id = ?1",
                 params![customer],
                 |r| r.get(0),
@@ -226,7 +226,7 @@ pub async fn link_customer(platform: &Platform, customer: String, org: Uuid) -> 
     platform
         .db()
         .write(move |tx| {
-            Sql::from(tx).execute(
+            tx.execute(
                 "INSERT INTO billing_customers (customer_id, org_id) VALUES (?1, ?2)
                  ON CONFLICT (org_id) DO UPDATE SET customer_id = excluded.customer_id",
                 params![customer, org.to_string()],
@@ -338,7 +338,7 @@ pub(crate) async fn catalog(platform: &Platform, shared: &Shared) -> Result<Arc<
         return Ok(catalog);
     }
     let conn = platform.db().conn()?;
-    shared.plans.current(&conn)
+    shared.plans.current(&Sql::from(&conn))
 }
 
 fn unix(v: &Value) -> Option<OffsetDateTime> {
@@ -461,7 +461,7 @@ pub(crate) async fn apply_subscription(
 /// Audits and announces a change of plan, status or cancellation; `false` when
 /// nothing a person would notice changed.
 pub(crate) fn log_transition(
-    tx: &impl Handle,
+    tx: &Sql<'_>,
     platform: &Platform,
     catalog: &Catalog,
     before: &Account,
@@ -530,7 +530,7 @@ pub async fn reconcile(platform: &Platform, shared: &Shared) -> Result<Vec<Strin
     let linked: Vec<(String, String)> = platform
         .db()
         .call(|conn| {
-            Sql::of(conn).query_all(
+            conn.query_all(
                 "SELECT customer_id, org_id FROM billing_customers ORDER BY org_id",
                 params![],
                 |r| Ok((r.get(0)?, r.get(1)?)),

@@ -8,7 +8,6 @@ use plinth_core::flags::FlagContext;
 use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::{OrgViewer, StaffAuth};
 use plinth_core::params;
-use plinth_core::sql::Sql;
 use plinth_core::tenancy::bound;
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem_openapi::param::{Path, Query};
@@ -511,7 +510,7 @@ impl FlagsApi {
         let k = key.to_string();
         self.platform
             .db()
-            .call(move |conn| store::load_one(&Sql::of(conn), &k))
+            .call(move |conn| store::load_one(conn, &k))
             .await?
             .ok_or_else(|| unknown(key))
     }
@@ -573,7 +572,7 @@ impl AdminFlagsApi {
             .platform
             .db()
             .write(move |tx| {
-                store::insert(&Sql::of(tx), &flag)?;
+                store::insert(tx, &flag)?;
                 record(
                     tx,
                     &AuditEntry::new("flag.created")
@@ -582,7 +581,7 @@ impl AdminFlagsApi {
                         .client(&client)
                         .details(json!({ "before": null, "after": snapshot(&flag) })),
                 )?;
-                store::load_one(&Sql::of(tx), &flag.key)?.ok_or_else(|| unknown(&flag.key))
+                store::load_one(tx, &flag.key)?.ok_or_else(|| unknown(&flag.key))
             })
             .await?;
         Ok(Created::Flag(Json(FlagView::new(&created)?)))
@@ -635,7 +634,7 @@ impl AdminFlagsApi {
             .platform
             .db()
             .write(move |tx| {
-                store::update(&Sql::of(tx), &after)?;
+                store::update(tx, &after)?;
                 record(
                     tx,
                     &AuditEntry::new("flag.updated")
@@ -644,7 +643,7 @@ impl AdminFlagsApi {
                         .client(&client)
                         .details(json!({ "before": snapshot(&before), "after": snapshot(&after) })),
                 )?;
-                store::load_one(&Sql::of(tx), &after.key)?.ok_or_else(|| unknown(&after.key))
+                store::load_one(tx, &after.key)?.ok_or_else(|| unknown(&after.key))
             })
             .await?;
         Ok(Json(FlagView::new(&updated)?))
@@ -663,7 +662,7 @@ impl AdminFlagsApi {
             .platform
             .db()
             .write(move |tx| {
-                store::delete(&Sql::of(tx), flag.id)?;
+                store::delete(tx, flag.id)?;
                 record(
                     tx,
                     &AuditEntry::new("flag.deleted")
@@ -707,8 +706,8 @@ impl AdminFlagsApi {
             .bind(org)
             .write(move |tx| {
                 bound::get_org(tx)?.ok_or_else(|| Error::NotFound("no such organization".into()))?;
-                let before = store::override_of(&Sql::of(tx), flag.id)?;
-                store::set_override(&Sql::of(tx), org, flag.id, &stored)?;
+                let before = store::override_of(tx, flag.id)?;
+                store::set_override(tx, org, flag.id, &stored)?;
                 record(
                     tx,
                     &AuditEntry::new("flag.override_set")
@@ -748,9 +747,9 @@ impl AdminFlagsApi {
             .tenancy()
             .bind(org)
             .write(move |tx| {
-                let before = store::override_of(&Sql::of(tx), flag.id)?
+                let before = store::override_of(tx, flag.id)?
                     .ok_or_else(|| Error::NotFound("no override for this org".into()))?;
-                store::remove_override(&Sql::of(tx), flag.id)?;
+                store::remove_override(tx, flag.id)?;
                 record(
                     tx,
                     &AuditEntry::new("flag.override_removed")
@@ -781,7 +780,7 @@ impl AdminFlagsApi {
             .platform
             .db()
             .call(move |conn| {
-                let rows = Sql::of(conn).query_all(
+                let rows = conn.query_all(
                     "SELECT at, actor_id, action, org_id, details FROM audit_log
                      WHERE target_type = 'flag' AND target_id = ?1 ORDER BY id DESC LIMIT 500",
                     params![key],

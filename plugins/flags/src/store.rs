@@ -223,7 +223,7 @@ impl Store {
         let db = platform.db().clone();
         self.definitions
             .get_or_load((), || async move {
-                let flags = db.call(|conn| load_all(&Sql::of(conn))).await?;
+                let flags = db.call(load_all).await?;
                 Ok(Arc::new(
                     flags.into_iter().map(|f| (f.key.clone(), Arc::new(f))).collect(),
                 ))
@@ -241,7 +241,7 @@ impl Store {
                     .call(move |conn| {
                         let current = bound::get_org(conn)?
                             .ok_or_else(|| Error::NotFound("no such organization".into()))?;
-                        let overrides = Sql::of(conn)
+                        let overrides = conn
                             .query_all("SELECT flag_id, value FROM flag_overrides", params![], |r| {
                                 Ok((r.get::<Uuid>(0)?, r.get::<String>(1)?))
                             })?
@@ -251,7 +251,7 @@ impl Store {
                         Ok(Arc::new(OrgData {
                             slug: current.slug,
                             name: current.name,
-                            plan: tenancy.entitlements().plan(&Sql::of(conn))?,
+                            plan: tenancy.entitlements().plan(conn)?,
                             overrides,
                         }))
                     })

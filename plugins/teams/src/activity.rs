@@ -191,7 +191,7 @@ impl ActivityApi {
             .db()
             .call(move |conn| {
                 let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
-                let rows = Sql::of(conn).query_all(
+                let rows = conn.query_all(
                     "SELECT a.id, a.actor_id, u.name, a.action, a.summary, a.details, a.created_at
                      FROM activity a LEFT JOIN org_users u ON u.id = a.actor_id
                      WHERE a.id < ?1 ORDER BY a.id DESC LIMIT ?2",
@@ -275,7 +275,7 @@ impl ActivityApi {
             .db()
             .call(move |conn| {
                 let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
-                let rows: Vec<AuditRow> = Sql::of(conn).query_all(
+                let rows: Vec<AuditRow> = conn.query_all(
                     "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, details
                      FROM org_audit_log
                      WHERE id < ?1 AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor_id = ?3)

@@ -15,7 +15,7 @@ use plinth_core::identity::{tokens, users};
 use plinth_core::mail::render;
 use plinth_core::pagination::Page;
 use plinth_core::params;
-use plinth_core::sql::{Handle, Row as SqlRow, Sql};
+use plinth_core::sql::{Row as SqlRow, Sql};
 use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
@@ -130,26 +130,24 @@ fn to_row(raw: (String, String, String, Option<String>, String, i64)) -> Result<
     })
 }
 
-fn open_by_id(conn: &impl Handle, id: Uuid) -> Result<Option<Row>> {
+fn open_by_id(conn: &Sql<'_>, id: Uuid) -> Result<Option<Row>> {
     let sql = format!("SELECT {COLUMNS} FROM invitations WHERE id = ?1 AND {OPEN}");
-    Sql::from(conn)
-        .query_opt(&sql, params![id.to_string()], row)?
+    conn.query_opt(&sql, params![id.to_string()], row)?
         .map(to_row)
         .transpose()
 }
 
-fn open_by_hash(conn: &impl Handle, hash: &str) -> Result<Option<Row>> {
+fn open_by_hash(conn: &Sql<'_>, hash: &str) -> Result<Option<Row>> {
     let sql =
         format!("SELECT {COLUMNS} FROM invitations WHERE token_hash = ?1 AND {OPEN} AND expires_at > ?2");
-    Sql::from(conn)
-        .query_opt(&sql, params![hash, now_millis()], row)?
+    conn.query_opt(&sql, params![hash, now_millis()], row)?
         .map(to_row)
         .transpose()
 }
 
-fn person(conn: &impl Handle, id: Option<Uuid>) -> Result<Option<Person>> {
+fn person(conn: &Sql<'_>, id: Option<Uuid>) -> Result<Option<Person>> {
     let Some(id) = id else { return Ok(None) };
-    let name: Option<String> = Sql::from(conn).query_opt(
+    let name: Option<String> = conn.query_opt(
         "SELECT name FROM org_users WHERE id = ?1",
         params![id.to_string()],
         |r| r.get(0),
@@ -157,7 +155,7 @@ fn person(conn: &impl Handle, id: Option<Uuid>) -> Result<Option<Person>> {
     Ok(name.map(|name| Person { id, name }))
 }
 
-fn view(conn: &impl Handle, row: Row) -> Result<InvitationView> {
+fn view(conn: &Sql<'_>, row: Row) -> Result<InvitationView> {
     Ok(InvitationView {
         id: row.id,
         invited_by: person(conn, row.invited_by)?,
@@ -188,7 +186,7 @@ fn not_found() -> Error {
 
 /// Issues a fresh token for invitation `id` and emails it (in the caller's transaction).
 fn send(
-    tx: &impl Handle,
+    tx: &Sql<'_>,
     platform: &Platform,
     org: Uuid,
     id: Uuid,
@@ -197,7 +195,7 @@ fn send(
     inviter: &str,
 ) -> Result<()> {
     let token = format!("{}.{}", org.simple(), tokens::generate()?);
-    Sql::from(tx).execute(
+    tx.execute(
         "UPDATE invitations SET token_hash = ?2, expires_at = ?3 WHERE id = ?1",
         params![
             id.to_string(),
@@ -253,7 +251,7 @@ impl InvitationsApi {
                 let sql = format!(
                     "SELECT {COLUMNS} FROM invitations WHERE {OPEN} AND id < ?1 ORDER BY id DESC LIMIT ?2"
                 );
-                let rows = Sql::from(conn).query_all(&sql, params![after, page.fetch()], row)?;
+                let rows = conn.query_all(&sql, params![after, page.fetch()], row)?;
                 rows.into_iter()
                     .map(|r| view(conn, to_row(r)?))
                     .collect::<Result<Vec<_>>>()
@@ -297,11 +295,11 @@ impl InvitationsApi {
         let invitation = tenant
             .db()
             .write(move |tx| {
-                let is_member = Sql::from(tx).exists("SELECT 1 FROM org_users WHERE email = ?1", params![email])?;
+                let is_member = tx.exists("SELECT 1 FROM org_users WHERE email = ?1", params![email])?;
                 if is_member {
                     return Err(Error::Conflict(format!("{email} is already a member")));
                 }
-                let pending = Sql::from(tx).exists(&format!(
+                let pending = tx.exists(&format!(
                         "SELECT 1 FROM invitations WHERE email = ?1 AND {OPEN} AND expires_at > ?2"
                     ), params![email, now_millis()])?;
                 if pending {
@@ -309,8 +307,8 @@ impl InvitationsApi {
                         "{email} already has a pending invitation; re-send it instead"
                     )));
                 }
-                if let Some(limit) = platform.tenancy().entitlements().seat_limit(&Sql::from(tx))? {
-                    let open: u32 = Sql::from(tx).query_one(&format!("SELECT count(*) FROM invitations WHERE {OPEN} AND expires_at > ?1"), params![now_millis()], |r| r.get(0))?;
+                if let Some(limit) = platform.tenancy().entitlements().seat_limit(tx)? {
+                    let open: u32 = tx.query_one(&format!("SELECT count(*) FROM invitations WHERE {OPEN} AND expires_at > ?1"), params![now_millis()], |r| r.get(0))?;
                     if bound::count_members(tx)? + open >= limit {
                         return Err(Error::PaymentRequired(format!(
                             "all {limit} seats of the plan are taken (members and pending invitations); upgrade the plan or free a seat"
@@ -318,10 +316,10 @@ impl InvitationsApi {
                     }
                 }
                 // An expired invitation to the same address is replaced.
-                Sql::from(tx).execute(&format!("UPDATE invitations SET revoked_at = ?2 WHERE email = ?1 AND {OPEN}"), params![email, now_rfc3339()])?;
+                tx.execute(&format!("UPDATE invitations SET revoked_at = ?2 WHERE email = ?1 AND {OPEN}"), params![email, now_rfc3339()])?;
                 let id = Uuid::now_v7();
                 let placeholder = tokens::generate()?;
-                Sql::from(tx).execute("INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
+                tx.execute("INSERT INTO invitations (id, org_id, email, role, token_hash, invited_by, created_at, expires_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![
                     id.to_string(),
                     org.to_string(),
@@ -380,7 +378,7 @@ impl InvitationsApi {
             .db()
             .write(move |tx| {
                 let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
-                Sql::from(tx).execute("UPDATE invitations SET revoked_at = ?2 WHERE id = ?1", params![id.to_string(), now_rfc3339()])?;
+                tx.execute("UPDATE invitations SET revoked_at = ?2 WHERE id = ?1", params![id.to_string(), now_rfc3339()])?;
                 record(
                     tx,
                     &AuditEntry::new("invitation.revoked")
@@ -533,7 +531,7 @@ impl InvitationsApi {
                         "you are already a member of this organization".into(),
                     ));
                 }
-                Sql::from(tx).execute(
+                tx.execute(
                     "UPDATE invitations SET accepted_at = ?2, accepted_by = ?3 WHERE id = ?1",
                     params![row.id.to_string(), now_rfc3339(), user.id.to_string()],
                 )?;

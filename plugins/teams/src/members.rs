@@ -10,7 +10,7 @@ use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::{OrgAdmin, OrgOwner, OrgViewer};
 use plinth_core::pagination::Page;
 use plinth_core::rendered::Rendered;
-use plinth_core::sql::Handle;
+use plinth_core::sql::Sql;
 use plinth_core::tenancy::{Member, Role, Tenant, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
@@ -94,7 +94,7 @@ fn last_owner() -> Error {
 /// Removes `target` (the caller when leaving) after checking the rules; publishes
 /// `member.removed` and audits, in the caller's transaction.
 fn remove(
-    tx: &impl Handle,
+    tx: &Sql<'_>,
     platform: &Platform,
     tenant: (Uuid, Uuid, Role),
     target: Uuid,

@@ -233,7 +233,7 @@ impl OrgsApi {
         let tenant = access.0;
         let org = tenant
             .db()
-            .call(bound::get_org)
+            .call(|conn| bound::get_org(conn))
             .await?
             .ok_or_else(|| Error::NotFound("no such organization".into()))?;
         Ok(Json(OrgView::new(org, tenant.role)?))
