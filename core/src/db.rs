@@ -445,9 +445,17 @@ impl Db {
         self.kind
     }
 
-    /// A pooled connection for synchronous code (already on a blocking thread).
+    /// A pooled connection for core's synchronous code, tools and benches
+    /// (already on a blocking thread). Plugins use [`Db::blocking`].
     pub fn conn(&self) -> Result<PooledConnection> {
         Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` on a pooled connection, for code already on a blocking thread
+    /// (long reads that stream, such as exports).
+    pub fn blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        f(&Sql::of(&conn))
     }
 
     /// Pool figures for /metrics.

@@ -271,14 +271,13 @@ impl AuditApi {
         let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(CHANNEL);
         let db = self.0.platform.db().clone();
         tokio::task::spawn_blocking(move || {
-            let result = (|| -> Result<()> {
-                let conn = db.conn()?;
+            let result = db.blocking(|conn| {
                 let mut out = ChunkSender::new(tx);
                 match format {
                     ExportFormat::Csv => {
                         let mut w = csv::Writer::from_writer(&mut out);
                         w.write_record(EXPORT_COLUMNS).map_err(Error::internal)?;
-                        audit::query(&conn, &filter, None, None, |r| {
+                        audit::query(conn, &filter, None, None, |r| {
                             let seq = r.seq.map(|s| s.to_string()).unwrap_or_default();
                             w.write_record([
                                 r.id.as_str(),
@@ -299,13 +298,13 @@ impl AuditApi {
                         w.flush().map_err(Error::internal)?;
                     }
                     ExportFormat::Ndjson => {
-                        audit::query(&conn, &filter, None, None, |r| {
+                        audit::query(conn, &filter, None, None, |r| {
                             writeln!(out, "{}", ndjson_line(&r)).map_err(Error::internal)
                         })?;
                     }
                 }
                 out.finish()
-            })();
+            });
             if let Err(e) = result {
                 tracing_stop(&e);
             }

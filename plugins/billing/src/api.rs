@@ -10,7 +10,7 @@ use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::{OrgAdmin, OrgMember, OrgViewer, StaffAuth};
 use plinth_core::pagination::Page;
 use plinth_core::params;
-use plinth_core::sql::{Row, Sql};
+use plinth_core::sql::Row;
 use plinth_core::tenancy::{Tenant, bound};
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem::{Request, RequestBody};
@@ -1564,8 +1564,8 @@ impl AdminBillingApi {
             })
             .await?;
         // The catalogue is reread after the commit, so no reader sees an uncommitted plan.
-        let conn = self.0.platform.db().conn()?;
-        shared.reload_plans(&Sql::from(&conn))?;
+        let plans = shared.plans.clone();
+        self.0.platform.db().call(move |conn| plans.reload(conn)).await?;
         Ok(PlanView::new(&saved, true))
     }
 }

@@ -3,7 +3,6 @@
 //! found again if it exists) and a recurring price, whose id is stored on the plan.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::sql::Sql;
 use plinth_core::{Error, Platform, Result, params};
 use serde_json::json;
 
@@ -103,8 +102,8 @@ pub async fn sync_plans(platform: &Platform, shared: &Shared, dry_run: bool) -> 
         lines.push(line);
     }
     if changed {
-        let conn = platform.db().conn()?;
-        shared.reload_plans(&Sql::from(&conn))?;
+        let plans = shared.plans.clone();
+        platform.db().call(move |conn| plans.reload(conn)).await?;
     }
     Ok(lines)
 }

@@ -133,8 +133,8 @@ impl Catalog {
 
 /// The shared, swappable catalogue, read on first use (from any connection: the
 /// `plan_catalog` view is readable from system and tenant connections alike).
-#[derive(Default)]
-pub struct Plans(RwLock<Option<Arc<Catalog>>>);
+#[derive(Default, Clone)]
+pub struct Plans(Arc<RwLock<Option<Arc<Catalog>>>>);
 
 impl Plans {
     pub fn current(&self, conn: &Sql<'_>) -> Result<Arc<Catalog>> {

@@ -337,8 +337,8 @@ pub(crate) async fn catalog(platform: &Platform, shared: &Shared) -> Result<Arc<
     if let Some(catalog) = shared.plans.cached() {
         return Ok(catalog);
     }
-    let conn = platform.db().conn()?;
-    shared.plans.current(&Sql::from(&conn))
+    let plans = shared.plans.clone();
+    platform.db().call(move |conn| plans.current(conn)).await
 }
 
 fn unix(v: &Value) -> Option<OffsetDateTime> {
