@@ -679,6 +679,20 @@ impl<'a> SeedContext<'a> {
             *cell = Some(org.to_string());
         }
     }
+
+    /// The seed's transaction, through the facade.
+    pub fn sql(&self) -> Sql<'_> {
+        Sql::of(self.tx)
+    }
+
+    /// The demo org (Acme), once core's part of the seed has created it.
+    pub fn demo_org(&self) -> Result<Option<Uuid>> {
+        self.sql().query_opt(
+            "SELECT id FROM organizations WHERE slug = ?1",
+            crate::params![crate::seed::DEMO_ORG.1],
+            |r| r.get(0),
+        )
+    }
 }
 
 impl Drop for SeedContext<'_> {

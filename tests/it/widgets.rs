@@ -91,7 +91,7 @@ impl Plugin for Widgets {
 
     fn seed(&self, tx: &plinth_core::tenancy::SeedContext<'_>, options: &SeedOptions) -> Result<()> {
         if options.demo {
-            Sql::of(tx).execute(
+            tx.sql().execute(
                 "INSERT INTO widgets (id, name) VALUES ('demo', 'Demo widget') ON CONFLICT DO NOTHING",
                 params![],
             )?;

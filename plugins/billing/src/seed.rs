@@ -2,13 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use plinth_core::params;
-use plinth_core::seed::{DEMO_ORG, SeedOptions};
-use plinth_core::sql::Sql;
+use plinth_core::Result;
+use plinth_core::seed::SeedOptions;
 use plinth_core::tenancy::SeedContext;
-use plinth_core::{Error, Result};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::Shared;
 use crate::account::{self, add_interval};
@@ -24,7 +21,7 @@ fn quota(limit: i64, over: Over, unit_price_cents: i64, unit_size: i64) -> Quota
 }
 
 pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared) -> Result<()> {
-    let sql = Sql::from(ctx);
+    let sql = ctx.sql();
     if !options.demo {
         return Ok(());
     }
@@ -81,13 +78,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
         }
     }
     catalog = plans::load(&sql)?;
-    let acme: Option<String> = sql.query_opt(
-        "SELECT id FROM organizations WHERE slug = ?1",
-        params![DEMO_ORG.1],
-        |r| r.get(0),
-    )?;
-    if let Some(acme) = acme {
-        let acme = Uuid::parse_str(&acme).map_err(Error::internal)?;
+    if let Some(acme) = ctx.demo_org()? {
         ctx.bind(acme);
         let now = OffsetDateTime::now_utc();
         let mut account = account::load(&sql, acme, &catalog, now)?;

@@ -2,8 +2,7 @@
 
 use plinth_core::Result;
 use plinth_core::params;
-use plinth_core::seed::{DEMO_ORG, SeedOptions};
-use plinth_core::sql::Sql;
+use plinth_core::seed::SeedOptions;
 use plinth_core::tenancy::SeedContext;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -15,12 +14,8 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
     if !options.demo {
         return Ok(());
     }
-    let sql = Sql::of(ctx);
-    let acme: Option<Uuid> = sql.query_opt(
-        "SELECT id FROM organizations WHERE slug = ?1",
-        params![DEMO_ORG.1],
-        |r| r.get(0),
-    )?;
+    let sql = ctx.sql();
+    let acme = ctx.demo_org()?;
     let owner: Option<Uuid> = sql.query_opt(
         "SELECT id FROM users WHERE email = 'owner@acme.test'",
         params![],

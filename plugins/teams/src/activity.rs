@@ -6,7 +6,7 @@ use plinth_core::events::{ALL_EVENTS, Event, EventBusBuilder};
 use plinth_core::identity::auth::{OrgAdmin, OrgViewer};
 use plinth_core::pagination::Page;
 use plinth_core::params;
-use plinth_core::seed::{DEMO_ORG, SeedOptions};
+use plinth_core::seed::SeedOptions;
 use plinth_core::sql::Sql;
 use plinth_core::tenancy::SeedContext;
 use plinth_core::{Error, Result};
@@ -89,13 +89,10 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
     if !options.demo {
         return Ok(());
     }
-    let sql = Sql::of(ctx);
-    let acme: Option<Uuid> = sql.query_opt(
-        "SELECT id FROM organizations WHERE slug = ?1",
-        params![DEMO_ORG.1],
-        |r| r.get(0),
-    )?;
-    let Some(acme) = acme else { return Ok(()) };
+    let Some(acme) = ctx.demo_org()? else {
+        return Ok(());
+    };
+    let sql = ctx.sql();
     ctx.bind(acme);
     let seeded = sql.exists("SELECT 1 FROM activity LIMIT 1", params![])?;
     if !seeded {
