@@ -9,7 +9,6 @@ use plinth_core::jobs::JobHandler;
 use plinth_core::migrations::Migration;
 use plinth_core::params;
 use plinth_core::seed::SeedOptions;
-use plinth_core::sql::Sql;
 use plinth_core::{ApiPart, Error, Platform, Plugin, Result};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
