@@ -6,7 +6,6 @@
 //! presented token for a new one; presenting an exchanged token again means someone
 //! holds a copy, so the whole session is revoked.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -15,7 +14,8 @@ use crate::db::{now_millis, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::http::ClientInfo;
 use crate::identity::tokens;
-use crate::sql::{Handle, raw};
+use crate::params;
+use crate::sql::{Handle, Sql};
 
 /// What the per-request check needs to know about a session and its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,14 +58,11 @@ pub fn create(
     user: Uuid,
     client: &ClientInfo,
 ) -> Result<(Uuid, String)> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let id = Uuid::now_v7();
     let now = now_rfc3339();
-    conn.prepare_cached(
-        "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, ip, user_agent)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+    conn.execute("INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, ip, user_agent)
+         VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6, ?7)", params![
         id.to_string(),
         user.to_string(),
         now,
@@ -87,16 +84,13 @@ pub fn create_impersonation(
     ttl: std::time::Duration,
     client: &ClientInfo,
 ) -> Result<Uuid> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let id = Uuid::now_v7();
     let now = now_rfc3339();
     let end = now_millis() + ttl.as_millis() as i64;
-    conn.prepare_cached(
-        "INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, ip, user_agent,
+    conn.execute("INSERT INTO sessions (id, user_id, created_at, last_used_at, idle_expires_at, expires_at, ip, user_agent,
                                impersonator_id)
-         VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+         VALUES (?1, ?2, ?3, ?3, ?4, ?4, ?5, ?6, ?7)", params![
         id.to_string(),
         user.to_string(),
         now,
@@ -108,14 +102,12 @@ pub fn create_impersonation(
     Ok(id)
 }
 
-fn new_refresh_token(conn: &Connection, key: &Secret, session: Uuid) -> Result<String> {
+fn new_refresh_token(conn: &Sql<'_>, key: &Secret, session: Uuid) -> Result<String> {
     let token = tokens::generate()?;
-    conn.prepare_cached("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)")?
-        .execute(params![
-            tokens::hash(key, &token),
-            session.to_string(),
-            now_rfc3339()
-        ])?;
+    conn.execute(
+        "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?1, ?2, ?3)",
+        params![tokens::hash(key, &token), session.to_string(), now_rfc3339()],
+    )?;
     Ok(token)
 }
 
@@ -134,22 +126,15 @@ pub enum Rotation {
 
 /// Exchanges a refresh token (call inside a write transaction).
 pub fn rotate(conn: &impl Handle, config: &Config, token: &str, client: &ClientInfo) -> Result<Rotation> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let hash = tokens::hash(&config.secret_key, token);
-    let row = conn
-        .prepare_cached(
-            "SELECT rt.session_id, rt.rotated_at IS NOT NULL, s.user_id
+    let row = conn.query_opt(
+        "SELECT rt.session_id, rt.rotated_at IS NOT NULL, s.user_id
              FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
              WHERE rt.hash = ?1",
-        )?
-        .query_row([&hash], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })
-        .optional()?;
+        params![hash],
+        |r| Ok((r.get::<String>(0)?, r.get::<bool>(1)?, r.get::<String>(2)?)),
+    )?;
     let Some((session, rotated, user)) = row else {
         return Ok(Rotation::Invalid);
     };
@@ -163,18 +148,20 @@ pub fn rotate(conn: &impl Handle, config: &Config, token: &str, client: &ClientI
         return Ok(Rotation::Invalid);
     }
     let now = now_rfc3339();
-    conn.prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1")?
-        .execute(params![hash, now])?;
-    conn.prepare_cached(
+    conn.execute(
+        "UPDATE refresh_tokens SET rotated_at = ?2 WHERE hash = ?1",
+        params![hash, now],
+    )?;
+    conn.execute(
         "UPDATE sessions SET last_used_at = ?2, idle_expires_at = ?3, ip = ?4, user_agent = ?5 WHERE id = ?1",
-    )?
-    .execute(params![
-        session.to_string(),
-        now,
-        idle_deadline(config),
-        client.ip.to_string(),
-        client.user_agent
-    ])?;
+        params![
+            session.to_string(),
+            now,
+            idle_deadline(config),
+            client.ip.to_string(),
+            client.user_agent
+        ],
+    )?;
     let refresh = new_refresh_token(conn, &config.secret_key, session)?;
     Ok(Rotation::Rotated {
         session,
@@ -185,45 +172,34 @@ pub fn rotate(conn: &impl Handle, config: &Config, token: &str, client: &ClientI
 
 /// Revokes one session; false when it was already revoked or does not exist.
 pub fn revoke(conn: &impl Handle, session: Uuid, why: &str) -> Result<bool> {
-    let conn = raw(conn);
-    let n = conn
-        .prepare_cached(
-            "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
-        )?
-        .execute(params![session.to_string(), now_rfc3339(), why])?;
+    let conn = &Sql::from(conn);
+    let n = conn.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND revoked_at IS NULL",
+        params![session.to_string(), now_rfc3339(), why],
+    )?;
     Ok(n == 1)
 }
 
 /// Revokes every live session of `user` except `keep`; returns the revoked ids.
 pub fn revoke_all(conn: &impl Handle, user: Uuid, keep: Option<Uuid>, why: &str) -> Result<Vec<Uuid>> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let keep = keep.map(|k| k.to_string()).unwrap_or_default();
-    let mut stmt = conn.prepare_cached(
+    conn.query_all(
         "UPDATE sessions SET revoked_at = ?3, revoked_reason = ?4
          WHERE user_id = ?1 AND id != ?2 AND revoked_at IS NULL RETURNING id",
-    )?;
-    let ids = stmt
-        .query_map(params![user.to_string(), keep, now_rfc3339(), why], |r| {
-            r.get::<_, String>(0)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    ids.iter()
-        .map(|id| Uuid::parse_str(id).map_err(Error::internal))
-        .collect()
+        params![user.to_string(), keep, now_rfc3339(), why],
+        |r| r.get(0),
+    )
 }
 
 pub fn status(conn: &impl Handle, session: Uuid) -> Result<Option<SessionStatus>> {
-    let conn = raw(conn);
-    let row = conn
-        .prepare_cached(
-            "SELECT s.user_id, s.expires_at, s.idle_expires_at, s.revoked_at IS NOT NULL,
+    let conn = &Sql::from(conn);
+    let row = conn.query_opt("SELECT s.user_id, s.expires_at, s.idle_expires_at, s.revoked_at IS NOT NULL,
                     u.disabled_at IS NOT NULL, u.is_platform_admin, u.email_verified_at IS NOT NULL, s.impersonator_id
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
-        )?
-        .query_row([session.to_string()], |r| {
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?1", params![session.to_string()], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(7)?,
+                r.get::<String>(0)?,
+                r.get::<Option<String>>(7)?,
                 SessionStatus {
                     user_id: Uuid::nil(),
                     expires_at: r.get(1)?,
@@ -235,8 +211,7 @@ pub fn status(conn: &impl Handle, session: Uuid) -> Result<Option<SessionStatus>
                     impersonator: None,
                 },
             ))
-        })
-        .optional()?;
+        })?;
     row.map(|(user, impersonator, status)| {
         Ok(SessionStatus {
             user_id: Uuid::parse_str(&user).map_err(Error::internal)?,
@@ -260,34 +235,24 @@ pub struct SessionRow {
 
 /// Live sessions of `user`, newest first, after `cursor` (a session id).
 pub fn list(conn: &impl Handle, user: Uuid, limit: u32, cursor: Option<Uuid>) -> Result<Vec<SessionRow>> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let now = now_millis();
     let cursor = cursor.map(|c| c.to_string()).unwrap_or_else(|| "~".into());
-    let mut stmt = conn.prepare_cached(
+    conn.query_all(
         "SELECT id, created_at, last_used_at, ip, user_agent, min(expires_at, idle_expires_at)
          FROM sessions
          WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 AND idle_expires_at > ?2 AND id < ?3
          ORDER BY id DESC LIMIT ?4",
-    )?;
-    let rows = stmt.query_map(params![user.to_string(), now, cursor, limit], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            SessionRow {
-                id: Uuid::nil(),
+        params![user.to_string(), now, cursor, limit],
+        |r| {
+            Ok(SessionRow {
+                id: r.get(0)?,
                 created_at: r.get(1)?,
                 last_used_at: r.get(2)?,
                 ip: r.get(3)?,
                 user_agent: r.get(4)?,
                 expires_at: r.get(5)?,
-            },
-        ))
-    })?;
-    rows.map(|row| {
-        let (id, session) = row?;
-        Ok(SessionRow {
-            id: Uuid::parse_str(&id).map_err(Error::internal)?,
-            ..session
-        })
-    })
-    .collect()
+            })
+        },
+    )
 }

@@ -8,14 +8,14 @@
 use hmac::{Hmac, Mac};
 use rand::TryRngCore;
 use rand::rngs::OsRng;
-use rusqlite::{OptionalExtension, params};
 use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::Secret;
 use crate::db::{now_millis, now_rfc3339};
 use crate::error::{Error, Result};
-use crate::sql::{Handle, raw};
+use crate::params;
+use crate::sql::{Handle, Sql};
 
 const TOKEN_BYTES: usize = 32;
 
@@ -60,17 +60,14 @@ impl Purpose {
 
 /// Issues a new token for `user` and `purpose`; earlier unused ones stop working.
 pub fn issue(conn: &impl Handle, key: &Secret, user: Uuid, purpose: Purpose) -> Result<String> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let now = now_rfc3339();
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE user_tokens SET used_at = ?3 WHERE user_id = ?1 AND purpose = ?2 AND used_at IS NULL",
-    )?
-    .execute(params![user.to_string(), purpose.as_str(), now])?;
+        params![user.to_string(), purpose.as_str(), now],
+    )?;
     let token = generate()?;
-    conn.prepare_cached(
-        "INSERT INTO user_tokens (hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
+    conn.execute("INSERT INTO user_tokens (hash, user_id, purpose, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)", params![
         hash(key, &token),
         user.to_string(),
         purpose.as_str(),
@@ -83,28 +80,25 @@ pub fn issue(conn: &impl Handle, key: &Secret, user: Uuid, purpose: Purpose) -> 
 /// Ends every unused emailed token of `user`, whatever its purpose: a reset or
 /// verification link mailed before a password change must not outlive it.
 pub fn revoke_all(conn: &impl Handle, user: Uuid) -> Result<usize> {
-    let conn = raw(conn);
-    let n = conn
-        .prepare_cached("UPDATE user_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL")?
-        .execute(params![user.to_string(), now_rfc3339()])?;
+    let conn = &Sql::from(conn);
+    let n = conn.execute(
+        "UPDATE user_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
+        params![user.to_string(), now_rfc3339()],
+    )?;
     Ok(n)
 }
 
 /// Marks the token used and returns its user, if it is valid, unused, unexpired and
 /// for this purpose; otherwise `None`, whichever the reason.
 pub fn redeem(conn: &impl Handle, key: &Secret, token: &str, purpose: Purpose) -> Result<Option<Uuid>> {
-    let conn = raw(conn);
-    let user: Option<String> = conn
-        .prepare_cached(
-            "UPDATE user_tokens SET used_at = ?3
+    let conn = &Sql::from(conn);
+    let user: Option<String> = conn.query_opt(
+        "UPDATE user_tokens SET used_at = ?3
              WHERE hash = ?1 AND purpose = ?2 AND used_at IS NULL AND expires_at > ?4
              RETURNING user_id",
-        )?
-        .query_row(
-            params![hash(key, token), purpose.as_str(), now_rfc3339(), now_millis()],
-            |r| r.get(0),
-        )
-        .optional()?;
+        params![hash(key, token), purpose.as_str(), now_rfc3339(), now_millis()],
+        |r| r.get(0),
+    )?;
     user.map(|u| Uuid::parse_str(&u).map_err(Error::internal))
         .transpose()
 }

@@ -1,11 +1,11 @@
 //! The users table: creation and lookup.
 
-use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::db::{like_literal, now_rfc3339};
 use crate::error::{Error, Result};
-use crate::sql::{Handle, raw};
+use crate::params;
+use crate::sql::{Handle, Sql};
 
 /// Emails are compared trimmed and lowercased.
 pub fn normalize_email(email: &str) -> String {
@@ -37,7 +37,7 @@ pub struct NewUser<'a> {
 
 /// Inserts a user; a taken email is a 409.
 pub fn create(conn: &impl Handle, user: &NewUser<'_>) -> Result<Uuid> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let email = normalize_email(user.email);
     if !valid_email(&email) {
         return Err(Error::invalid("email", "is not a valid email address"));
@@ -45,12 +45,8 @@ pub fn create(conn: &impl Handle, user: &NewUser<'_>) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let now = now_rfc3339();
     let verified = user.email_verified.then(|| now.clone());
-    let inserted = conn.prepare_cached(
-        "INSERT INTO users (id, email, name, password_hash, is_platform_admin, email_verified_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (email) DO NOTHING",
-    )?
-    .execute(params![id.to_string(), email, user.name.trim(), user.password_hash, user.is_platform_admin, verified, now],
-    )?;
+    let inserted = conn.execute("INSERT INTO users (id, email, name, password_hash, is_platform_admin, email_verified_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7) ON CONFLICT (email) DO NOTHING", params![id.to_string(), email, user.name.trim(), user.password_hash, user.is_platform_admin, verified, now])?;
     if inserted == 0 {
         return Err(Error::Conflict(
             "an account with this email already exists".into(),
@@ -60,20 +56,16 @@ pub fn create(conn: &impl Handle, user: &NewUser<'_>) -> Result<Uuid> {
 }
 
 pub fn find_id_by_email(conn: &impl Handle, email: &str) -> Result<Option<Uuid>> {
-    let conn = raw(conn);
-    let id: Option<String> = conn
-        .query_row(
-            "SELECT id FROM users WHERE email = ?1",
-            [normalize_email(email)],
-            |r| r.get(0),
-        )
-        .optional()?;
-    id.map(|id| Uuid::parse_str(&id).map_err(Error::internal))
-        .transpose()
+    let conn = &Sql::from(conn);
+    conn.query_opt(
+        "SELECT id FROM users WHERE email = ?1",
+        params![normalize_email(email)],
+        |r| r.get(0),
+    )
 }
 
 pub fn set_platform_admin(conn: &impl Handle, id: Uuid, admin: bool) -> Result<()> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     conn.execute(
         "UPDATE users SET is_platform_admin = ?2, updated_at = ?3 WHERE id = ?1",
         params![id.to_string(), admin, now_rfc3339()],
@@ -108,13 +100,9 @@ pub struct User {
 }
 
 pub fn get(conn: &impl Handle, id: Uuid) -> Result<Option<User>> {
-    let conn = raw(conn);
-    let row = conn
-        .prepare_cached(
-            "SELECT email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
-             FROM users WHERE id = ?1",
-        )?
-        .query_row([id.to_string()], |r| {
+    let conn = &Sql::from(conn);
+    let row = conn.query_opt("SELECT email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
+             FROM users WHERE id = ?1", params![id.to_string()], |r| {
             Ok(User {
                 id,
                 email: r.get(0)?,
@@ -124,8 +112,7 @@ pub fn get(conn: &impl Handle, id: Uuid) -> Result<Option<User>> {
                 disabled: r.get(4)?,
                 created_at: r.get(5)?,
             })
-        })
-        .optional()?;
+        })?;
     Ok(row)
 }
 
@@ -138,20 +125,17 @@ pub struct Credentials {
     pub disabled: bool,
 }
 
-fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Option<Credentials>> {
+fn credentials_where(conn: &Sql<'_>, clause: &str, value: &str) -> Result<Option<Credentials>> {
     let sql =
         format!("SELECT id, name, password_hash, disabled_at IS NOT NULL FROM users WHERE {clause} = ?1");
-    let row = conn
-        .prepare_cached(&sql)?
-        .query_row([value], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-            ))
-        })
-        .optional()?;
+    let row = conn.query_opt(&sql, params![value], |r| {
+        Ok((
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<bool>(3)?,
+        ))
+    })?;
     row.map(|(id, name, password_hash, disabled)| {
         Ok(Credentials {
             id: Uuid::parse_str(&id).map_err(Error::internal)?,
@@ -164,12 +148,12 @@ fn credentials_where(conn: &Connection, clause: &str, value: &str) -> Result<Opt
 }
 
 pub fn credentials_by_email(conn: &impl Handle, email: &str) -> Result<Option<Credentials>> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     credentials_where(conn, "email", &normalize_email(email))
 }
 
 pub fn credentials_by_id(conn: &impl Handle, id: Uuid) -> Result<Option<Credentials>> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     credentials_where(conn, "id", &id.to_string())
 }
 
@@ -177,7 +161,7 @@ pub fn credentials_by_id(conn: &impl Handle, id: Uuid) -> Result<Option<Credenti
 /// verification links) stops working with the old password. Sessions are the
 /// caller's to end, since a change keeps the current one.
 pub fn replace_password(conn: &impl Handle, id: Uuid, hash: &str) -> Result<()> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     store_password_hash(conn, id, hash)?;
     crate::identity::tokens::revoke_all(conn, id)?;
     Ok(())
@@ -186,27 +170,27 @@ pub fn replace_password(conn: &impl Handle, id: Uuid, hash: &str) -> Result<()> 
 /// Stores a new hash of the same password (a rehash at login with stronger
 /// parameters), which changes nothing a token or session depends on.
 pub fn store_password_hash(conn: &impl Handle, id: Uuid, hash: &str) -> Result<()> {
-    let conn = raw(conn);
-    conn.prepare_cached("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id.to_string(), hash, now_rfc3339()])?;
+    let conn = &Sql::from(conn);
+    conn.execute(
+        "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), hash, now_rfc3339()],
+    )?;
     Ok(())
 }
 
 pub fn set_name(conn: &impl Handle, id: Uuid, name: &str) -> Result<()> {
-    let conn = raw(conn);
-    conn.prepare_cached("UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id.to_string(), name, now_rfc3339()])?;
+    let conn = &Sql::from(conn);
+    conn.execute(
+        "UPDATE users SET name = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id.to_string(), name, now_rfc3339()],
+    )?;
     Ok(())
 }
 
 /// Marks the email verified; false when it already was.
 pub fn mark_verified(conn: &impl Handle, id: Uuid) -> Result<bool> {
-    let conn = raw(conn);
-    let n = conn
-        .prepare_cached(
-            "UPDATE users SET email_verified_at = ?2, updated_at = ?2 WHERE id = ?1 AND email_verified_at IS NULL",
-        )?
-        .execute(params![id.to_string(), now_rfc3339()])?;
+    let conn = &Sql::from(conn);
+    let n = conn.execute("UPDATE users SET email_verified_at = ?2, updated_at = ?2 WHERE id = ?1 AND email_verified_at IS NULL", params![id.to_string(), now_rfc3339()])?;
     Ok(n == 1)
 }
 
@@ -222,12 +206,12 @@ pub struct UserSearch {
 
 /// Users matching `search`, by id, after `after`.
 pub fn search(conn: &impl Handle, search: &UserSearch, limit: u32, after: Option<Uuid>) -> Result<Vec<User>> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let prefix = search
         .q
         .as_ref()
         .map(|q| format!("{}%", like_literal(&q.trim().to_lowercase())));
-    let mut stmt = conn.prepare_cached(
+    conn.query_all(
         "SELECT id, email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
          FROM users
          WHERE (?1 IS NULL OR email LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\')
@@ -236,8 +220,6 @@ pub fn search(conn: &impl Handle, search: &UserSearch, limit: u32, after: Option
            AND (?4 IS NULL OR is_platform_admin = ?4)
            AND id > ?5
          ORDER BY id LIMIT ?6",
-    )?;
-    let rows = stmt.query_map(
         params![
             prefix,
             search.verified,
@@ -247,52 +229,43 @@ pub fn search(conn: &impl Handle, search: &UserSearch, limit: u32, after: Option
             limit
         ],
         |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                User {
-                    id: Uuid::nil(),
-                    email: r.get(1)?,
-                    name: r.get(2)?,
-                    email_verified: r.get(3)?,
-                    is_platform_admin: r.get(4)?,
-                    disabled: r.get(5)?,
-                    created_at: r.get(6)?,
-                },
-            ))
+            Ok(User {
+                id: r.get(0)?,
+                email: r.get(1)?,
+                name: r.get(2)?,
+                email_verified: r.get(3)?,
+                is_platform_admin: r.get(4)?,
+                disabled: r.get(5)?,
+                created_at: r.get(6)?,
+            })
         },
-    )?;
-    rows.map(|row| {
-        let (id, user) = row?;
-        Ok(User {
-            id: Uuid::parse_str(&id).map_err(Error::internal)?,
-            ..user
-        })
-    })
-    .collect()
+    )
 }
 
 /// Active platform staff accounts.
 pub fn count_staff(conn: &impl Handle) -> Result<i64> {
-    let conn = raw(conn);
-    Ok(conn
-        .prepare_cached("SELECT count(*) FROM users WHERE is_platform_admin = 1 AND disabled_at IS NULL")?
-        .query_row([], |r| r.get(0))?)
+    let conn = &Sql::from(conn);
+    conn.query_one(
+        "SELECT count(*) FROM users WHERE is_platform_admin = 1 AND disabled_at IS NULL",
+        params![],
+        |r| r.get(0),
+    )
 }
 
 /// Disables or re-enables an account; false when nothing changed.
 pub fn set_disabled(conn: &impl Handle, id: Uuid, disabled: bool) -> Result<bool> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let now = now_rfc3339();
     let n = if disabled {
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE users SET disabled_at = ?2, updated_at = ?2 WHERE id = ?1 AND disabled_at IS NULL",
+            params![id.to_string(), now],
         )?
-        .execute(params![id.to_string(), now])?
     } else {
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE users SET disabled_at = NULL, updated_at = ?2 WHERE id = ?1 AND disabled_at IS NOT NULL",
+            params![id.to_string(), now],
         )?
-        .execute(params![id.to_string(), now])?
     };
     Ok(n == 1)
 }
