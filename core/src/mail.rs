@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -20,8 +19,9 @@ use crate::config::Config;
 use crate::db::now_rfc3339;
 use crate::error::{Error, Result};
 use crate::jobs::{JobHandler, Jobs};
+use crate::params;
 use crate::platform::Platform;
-use crate::sql::{Handle, raw};
+use crate::sql::{Handle, Sql};
 
 pub const SEND_JOB: &str = "mail.send";
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -135,20 +135,20 @@ impl Mailer {
     /// Writes the mail to the outbox on `conn` (the caller's transaction) and, with
     /// SMTP configured, enqueues its delivery there too.
     pub fn send(&self, conn: &impl Handle, jobs: &Jobs, mail: &Mail) -> Result<Uuid> {
-        let conn = raw(conn);
+        let conn = &Sql::from(conn);
         let id = Uuid::now_v7();
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO mail_outbox (id, to_address, subject, text_body, html_body, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            id.to_string(),
-            mail.to,
-            mail.subject,
-            mail.text,
-            mail.html,
-            now_rfc3339()
-        ])?;
+            params![
+                id.to_string(),
+                mail.to,
+                mail.subject,
+                mail.text,
+                mail.html,
+                now_rfc3339()
+            ],
+        )?;
         if self.smtp.is_some() {
             jobs.enqueue(conn, SEND_JOB, &json!({ "id": id }))?;
         } else {
@@ -182,22 +182,19 @@ impl Mailer {
         let row = platform
             .db()
             .call(move |conn| {
-                let conn = crate::sql::raw(conn);
-                Ok(conn
-                    .query_row(
-                        "SELECT to_address, subject, text_body, html_body FROM mail_outbox
-                         WHERE id = ?1 AND sent_at IS NULL",
-                        [lookup],
-                        |r| {
-                            Ok(Mail {
-                                to: r.get(0)?,
-                                subject: r.get(1)?,
-                                text: r.get(2)?,
-                                html: r.get(3)?,
-                            })
-                        },
-                    )
-                    .optional()?)
+                conn.query_opt(
+                    "SELECT to_address, subject, text_body, html_body FROM mail_outbox
+                     WHERE id = ?1 AND sent_at IS NULL",
+                    params![lookup],
+                    |r| {
+                        Ok(Mail {
+                            to: r.get(0)?,
+                            subject: r.get(1)?,
+                            text: r.get(2)?,
+                            html: r.get(3)?,
+                        })
+                    },
+                )
             })
             .await?;
         // Already sent (a retried job after a crash between send and record).
@@ -216,7 +213,6 @@ impl Mailer {
         platform
             .db()
             .call(move |conn| {
-                let conn = crate::sql::raw(conn);
                 conn.execute(
                     "UPDATE mail_outbox SET sent_at = ?2, text_body = '', html_body = '' WHERE id = ?1",
                     params![id, now_rfc3339()],

@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::http::ClientInfo;
 use crate::identity::users;
+use crate::params;
 use crate::platform::Platform;
+use crate::sql::Sql;
 
 /// Erases `user` in one transaction, on core's root connection:
 /// - refuses while they are the last owner of an org (ownership must move first);
@@ -27,25 +29,26 @@ pub async fn erase_user(platform: &Platform, user: Uuid, actor: Uuid, client: &C
     let orgs = tokio::task::spawn_blocking(move || {
         let mut conn = root.conn()?;
         in_transaction(&mut conn, |tx| {
+            let tx = &Sql::of(tx);
             let account = users::get(tx, user)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
-            let sole_owner: Vec<String> = tx
-                .prepare(
-                    "SELECT o.slug FROM tenant_memberships m JOIN organizations o ON o.id = m.org_id
-                     WHERE m.user_id = ?1 AND m.role = 'owner'
-                       AND (SELECT count(*) FROM tenant_memberships x WHERE x.org_id = m.org_id AND x.role = 'owner') = 1",
-                )?
-                .query_map([user.to_string()], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let sole_owner: Vec<String> = tx.query_all(
+                "SELECT o.slug FROM tenant_memberships m JOIN organizations o ON o.id = m.org_id
+                 WHERE m.user_id = ?1 AND m.role = 'owner'
+                   AND (SELECT count(*) FROM tenant_memberships x WHERE x.org_id = m.org_id AND x.role = 'owner') = 1",
+                params![user],
+                |r| r.get(0),
+            )?;
             if !sole_owner.is_empty() {
                 return Err(Error::Conflict(format!(
                     "the user is the only owner of {}; transfer ownership or delete those orgs first",
                     sole_owner.join(", ")
                 )));
             }
-            let orgs: Vec<String> = tx
-                .prepare("SELECT org_id FROM tenant_memberships WHERE user_id = ?1")?
-                .query_map([user.to_string()], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+            let orgs: Vec<String> = tx.query_all(
+                "SELECT org_id FROM tenant_memberships WHERE user_id = ?1",
+                params![user],
+                |r| r.get(0),
+            )?;
             p.events().publish(
                 tx,
                 &Event::new(
@@ -55,10 +58,10 @@ pub async fn erase_user(platform: &Platform, user: Uuid, actor: Uuid, client: &C
                 .actor(actor),
             )?;
             let pattern = format!("%{}%", crate::db::like_literal(&account.email));
-            tx.execute("DELETE FROM mail_outbox WHERE to_address = ?1", [&account.email])?;
-            tx.execute("DELETE FROM jobs WHERE payload LIKE ?1 ESCAPE '\\'", [&pattern])?;
+            tx.execute("DELETE FROM mail_outbox WHERE to_address = ?1", params![account.email])?;
+            tx.execute("DELETE FROM jobs WHERE payload LIKE ?1 ESCAPE '\\'", params![pattern])?;
             erase_personal(tx, user, &account.email)?;
-            tx.execute("DELETE FROM users WHERE id = ?1", [user.to_string()])?;
+            tx.execute("DELETE FROM users WHERE id = ?1", params![user])?;
             record(
                 tx,
                 &AuditEntry::new("user.erased")
