@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::db::{now_millis, now_rfc3339};
 use crate::error::Result;
+use crate::params;
 use crate::platform::Platform;
-use crate::sql::{Handle, raw};
+use crate::sql::{Handle, Sql};
 
 /// Retries never wait longer than this, however many attempts failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -120,7 +120,7 @@ impl Jobs {
 
     /// Enqueues a job on `conn`, normally the caller's open transaction.
     pub fn enqueue(&self, conn: &impl Handle, kind: &str, payload: &Value) -> Result<Uuid> {
-        let conn = raw(conn);
+        let conn = &Sql::from(conn);
         self.enqueue_with(conn, kind, payload, EnqueueOptions::default())
     }
 
@@ -131,15 +131,12 @@ impl Jobs {
         payload: &Value,
         options: EnqueueOptions,
     ) -> Result<Uuid> {
-        let conn = raw(conn);
+        let conn = &Sql::from(conn);
         let id = Uuid::now_v7();
         let run_at = now_millis() + options.delay.map_or(0, |d| d.as_millis() as i64);
         let now = now_rfc3339();
-        conn.prepare_cached(
-            "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?6, ?6)",
-        )?
-        .execute(params![
+        conn.execute("INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?5, ?6, ?6)", params![
             id.to_string(),
             kind,
             serde_json::to_string(payload)?,
@@ -156,10 +153,11 @@ impl Jobs {
     /// Enqueues a job of `kind` unless one is already queued or running; returns
     /// its id when it did.
     pub fn enqueue_unique(&self, conn: &impl Handle, kind: &str, payload: &Value) -> Result<Option<Uuid>> {
-        let conn = raw(conn);
-        let pending = conn
-            .prepare_cached("SELECT 1 FROM jobs WHERE kind = ?1 AND status IN ('queued', 'running') LIMIT 1")?
-            .exists([kind])?;
+        let conn = &Sql::from(conn);
+        let pending = conn.exists(
+            "SELECT 1 FROM jobs WHERE kind = ?1 AND status IN ('queued', 'running') LIMIT 1",
+            params![kind],
+        )?;
         if pending {
             return Ok(None);
         }
@@ -181,7 +179,7 @@ impl Jobs {
 /// Queues again the jobs a previous process left running. Called once at start-up,
 /// before any worker runs, so no live job is touched.
 pub fn recover(conn: &impl Handle) -> Result<usize> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let n = conn.execute(
         "UPDATE jobs SET status = 'queued', run_at = ?1, updated_at = ?2 WHERE status = 'running'",
         params![now_millis(), now_rfc3339()],
@@ -191,12 +189,14 @@ pub fn recover(conn: &impl Handle) -> Result<usize> {
 
 /// Counts jobs per status (metrics, admin).
 pub fn counts(conn: &impl Handle) -> Result<HashMap<&'static str, i64>> {
-    let conn = raw(conn);
-    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM jobs GROUP BY status")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let conn = &Sql::from(conn);
+    let rows = conn.query_all(
+        "SELECT status, count(*) FROM jobs GROUP BY status",
+        params![],
+        |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+    )?;
     let mut out: HashMap<&'static str, i64> = JobStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    for row in rows {
-        let (status, n) = row?;
+    for (status, n) in rows {
         if let Some(s) = JobStatus::parse(&status) {
             out.insert(s.as_str(), n);
         }
@@ -211,25 +211,24 @@ struct Claimed {
     attempts: u32,
 }
 
-fn claim(conn: &Connection, kinds: &str) -> Result<Option<Claimed>> {
-    let row = conn
-        .prepare_cached(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2
+fn claim(conn: &Sql<'_>, kinds: &str) -> Result<Option<Claimed>> {
+    let row = conn.query_opt(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2
              WHERE id = (SELECT id FROM jobs
                          WHERE status = 'queued' AND run_at <= ?1
                            AND kind IN (SELECT value FROM json_each(?3))
                          ORDER BY run_at, id LIMIT 1)
              RETURNING id, kind, payload, attempts",
-        )?
-        .query_row(params![now_millis(), now_rfc3339(), kinds], |r| {
+        params![now_millis(), now_rfc3339(), kinds],
+        |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<u32>(3)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     let Some((id, kind, payload, attempts)) = row else {
         return Ok(None);
     };
@@ -241,28 +240,28 @@ fn claim(conn: &Connection, kinds: &str) -> Result<Option<Claimed>> {
     }))
 }
 
-fn finish(conn: &Connection, id: &str) -> Result<()> {
+fn finish(conn: &Sql<'_>, id: &str) -> Result<()> {
     let now = now_rfc3339();
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE jobs SET status = 'done', last_error = NULL, updated_at = ?2, finished_at = ?2 WHERE id = ?1",
-    )?
-    .execute(params![id, now])?;
+        params![id, now],
+    )?;
     Ok(())
 }
 
 /// Records a failure: queued again after the backoff, or dead when out of attempts.
 /// Returns whether the job is now dead.
-fn fail(conn: &Connection, id: &str, error: &str, next_run_at: i64) -> Result<bool> {
+fn fail(conn: &Sql<'_>, id: &str, error: &str, next_run_at: i64) -> Result<bool> {
     let now = now_rfc3339();
-    let status: String = conn
-        .prepare_cached(
-            "UPDATE jobs SET
+    let status: String = conn.query_one(
+        "UPDATE jobs SET
                 status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
                 run_at = ?3, last_error = ?2, updated_at = ?4,
                 finished_at = CASE WHEN attempts >= max_attempts THEN ?4 ELSE NULL END
              WHERE id = ?1 RETURNING status",
-        )?
-        .query_row(params![id, error, next_run_at, now], |r| r.get(0))?;
+        params![id, error, next_run_at, now],
+        |r| r.get(0),
+    )?;
     Ok(status == "dead")
 }
 
@@ -333,7 +332,7 @@ async fn worker(
         let db = platform.db().clone();
         let k = kinds.clone();
         let claimed = db
-            .call(move |conn| claim(raw(conn), &k))
+            .call(move |conn| claim(conn, &k))
             .await
             .inspect_err(|e| tracing::error!(error = %e, "could not claim a job"))
             .ok()
@@ -379,13 +378,13 @@ async fn run_one(platform: &Platform, handlers: &HashMap<String, JobHandler>, jo
         Ok(()) => {
             metrics.job_finished(&job.kind, "done", started.elapsed());
             let id = id.clone();
-            db.call(move |conn| finish(raw(conn), &id)).await
+            db.call(move |conn| finish(conn, &id)).await
         }
         Err(message) => {
             let next = now_millis() + platform.jobs().backoff(job.attempts).as_millis() as i64;
             let msg = message.clone();
             let job_id = id.clone();
-            let dead = db.call(move |conn| fail(raw(conn), &job_id, &msg, next)).await;
+            let dead = db.call(move |conn| fail(conn, &job_id, &msg, next)).await;
             if let Ok(dead) = dead {
                 let status = if dead { "dead" } else { "retry" };
                 metrics.job_finished(&job.kind, status, started.elapsed());
