@@ -9,8 +9,8 @@
 //! sites: when a second engine arrives, this type gains its implementation and
 //! the call sites stay as they are.
 //!
-//! Until `Db::write` and `TenantDb::call` hand out a [`Sql`] themselves, code that
-//! holds a connection or transaction from them wraps it with [`Sql::of`].
+//! `Db` and `TenantDb` hand their closures a [`Sql`]; seeds get one from
+//! `SeedContext::sql`.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use uuid::Uuid;
@@ -301,8 +301,9 @@ fn bind<'p>(params: &'p [&'p dyn ToSql]) -> Vec<Param<'p>> {
 }
 
 impl<'c> Sql<'c> {
-    /// The facade over a connection (or a transaction, which derefs to one).
-    pub fn of(conn: &'c rusqlite::Connection) -> Sql<'c> {
+    /// The facade over a connection core holds (or a transaction, which derefs
+    /// to one); outside core, `Sql::from(handle)` or `SeedContext::sql`.
+    pub(crate) fn of(conn: &'c rusqlite::Connection) -> Sql<'c> {
         Sql(conn)
     }
 

@@ -38,10 +38,13 @@ pub enum TokenType {
 )]
 pub struct BearerAuth(pub Principal);
 
+fn platform_of(req: &Request) -> Result<&Platform, Error> {
+    req.data::<Platform>()
+        .ok_or_else(|| Error::internal("the platform is not attached to requests"))
+}
+
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<Principal> {
-    let platform = req
-        .data::<Platform>()
-        .ok_or_else(|| Error::internal("the platform is not attached to requests"))?;
+    let platform = platform_of(req)?;
     let principal = platform
         .identity()
         .authenticate(platform.db(), &bearer.token)
@@ -82,9 +85,7 @@ async fn authenticate_staff(req: &Request, bearer: Bearer) -> poem::Result<Princ
 /// poem-openapi renames path variables in the route table).
 async fn org_access(req: &Request, bearer: Bearer, min: Role) -> poem::Result<Tenant> {
     let principal = authenticate(req, bearer).await?;
-    let platform = req
-        .data::<Platform>()
-        .ok_or_else(|| Error::internal("the platform is not attached to requests"))?;
+    let platform = platform_of(req)?;
     // Not a UUID: no org by that name, which is what non-members hear too.
     let org = req
         .uri()

@@ -1563,9 +1563,7 @@ impl AdminBillingApi {
                 Ok(plan)
             })
             .await?;
-        // The catalogue is reread after the commit, so no reader sees an uncommitted plan.
-        let plans = shared.plans.clone();
-        self.0.platform.db().call(move |conn| plans.reload(conn)).await?;
+        webhooks::reload_catalog(&self.0.platform, &shared).await?;
         Ok(PlanView::new(&saved, true))
     }
 }

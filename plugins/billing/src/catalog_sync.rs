@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::Shared;
 use crate::plans::Plan;
-use crate::webhooks::catalog;
+use crate::webhooks::{catalog, reload_catalog};
 
 /// What sync does (or, dry, would do) with one plan.
 enum Step {
@@ -102,8 +102,7 @@ pub async fn sync_plans(platform: &Platform, shared: &Shared, dry_run: bool) -> 
         lines.push(line);
     }
     if changed {
-        let plans = shared.plans.clone();
-        platform.db().call(move |conn| plans.reload(conn)).await?;
+        reload_catalog(platform, shared).await?;
     }
     Ok(lines)
 }

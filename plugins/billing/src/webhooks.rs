@@ -341,6 +341,13 @@ pub(crate) async fn catalog(platform: &Platform, shared: &Shared) -> Result<Arc<
     platform.db().call(move |conn| plans.current(conn)).await
 }
 
+/// Reads the catalogue again after a committed change to the plans, so no reader
+/// sees an uncommitted plan.
+pub(crate) async fn reload_catalog(platform: &Platform, shared: &Shared) -> Result<Arc<Catalog>> {
+    let plans = shared.plans.clone();
+    platform.db().call(move |conn| plans.reload(conn)).await
+}
+
 fn unix(v: &Value) -> Option<OffsetDateTime> {
     v.as_i64()
         .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
