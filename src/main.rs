@@ -7,8 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use plinth_core::http::openapi;
+use plinth_core::runtime::logging;
 use plinth_core::seed::{DEMO_PASSWORD, DEMO_USERS, SeedOptions};
-use plinth_core::{App, Config, Error, Plugin, identity, logging, openapi, server};
+use plinth_core::{App, Config, Error, Plugin, identity, server};
 
 /// The built-in plugins, in registration order (which is also the order of their
 /// tags in the API document). Billing is passed in because its
@@ -194,12 +196,12 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
             create_admin(&app, &email, &name, &password)
         }
         Command::Backup { path } => {
-            plinth_core::backup::backup(&app.platform().config().database_path, &path)?;
+            plinth_core::storage::backup::backup(&app.platform().config().database_path, &path)?;
             println!("backup written to {}", path.display());
             Ok(())
         }
         Command::Restore { path } => {
-            plinth_core::backup::restore(&path, &app.platform().config().database_path)?;
+            plinth_core::storage::backup::restore(&path, &app.platform().config().database_path)?;
             println!(
                 "restored {} from {}",
                 app.platform().config().database_path.display(),

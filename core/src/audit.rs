@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::db::now_rfc3339;
 use crate::error::{Error, Result};
 use crate::http::ClientInfo;
-use crate::sql::{Handle, raw};
+use crate::storage::db::now_rfc3339;
+use crate::storage::sql::{Handle, raw};
 
 /// The `prev_hash` of the first entry of a chain that was never pruned.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -397,7 +397,7 @@ pub fn query(
 /// Deletes the personal data of audit entries about a person (erasure).
 pub fn erase_personal(conn: &impl Handle, user: Uuid, email: &str) -> Result<usize> {
     let conn = raw(conn);
-    let pattern = format!("%{}%", crate::db::like_literal(email));
+    let pattern = format!("%{}%", crate::storage::db::like_literal(email));
     let n = conn.execute(
         "DELETE FROM audit_personal WHERE entry_id IN
              (SELECT id FROM audit_log WHERE actor_id = ?1 OR target_id = ?1)

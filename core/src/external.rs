@@ -27,13 +27,13 @@ use uuid::Uuid;
 
 use crate::audit::{AuditEntry, record};
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::flags::FlagContext;
 use crate::http::RequestId;
-use crate::jobs::JobHandler;
-use crate::migrations::Migration;
 use crate::platform::Platform;
 use crate::plugin::RouteTable;
+use crate::runtime::events::Event;
+use crate::runtime::jobs::JobHandler;
+use crate::storage::migrations::Migration;
 use crate::tenancy::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -6,36 +6,26 @@
 //! identity. Plugins depend on this crate and never on each other; whatever crosses
 //! feature areas goes through the seams defined here.
 
-pub mod audit;
-pub mod backup;
-pub mod cache;
-pub mod changes;
+// Layers, bottom up: foundation (config, error), storage, runtime, http; then
+// identity, tenancy and audit; the platform handle, the plugin contract and the
+// server that assembles them on top. A module imports only from its layer or below.
 pub mod config;
-pub mod db;
 pub mod error;
-pub mod events;
+
+pub mod http;
+pub mod runtime;
+pub mod storage;
+
+pub mod audit;
+pub mod identity;
+pub mod tenancy;
+
 pub mod external;
 pub mod flags;
-mod group_commit;
-pub mod http;
-pub mod identity;
-pub mod jobs;
-pub mod logging;
-pub mod mail;
-pub mod metrics;
-pub mod migrations;
-pub mod openapi;
-mod ops;
-pub mod pagination;
 pub mod platform;
 pub mod plugin;
-pub mod ratelimit;
-pub mod rendered;
 pub mod seed;
 pub mod server;
-pub mod sql;
-mod stall;
-pub mod tenancy;
 
 /// The product's version (the workspace's): the OpenAPI document's `info.version`
 /// and what `/api/admin/system` reports.

@@ -5,22 +5,22 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::Cache;
-use crate::changes::Changes;
 use crate::config::Config;
-use crate::db::{Db, Kind};
 use crate::error::Result;
-use crate::events::EventBus;
 use crate::flags::FeatureFlags;
 use crate::identity::Identity;
-use crate::jobs::Jobs;
-use crate::mail::Mailer;
 use crate::plugin::PluginInfo;
+use crate::runtime::cache::Cache;
+use crate::runtime::events::EventBus;
+use crate::runtime::jobs::Jobs;
+use crate::runtime::mail::Mailer;
+use crate::storage::changes::Changes;
+use crate::storage::db::{Db, Kind};
 use crate::tenancy::{Entitlements, Tenancy};
 
 /// Root connections serve migrations, seeding and membership lookups only.
 const ROOT_POOL_SIZE: u32 = 4;
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Platform {
@@ -161,7 +161,7 @@ impl Platform {
     }
 
     /// Creates a cache that is emptied after every commit changing a row of one of
-    /// `tables` (see [`crate::changes`]), for values copied from those rows; `ttl`
+    /// `tables` (see [`crate::storage::changes`]), for values copied from those rows; `ttl`
     /// bounds how long a change made by another process goes unseen.
     pub fn table_cache<K, V>(
         &self,

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::events::EventBusBuilder;
 use crate::flags::FeatureFlags;
-use crate::jobs::JobHandler;
-use crate::migrations::Migration;
 use crate::platform::Platform;
+use crate::runtime::events::EventBusBuilder;
+use crate::runtime::jobs::JobHandler;
 use crate::seed::SeedOptions;
+use crate::storage::migrations::Migration;
 use crate::tenancy::{Entitlements, SeedContext};
 
 /// Routes of an API in poem's path syntax, as poem-openapi produces them.

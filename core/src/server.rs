@@ -15,19 +15,19 @@ use poem::{Response, Route, RouteMethod, Server, endpoint::make_sync};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::db::in_transaction;
 use crate::error::{Error, Result};
-use crate::events::EventBusBuilder;
 use crate::external::ExternalPlugin;
+use crate::http::openapi;
+use crate::http::ops::OpsApi;
 use crate::http::{PipelineOptions, pipeline};
 use crate::identity::api::{AuthApi, password_reset_job};
-use crate::jobs::{JobHandler, Jobs, Workers};
-use crate::migrations::{self, Migration};
-use crate::openapi;
-use crate::ops::OpsApi;
 use crate::platform::Platform;
 use crate::plugin::{ApiPart, Plugin, PluginInfo, RouteTable};
+use crate::runtime::events::EventBusBuilder;
+use crate::runtime::jobs::{JobHandler, Jobs, Workers};
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
+use crate::storage::db::in_transaction;
+use crate::storage::migrations::{self, Migration};
 use crate::tenancy::{SeedContext, Unlimited};
 
 /// Owner name of core's migrations and API; no plugin may take it.
@@ -42,7 +42,7 @@ pub struct App {
     jobs: Vec<JobHandler>,
     schedules: Vec<crate::plugin::Schedule>,
     /// Held from [`App::claim_database`] (or the start of serving) to the end.
-    server_lock: Option<crate::backup::ServerLock>,
+    server_lock: Option<crate::storage::backup::ServerLock>,
 }
 
 impl App {
@@ -236,7 +236,9 @@ impl App {
     pub fn claim_database(&mut self) -> Result<()> {
         if self.server_lock.is_none() {
             self.create_database_folder()?;
-            self.server_lock = Some(crate::backup::lock_server(&self.platform.config().database_path)?);
+            self.server_lock = Some(crate::storage::backup::lock_server(
+                &self.platform.config().database_path,
+            )?);
         }
         Ok(())
     }
@@ -336,7 +338,10 @@ impl App {
                 loop {
                     ticks.tick().await;
                     let (db, dir) = (db.clone(), dir.clone());
-                    match tokio::task::spawn_blocking(move || crate::backup::scheduled(&db, &dir, keep)).await
+                    match tokio::task::spawn_blocking(move || {
+                        crate::storage::backup::scheduled(&db, &dir, keep)
+                    })
+                    .await
                     {
                         Ok(Ok(file)) => tracing::info!(file = %file.display(), "backup taken"),
                         Ok(Err(e)) => tracing::error!(error = %e, "scheduled backup failed"),
@@ -345,7 +350,7 @@ impl App {
                 }
             });
         }
-        let mut checkpointer = crate::db::Checkpointer::new(platform.db().clone());
+        let mut checkpointer = crate::storage::db::Checkpointer::new(platform.db().clone());
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(std::time::Duration::from_millis(250));
             loop {
@@ -355,7 +360,10 @@ impl App {
                 }
             }
         });
-        let recovered = platform.db().call(|conn| crate::jobs::recover(conn)).await?;
+        let recovered = platform
+            .db()
+            .call(|conn| crate::runtime::jobs::recover(conn))
+            .await?;
         if recovered > 0 {
             tracing::info!(
                 recovered,
@@ -448,7 +456,7 @@ impl App {
             },
         );
         // The stall guard closes idle and stalled connections alike (see stall.rs).
-        let acceptor = crate::stall::StallGuard::new(acceptor, config.idle_timeout);
+        let acceptor = crate::runtime::stall::StallGuard::new(acceptor, config.idle_timeout);
         let served = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(config.shutdown_timeout))
             .await;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plinth_core::pagination::{MAX_LIMIT, Page};
+use plinth_core::http::pagination::{MAX_LIMIT, Page};
 
 fuzz_target!(|data: &[u8]| {
     let limit = data.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));

@@ -604,7 +604,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// Fills the audit log with `n` entries straight into the file.
 pub fn fill_audit_log(path: &std::path::Path, n: u32) {
-    let mut conn = plinth_core::db::open_connection(path).expect("open");
+    let mut conn = plinth_core::storage::db::open_connection(path).expect("open");
     let tx = conn.transaction().expect("tx");
     {
         let mut stmt = tx

@@ -43,7 +43,7 @@ async fn a_backup_taken_under_write_load_restores_consistently() {
         acme.app.dir.path().join("backups").join("mid-load.db"),
     );
     let target = dest.clone();
-    tokio::task::spawn_blocking(move || plinth_core::backup::backup(&db, &target))
+    tokio::task::spawn_blocking(move || plinth_core::storage::backup::backup(&db, &target))
         .await
         .expect("join")
         .expect("backup while writing");
@@ -55,8 +55,8 @@ async fn a_backup_taken_under_write_load_restores_consistently() {
 
     let restored_dir = tempfile::tempdir().expect("dir");
     let restored = restored_dir.path().join("plinth.db");
-    plinth_core::backup::restore(&dest, &restored).expect("restore");
-    let conn = plinth_core::db::open_connection(&restored).expect("open");
+    plinth_core::storage::backup::restore(&dest, &restored).expect("restore");
+    let conn = plinth_core::storage::db::open_connection(&restored).expect("open");
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
@@ -84,8 +84,8 @@ async fn a_backup_taken_under_write_load_restores_consistently() {
 async fn restore_refuses_the_database_of_a_running_server_and_a_damaged_backup() {
     let app = TestApp::builder().spawn().await;
     let backup = app.dir.path().join("copy.db");
-    plinth_core::backup::backup(&app.db_path(), &backup).expect("backup");
-    let refused = plinth_core::backup::restore(&backup, &app.db_path()).expect_err("refused");
+    plinth_core::storage::backup::backup(&app.db_path(), &backup).expect("backup");
+    let refused = plinth_core::storage::backup::restore(&backup, &app.db_path()).expect_err("refused");
     assert!(
         refused.to_string().contains("stop it before restoring"),
         "{refused}"
@@ -94,10 +94,10 @@ async fn restore_refuses_the_database_of_a_running_server_and_a_damaged_backup()
     let garbage = app.dir.path().join("garbage.db");
     std::fs::write(&garbage, b"not a database at all, just text").expect("write");
     let other = tempfile::tempdir().expect("dir");
-    assert!(plinth_core::backup::restore(&garbage, &other.path().join("x.db")).is_err());
+    assert!(plinth_core::storage::backup::restore(&garbage, &other.path().join("x.db")).is_err());
 
     let dir = app.stop().await;
-    plinth_core::backup::restore(&backup, &crate::harness::db_path(dir.path()))
+    plinth_core::storage::backup::restore(&backup, &crate::harness::db_path(dir.path()))
         .expect("restore once stopped");
     assert!(
         dir.path().join("plinth.db.before-restore").exists(),
@@ -135,7 +135,7 @@ fn the_cli_backs_up_and_restores() {
         &[("DATABASE_URL", &fresh_url)],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = plinth_core::db::open_connection(&fresh.path().join("plinth.db")).expect("open");
+    let conn = plinth_core::storage::db::open_connection(&fresh.path().join("plinth.db")).expect("open");
     let users: i64 = conn
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
         .expect("count");

@@ -249,7 +249,7 @@ fn seed_demo_creates_the_demo_accounts_and_production_refuses_it() {
     let url = db_url(dir.path());
     let out = plinth(&["seed", "--demo"], &[("DATABASE_URL", &url)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = plinth_core::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
+    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
     let emails: Vec<String> = conn
         .prepare("SELECT email FROM users ORDER BY email")
         .expect("prepare")
@@ -287,7 +287,7 @@ fn seed_creates_synthetic_tenant_accounts() {
         &[("DATABASE_URL", &url)],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = plinth_core::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
+    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
     let n: i64 = conn
         .query_row(
             "SELECT count(*) FROM users WHERE email LIKE '%.load.test'",
@@ -350,7 +350,7 @@ fn create_admin_creates_staff_and_enforces_the_password_policy() {
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let conn = plinth_core::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
+    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
     let (email, staff, hash): (String, bool, String) = conn
         .query_row(
             "SELECT email, is_platform_admin, password_hash FROM users",

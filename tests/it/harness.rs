@@ -54,7 +54,7 @@ impl TestApp {
 
     /// A configured connection to the app's database, for assertions.
     pub fn conn(&self) -> rusqlite::Connection {
-        plinth_core::db::open_connection(&self.db_path()).expect("open database")
+        plinth_core::storage::db::open_connection(&self.db_path()).expect("open database")
     }
 
     /// Stops the server gracefully and waits for it; returns the folder so that a
@@ -167,7 +167,7 @@ impl TestAppBuilder {
     pub async fn spawn(self) -> TestApp {
         let (migrate, demo) = (self.migrate, self.demo);
         let (app, dir) = self.build();
-        plinth_core::logging::init(app.platform().config());
+        plinth_core::runtime::logging::init(app.platform().config());
         if migrate {
             app.migrate().expect("migrations apply");
         }

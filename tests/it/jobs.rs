@@ -89,7 +89,7 @@ async fn jobs_interrupted_by_a_crash_run_after_restart() {
     let dir = app.stop().await;
 
     // What a process killed mid-job leaves behind: a row that says running.
-    let conn = plinth_core::db::open_connection(&db_path(dir.path())).expect("conn");
+    let conn = plinth_core::storage::db::open_connection(&db_path(dir.path())).expect("conn");
     conn.execute("INSERT INTO widgets (id, name) VALUES ('w-crash', 'crash')", [])
         .expect("widget");
     conn.execute(
@@ -124,7 +124,7 @@ async fn jobs_interrupted_by_a_crash_run_after_restart() {
 async fn jobs_of_a_disabled_plugin_stay_queued() {
     let app = TestApp::builder().plugin(Widgets::default()).spawn().await;
     let dir = app.stop().await;
-    let conn = plinth_core::db::open_connection(&db_path(dir.path())).expect("conn");
+    let conn = plinth_core::storage::db::open_connection(&db_path(dir.path())).expect("conn");
     conn.execute(
         "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
          VALUES ('j2', 'widgets.process', '{}', 'queued', 0, 5, 0, 'x', 'x')",

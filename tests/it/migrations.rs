@@ -29,7 +29,7 @@ async fn a_fresh_database_is_migrated_and_ready() {
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
-    let mut expected: Vec<(String, i64)> = plinth_core::migrations::core_migrations()
+    let mut expected: Vec<(String, i64)> = plinth_core::storage::migrations::core_migrations()
         .expect("core migrations")
         .iter()
         .map(|m| (m.owner.to_string(), i64::from(m.version)))
@@ -110,7 +110,8 @@ async fn pending_migrations_make_the_server_not_ready() {
 async fn a_database_made_by_the_previous_release_migrates_and_serves() {
     let dir = Arc::new(tempfile::tempdir().expect("dir"));
     {
-        let conn = plinth_core::db::open_connection(&crate::harness::db_path(dir.path())).expect("open");
+        let conn =
+            plinth_core::storage::db::open_connection(&crate::harness::db_path(dir.path())).expect("open");
         // The dump creates tables in name order: rows may precede their parents'.
         conn.execute_batch("PRAGMA foreign_keys = OFF").expect("pragma");
         conn.execute_batch(include_str!("../data/v0.1.0-demo.sql"))

@@ -103,7 +103,7 @@ async fn seeding_runs_each_enabled_plugins_part_idempotently() {
     assert_eq!(first.users_created, 5);
     let second = app.seed(&options).expect("seed again");
     assert_eq!(second.users_created, 0);
-    let conn = plinth_core::db::open_connection(app.platform().db().path()).expect("conn");
+    let conn = plinth_core::storage::db::open_connection(app.platform().db().path()).expect("conn");
     let widgets: i64 = conn
         .query_row("SELECT count(*) FROM widgets", [], |r| r.get(0))
         .expect("count");

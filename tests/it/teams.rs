@@ -746,7 +746,7 @@ async fn invitations_can_be_resent_and_revoked() {
 struct FiveSeats;
 
 impl Entitlements for FiveSeats {
-    fn seat_limit(&self, _conn: &plinth_core::sql::Sql<'_>) -> Result<Option<u32>> {
+    fn seat_limit(&self, _conn: &plinth_core::storage::sql::Sql<'_>) -> Result<Option<u32>> {
         Ok(Some(5))
     }
 }

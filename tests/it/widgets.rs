@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use plinth_core::events::Event;
-use plinth_core::jobs::JobHandler;
-use plinth_core::migrations::Migration;
 use plinth_core::params;
+use plinth_core::runtime::events::Event;
+use plinth_core::runtime::jobs::JobHandler;
 use plinth_core::seed::SeedOptions;
+use plinth_core::storage::migrations::Migration;
 use plinth_core::{ApiPart, Error, Platform, Plugin, Result};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -57,7 +57,7 @@ impl Plugin for Widgets {
         .map(Some)
     }
 
-    fn subscribe(&self, bus: &mut plinth_core::events::EventBusBuilder) {
+    fn subscribe(&self, bus: &mut plinth_core::runtime::events::EventBusBuilder) {
         bus.on("widget.created", |event, ctx| {
             ctx.jobs.enqueue(ctx.tx, "widgets.process", &event.payload)?;
             Ok(())

@@ -15,18 +15,18 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, record};
-use crate::cache::Cache;
 use crate::error::{Error, FieldError, Result};
 use crate::http::ClientInfo;
+use crate::http::pagination::Page;
+use crate::http::rendered::Rendered;
 use crate::identity::auth::{BearerAuth, TokenType};
 use crate::identity::sessions::{self, Rotation, reason};
 use crate::identity::tokens::{self, Purpose};
 use crate::identity::{passwords, users};
-use crate::jobs::JobHandler;
-use crate::mail::Template;
-use crate::pagination::Page;
 use crate::platform::Platform;
-use crate::rendered::Rendered;
+use crate::runtime::cache::Cache;
+use crate::runtime::jobs::JobHandler;
+use crate::runtime::mail::Template;
 use crate::seed::DEMO_PASSWORD;
 
 const PASSWORD_RESET_JOB: &str = "auth.password_reset";
@@ -847,8 +847,8 @@ impl AuthApi {
 /// Asks for a reset link to be emailed to `email` (if it has an account), in the
 /// caller's transaction.
 pub fn enqueue_password_reset(
-    tx: &impl crate::sql::Handle,
-    jobs: &crate::jobs::Jobs,
+    tx: &impl crate::storage::sql::Handle,
+    jobs: &crate::runtime::jobs::Jobs,
     email: &str,
     ip: &str,
 ) -> Result<()> {

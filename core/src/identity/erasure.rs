@@ -6,14 +6,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, erase_personal, record};
-use crate::db::in_transaction;
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::http::ClientInfo;
 use crate::identity::users;
 use crate::params;
 use crate::platform::Platform;
-use crate::sql::Sql;
+use crate::runtime::events::Event;
+use crate::storage::db::in_transaction;
+use crate::storage::sql::Sql;
 
 /// Erases `user` in one transaction, on core's root connection:
 /// - refuses while they are the last owner of an org (ownership must move first);
@@ -57,7 +57,7 @@ pub async fn erase_user(platform: &Platform, user: Uuid, actor: Uuid, client: &C
                 )
                 .actor(actor),
             )?;
-            let pattern = format!("%{}%", crate::db::like_literal(&account.email));
+            let pattern = format!("%{}%", crate::storage::db::like_literal(&account.email));
             tx.execute("DELETE FROM mail_outbox WHERE to_address = ?1", params![account.email])?;
             tx.execute("DELETE FROM jobs WHERE payload LIKE ?1 ESCAPE '\\'", params![pattern])?;
             erase_personal(tx, user, &account.email)?;

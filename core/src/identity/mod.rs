@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::cache::Cache;
 use crate::config::Config;
-use crate::db::{Db, now_millis};
 use crate::error::{Error, Result};
-use crate::ratelimit::RateLimiter;
+use crate::runtime::cache::Cache;
+use crate::runtime::ratelimit::RateLimiter;
+use crate::storage::db::{Db, now_millis};
 use jwt::JwtKeys;
 use passwords::Hasher;
 use sessions::SessionStatus;
@@ -179,7 +179,7 @@ impl Identity {
     /// Disables an account inside the caller's transaction: every session is
     /// revoked. Call [`Identity::forget_user`] after the commit so that the account's
     /// access tokens stop at once. Returns false when it was already disabled.
-    pub fn disable_user(conn: &impl crate::sql::Handle, user: Uuid) -> Result<bool> {
+    pub fn disable_user(conn: &impl crate::storage::sql::Handle, user: Uuid) -> Result<bool> {
         let changed = users::set_disabled(conn, user, true)?;
         sessions::revoke_all(conn, user, None, sessions::reason::ACCOUNT_DISABLED)?;
         Ok(changed)

@@ -10,12 +10,12 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::{Config, Secret};
-use crate::db::{now_millis, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::http::ClientInfo;
 use crate::identity::tokens;
 use crate::params;
-use crate::sql::{Handle, Sql};
+use crate::storage::db::{now_millis, now_rfc3339};
+use crate::storage::sql::{Handle, Sql};
 
 /// What the per-request check needs to know about a session and its user.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,10 +12,10 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::config::Secret;
-use crate::db::{now_millis, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::params;
-use crate::sql::{Handle, Sql};
+use crate::storage::db::{now_millis, now_rfc3339};
+use crate::storage::sql::{Handle, Sql};
 
 const TOKEN_BYTES: usize = 32;
 

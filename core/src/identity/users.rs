@@ -2,10 +2,10 @@
 
 use uuid::Uuid;
 
-use crate::db::{like_literal, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::params;
-use crate::sql::{Handle, Sql};
+use crate::storage::db::{like_literal, now_rfc3339};
+use crate::storage::sql::{Handle, Sql};
 
 /// Emails are compared trimmed and lowercased.
 pub fn normalize_email(email: &str) -> String {

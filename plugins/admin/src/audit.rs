@@ -5,8 +5,8 @@ use std::io::Write;
 
 use bytes::Bytes;
 use plinth_core::audit::{self, AuditEntry, AuditFilter, AuditRow, EXPORT_COLUMNS};
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::StaffAuth;
-use plinth_core::pagination::Page;
 use plinth_core::{Error, Result};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;

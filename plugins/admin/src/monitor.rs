@@ -1,7 +1,7 @@
 //! /api/admin/stats and /api/admin/system: what operators watch.
 
 use plinth_core::identity::auth::StaffAuth;
-use plinth_core::jobs::{self, JobStatus};
+use plinth_core::runtime::jobs::{self, JobStatus};
 use plinth_core::{Error, Result, params};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};

@@ -1,10 +1,10 @@
 //! /api/admin/orgs: search, detail, suspend and restore, delete.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::StaffAuth;
-use plinth_core::pagination::Page;
+use plinth_core::runtime::events::Event;
 use plinth_core::tenancy::{OrgSummary, Role, bound};
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};

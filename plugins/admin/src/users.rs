@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use plinth_core::audit::AuditEntry;
 use plinth_core::http::ClientInfo;
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::{StaffAuth, TokenType};
 use plinth_core::identity::sessions::{self, reason};
 use plinth_core::identity::{Identity, api::enqueue_password_reset, erasure, jwt::Actor, tokens, users};
-use plinth_core::pagination::Page;
-use plinth_core::sql::Sql;
+use plinth_core::storage::sql::Sql;
 use plinth_core::tenancy::Role;
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};

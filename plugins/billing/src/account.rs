@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use plinth_core::db::now_rfc3339;
 use plinth_core::params;
-use plinth_core::sql::Sql;
+use plinth_core::storage::db::now_rfc3339;
+use plinth_core::storage::sql::Sql;
 use plinth_core::{Error, Result};
 use time::format_description::well_known::Rfc3339;
 use time::{Date, Month, OffsetDateTime, Time};

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::{OrgAdmin, OrgMember, OrgViewer, StaffAuth};
-use plinth_core::pagination::Page;
 use plinth_core::params;
-use plinth_core::sql::Row;
+use plinth_core::storage::sql::Row;
 use plinth_core::tenancy::{Tenant, bound};
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem::{Request, RequestBody};
@@ -1429,8 +1429,8 @@ impl AdminBillingApi {
         #[oai(name = "type")] kind: Query<Option<String>>,
         failed: Query<Option<bool>>,
     ) -> Result<Json<WebhookEventPage>> {
-        let limit = limit.0.unwrap_or(plinth_core::pagination::DEFAULT_LIMIT);
-        if !(1..=plinth_core::pagination::MAX_LIMIT).contains(&limit) {
+        let limit = limit.0.unwrap_or(plinth_core::http::pagination::DEFAULT_LIMIT);
+        if !(1..=plinth_core::http::pagination::MAX_LIMIT).contains(&limit) {
             return Err(Error::invalid("limit", "must be between 1 and 100"));
         }
         // The cursor is the received_at and id of the last item, as Stripe's ids do

@@ -65,7 +65,7 @@ pub async fn sync_plans(platform: &Platform, shared: &Shared, dry_run: bool) -> 
                         let n = tx.execute(
                             "UPDATE billing_plans SET stripe_price_id = ?2, updated_at = ?3
                              WHERE id = ?1 AND stripe_price_id IS NULL",
-                            params![id, stored, plinth_core::db::now_rfc3339()],
+                            params![id, stored, plinth_core::storage::db::now_rfc3339()],
                         )?;
                         if n == 1 {
                             record(

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use plinth_core::db::now_rfc3339;
-use plinth_core::jobs::{EnqueueOptions, JobContext, JobHandler};
 use plinth_core::params;
-use plinth_core::sql::{Row as SqlRow, Sql};
+use plinth_core::runtime::jobs::{EnqueueOptions, JobContext, JobHandler};
+use plinth_core::storage::db::now_rfc3339;
+use plinth_core::storage::sql::{Row as SqlRow, Sql};
 use plinth_core::{Error, Platform, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use plinth_core::params;
-use plinth_core::sql::{Row, Sql, is_unique_violation};
+use plinth_core::storage::sql::{Row, Sql, is_unique_violation};
 use plinth_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -198,7 +198,7 @@ pub fn load(db: &Sql<'_>) -> Result<Catalog> {
 
 /// Inserts or replaces a plan; making it the default demotes the previous one.
 pub fn save(db: &Sql<'_>, plan: &Plan) -> Result<()> {
-    let now = plinth_core::db::now_rfc3339();
+    let now = plinth_core::storage::db::now_rfc3339();
     let sql = *db;
     if plan.is_default {
         sql.execute(

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use plinth_core::db::now_rfc3339;
-use plinth_core::jobs::{JobContext, JobHandler};
 use plinth_core::params;
-use plinth_core::sql::Sql;
+use plinth_core::runtime::jobs::{JobContext, JobHandler};
+use plinth_core::storage::db::now_rfc3339;
+use plinth_core::storage::sql::Sql;
 use plinth_core::tenancy::bound;
 use plinth_core::{Error, Platform, Result};
 use serde_json::json;

@@ -11,8 +11,8 @@ mod store;
 use std::sync::Arc;
 
 use plinth_core::flags::{FeatureFlags, FlagContext, FlagFuture};
-use plinth_core::migrations::Migration;
 use plinth_core::seed::SeedOptions;
+use plinth_core::storage::migrations::Migration;
 use plinth_core::tenancy::SeedContext;
 use plinth_core::{ApiPart, Platform, Plugin, Result};
 

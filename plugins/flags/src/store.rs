@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use plinth_core::cache::Cache;
-use plinth_core::db::now_rfc3339;
 use plinth_core::flags::FlagContext;
+use plinth_core::http::rendered::Rendered;
 use plinth_core::identity::users;
 use plinth_core::params;
-use plinth_core::rendered::Rendered;
-use plinth_core::sql::{Row, Sql, is_unique_violation};
+use plinth_core::runtime::cache::Cache;
+use plinth_core::storage::db::now_rfc3339;
+use plinth_core::storage::sql::{Row, Sql, is_unique_violation};
 use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
 use serde_json::Value;

@@ -1,13 +1,13 @@
 //! The activity feed (every org event becomes an item, visible to all members) and
 //! the org's audit log (admins and owners, with filters).
 
-use plinth_core::db::{like_literal, now_rfc3339};
-use plinth_core::events::{ALL_EVENTS, Event, EventBusBuilder};
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::{OrgAdmin, OrgViewer};
-use plinth_core::pagination::Page;
 use plinth_core::params;
+use plinth_core::runtime::events::{ALL_EVENTS, Event, EventBusBuilder};
 use plinth_core::seed::SeedOptions;
-use plinth_core::sql::Sql;
+use plinth_core::storage::db::{like_literal, now_rfc3339};
+use plinth_core::storage::sql::Sql;
 use plinth_core::tenancy::SeedContext;
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};

@@ -7,15 +7,15 @@
 //! Only the keyed hash of the whole token is stored.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::db::{now_millis, now_rfc3339};
-use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::{BearerAuth, OrgAdmin};
 use plinth_core::identity::{tokens, users};
-use plinth_core::mail::render;
-use plinth_core::pagination::Page;
 use plinth_core::params;
-use plinth_core::sql::{Row as SqlRow, Sql};
+use plinth_core::runtime::events::Event;
+use plinth_core::runtime::mail::render;
+use plinth_core::storage::db::{now_millis, now_rfc3339};
+use plinth_core::storage::sql::{Row as SqlRow, Sql};
 use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};

@@ -14,9 +14,9 @@ mod orgs;
 
 use std::sync::Arc;
 
-use plinth_core::events::EventBusBuilder;
-use plinth_core::migrations::Migration;
+use plinth_core::runtime::events::EventBusBuilder;
 use plinth_core::seed::SeedOptions;
+use plinth_core::storage::migrations::Migration;
 use plinth_core::tenancy::SeedContext;
 use plinth_core::{ApiPart, Platform, Plugin, Result};
 

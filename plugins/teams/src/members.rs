@@ -4,13 +4,13 @@
 //! org always keeps at least one owner.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::cache::Cache;
-use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
+use plinth_core::http::pagination::Page;
+use plinth_core::http::rendered::Rendered;
 use plinth_core::identity::auth::{OrgAdmin, OrgOwner, OrgViewer};
-use plinth_core::pagination::Page;
-use plinth_core::rendered::Rendered;
-use plinth_core::sql::Sql;
+use plinth_core::runtime::cache::Cache;
+use plinth_core::runtime::events::Event;
+use plinth_core::storage::sql::Sql;
 use plinth_core::tenancy::{Member, Role, Tenant, bound};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};

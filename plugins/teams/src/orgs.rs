@@ -1,10 +1,10 @@
 //! /api/orgs: list, create, read, update and delete organizations.
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::events::Event;
 use plinth_core::http::ClientInfo;
+use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::{BearerAuth, OrgAdmin, OrgOwner, OrgViewer};
-use plinth_core::pagination::Page;
+use plinth_core::runtime::events::Event;
 use plinth_core::tenancy::{Org, Role, bound};
 use plinth_core::{Error, FieldError, Result};
 use poem_openapi::param::{Path, Query};

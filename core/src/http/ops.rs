@@ -10,8 +10,8 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, Tags};
 use subtle::ConstantTimeEq;
 
 use crate::error::{Problem, problem};
-use crate::migrations::{Migration, all_applied};
 use crate::platform::Platform;
+use crate::storage::migrations::{Migration, all_applied};
 
 #[derive(Tags)]
 enum OpsTag {
@@ -99,7 +99,7 @@ impl OpsApi {
     async fn readyz(&self) -> ReadyResponse {
         let migrations = self.migrations.clone();
         let check = self.platform.db().call(move |conn| {
-            let conn = crate::sql::raw(conn);
+            let conn = crate::storage::sql::raw(conn);
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
             all_applied(conn, &migrations)
         });
@@ -148,14 +148,14 @@ impl OpsApi {
             .platform
             .db()
             .call(|conn| {
-                let conn = crate::sql::raw(conn);
+                let conn = crate::storage::sql::raw(conn);
                 let users: (i64, i64, i64, i64) = conn.query_row(
                     "SELECT count(*), count(email_verified_at), count(disabled_at), coalesce(sum(is_platform_admin), 0)
                      FROM users",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?;
-                Ok((crate::jobs::counts(conn)?, users))
+                Ok((crate::runtime::jobs::counts(conn)?, users))
             })
             .await;
         let orgs = self.platform.tenancy().counts().await;

@@ -16,12 +16,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::config::Config;
-use crate::db::now_rfc3339;
 use crate::error::{Error, Result};
-use crate::jobs::{JobHandler, Jobs};
 use crate::params;
 use crate::platform::Platform;
-use crate::sql::{Handle, Sql};
+use crate::runtime::jobs::{JobHandler, Jobs};
+use crate::storage::db::now_rfc3339;
+use crate::storage::sql::{Handle, Sql};
 
 pub const SEND_JOB: &str = "mail.send";
 const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -47,18 +47,18 @@ impl Template {
         match self {
             Template::VerifyEmail => (
                 "Confirm your email address",
-                include_str!("../templates/verify_email.txt"),
-                include_str!("../templates/verify_email.html"),
+                include_str!("../../templates/verify_email.txt"),
+                include_str!("../../templates/verify_email.html"),
             ),
             Template::PasswordReset => (
                 "Reset your password",
-                include_str!("../templates/password_reset.txt"),
-                include_str!("../templates/password_reset.html"),
+                include_str!("../../templates/password_reset.txt"),
+                include_str!("../../templates/password_reset.html"),
             ),
             Template::AccountExists => (
                 "You already have an account",
-                include_str!("../templates/account_exists.txt"),
-                include_str!("../templates/account_exists.html"),
+                include_str!("../../templates/account_exists.txt"),
+                include_str!("../../templates/account_exists.html"),
             ),
         }
     }

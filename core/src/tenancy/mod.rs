@@ -16,11 +16,11 @@ use poem_openapi::Enum;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
-use crate::cache::Cache;
-use crate::db::{Db, DbConn, PooledConnection, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
-use crate::sql::{Handle, Sql, raw};
+use crate::runtime::cache::Cache;
+use crate::storage::db::{Db, DbConn, PooledConnection, now_rfc3339};
+use crate::storage::sql::{Handle, Sql, raw};
 
 /// A member's role in an organization, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
@@ -85,7 +85,7 @@ pub trait Entitlements: Send + Sync + 'static {
     }
 
     /// The tables the answers are computed from, so that caches of them can watch
-    /// those tables (see [`crate::changes`]) without knowing the provider.
+    /// those tables (see [`crate::storage::changes`]) without knowing the provider.
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
@@ -173,7 +173,7 @@ impl TenantDb {
             let mut conn = db.conn()?;
             let switch = conn.cascade_switch();
             // After the writers of this process queued before it, like every write.
-            let gate = crate::db::write_gate(&conn);
+            let gate = crate::storage::db::write_gate(&conn);
             let _turn = gate.lock();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             before(&Sql::of(&tx))?;
@@ -195,7 +195,7 @@ impl TenantDb {
         F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        crate::group_commit::write(&self.pool, Some(self.org), f).await
+        crate::storage::sqlite::group_commit::write(&self.pool, Some(self.org), f).await
     }
 }
 
@@ -267,7 +267,7 @@ impl Tenancy {
         let membership = self
             .memberships
             .get_or_load((org, user), || async move {
-                root.call(move |conn| membership_of(crate::sql::raw(conn), org, user))
+                root.call(move |conn| membership_of(crate::storage::sql::raw(conn), org, user))
                     .await
             })
             .await?;
@@ -317,7 +317,7 @@ impl Tenancy {
     ) -> Result<Vec<OrgMembership>> {
         self.root
             .call(move |conn| {
-                let conn = crate::sql::raw(conn);
+                let conn = crate::storage::sql::raw(conn);
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
                 let mut stmt = conn.prepare_cached(
                     "SELECT m.id, o.id, o.name, o.slug, o.created_at, m.role
@@ -356,9 +356,9 @@ impl Tenancy {
     pub async fn search_orgs(&self, q: String, limit: u32, after: Option<Uuid>) -> Result<Vec<OrgSummary>> {
         self.root
             .call(move |conn| {
-                let conn = crate::sql::raw(conn);
+                let conn = crate::storage::sql::raw(conn);
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
-                let prefix = format!("{}%", crate::db::like_literal(&q));
+                let prefix = format!("{}%", crate::storage::db::like_literal(&q));
                 let mut stmt = conn.prepare_cached(
                     "SELECT o.id, o.name, o.slug, o.created_at, o.suspended_at IS NOT NULL,
                             (SELECT count(*) FROM tenant_memberships m WHERE m.org_id = o.id)
@@ -398,7 +398,7 @@ impl Tenancy {
     pub async fn counts(&self) -> Result<(i64, i64, i64)> {
         self.root
             .call(|conn| {
-                let conn = crate::sql::raw(conn);
+                let conn = crate::storage::sql::raw(conn);
                 Ok(conn.query_row(
                     "SELECT (SELECT count(*) FROM organizations),
                             (SELECT count(*) FROM organizations WHERE suspended_at IS NOT NULL),
@@ -414,7 +414,7 @@ impl Tenancy {
     pub async fn org_exists(&self, org: Uuid) -> Result<bool> {
         self.root
             .call(move |conn| {
-                let conn = crate::sql::raw(conn);
+                let conn = crate::storage::sql::raw(conn);
                 Ok(conn
                     .prepare_cached("SELECT 1 FROM organizations WHERE id = ?1")?
                     .exists([org.to_string()])?)
@@ -426,7 +426,7 @@ impl Tenancy {
     pub async fn slug_taken(&self, slug: String) -> Result<bool> {
         self.root
             .call(move |conn| {
-                let conn = crate::sql::raw(conn);
+                let conn = crate::storage::sql::raw(conn);
                 Ok(conn
                     .prepare_cached("SELECT 1 FROM organizations WHERE slug = ?1")?
                     .exists([slug])?)
@@ -665,11 +665,11 @@ pub mod bound {
 /// to each org in turn.
 pub struct SeedContext<'a> {
     pub tx: &'a Transaction<'a>,
-    org: crate::db::OrgCell,
+    org: crate::storage::db::OrgCell,
 }
 
 impl<'a> SeedContext<'a> {
-    pub(crate) fn new(tx: &'a Transaction<'a>, org: crate::db::OrgCell) -> Self {
+    pub(crate) fn new(tx: &'a Transaction<'a>, org: crate::storage::db::OrgCell) -> Self {
         SeedContext { tx, org }
     }
 

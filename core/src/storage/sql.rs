@@ -52,8 +52,8 @@ pub(crate) mod sealed {
     raw_by_deref!(
         rusqlite::Connection,
         rusqlite::Transaction<'_>,
-        crate::db::DbConn,
-        crate::db::PooledConnection,
+        crate::storage::db::DbConn,
+        crate::storage::db::PooledConnection,
         crate::tenancy::BoundConn,
         crate::tenancy::SeedContext<'_>
     );
@@ -179,8 +179,8 @@ impl<T: ToSql> ToSql for Option<T> {
 /// The parameters of a statement: `params![a, b]` binds `?1` to `a`, `?2` to `b`.
 #[macro_export]
 macro_rules! params {
-    () => { &[] as &[&dyn $crate::sql::ToSql] };
-    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::sql::ToSql),+] as &[&dyn $crate::sql::ToSql] };
+    () => { &[] as &[&dyn $crate::storage::sql::ToSql] };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::storage::sql::ToSql),+] as &[&dyn $crate::storage::sql::ToSql] };
 }
 
 /// A column value read from a row.

@@ -3,6 +3,11 @@
 //! security headers; then load shedding, panic catching, CORS and the header and
 //! body limits.
 
+pub mod openapi;
+pub(crate) mod ops;
+pub mod pagination;
+pub mod rendered;
+
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;

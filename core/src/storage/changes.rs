@@ -8,7 +8,7 @@
 //! back to its pool, after its transaction committed or rolled back, the noted
 //! tables are announced and their watchers run. Announcing after the commit is what
 //! makes it safe: a cache load that started before the announcement is discarded by
-//! [`crate::cache::Cache`]'s generation check, and one that starts after it reads
+//! [`crate::runtime::cache::Cache`]'s generation check, and one that starts after it reads
 //! the committed rows. The connection is returned before the write's caller gets its
 //! answer, so a client reads its own writes. A rolled-back change is announced too,
 //! which costs a reload and nothing else.

@@ -14,8 +14,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::Result;
-use crate::jobs::Jobs;
-use crate::sql::{Handle, Sql};
+use crate::runtime::jobs::Jobs;
+use crate::storage::sql::{Handle, Sql};
 
 /// Something that happened, named `area.verb` (`member.added`, `subscription.changed`).
 #[derive(Debug, Clone, PartialEq)]

@@ -239,7 +239,7 @@ impl Metrics {
     }
 
     /// Makes a cache's size and loads visible at /metrics.
-    pub fn register_cache<K, V>(&self, cache: &crate::cache::Cache<K, V>)
+    pub fn register_cache<K, V>(&self, cache: &crate::runtime::cache::Cache<K, V>)
     where
         K: std::hash::Hash + Eq + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,

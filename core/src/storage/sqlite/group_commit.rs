@@ -1,4 +1,4 @@
-//! Group commit for the async writers of one pool ([`crate::db::Db::write`],
+//! Group commit for the async writers of one pool ([`crate::storage::db::Db::write`],
 //! [`crate::tenancy::TenantDb::write`]).
 //!
 //! SQLite has one writer, and most of a small write's cost is its commit: every page
@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use rusqlite::{Transaction, TransactionBehavior};
 
-use crate::sql::Sql;
+use crate::storage::sql::Sql;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::db::{Db, DbConn, async_write_gate, write_gate};
 use crate::error::{Error, Result};
+use crate::storage::db::{Db, DbConn, async_write_gate, write_gate};
 
 /// The most writers committed together: bounds what one batch adds to a writer's wait.
 const MAX_BATCH: usize = 128;
@@ -175,7 +175,7 @@ fn run_batch(db: &Db) {
         let _turn = sync_gate.lock();
         run_in_transaction(db, &conn, batch)
     };
-    // Returning the connection announces the committed changes (see crate::changes):
+    // Returning the connection announces the committed changes (see crate::storage::changes):
     // caches must have dropped what the batch changed before any writer answers.
     drop(conn);
     if committed.is_ok() {
@@ -253,8 +253,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::changes::Changes;
-    use crate::db::Kind;
+    use crate::storage::changes::Changes;
+    use crate::storage::db::Kind;
 
     type TestWork = Box<dyn FnOnce(&Sql<'_>) -> Result<i64> + Send>;
 
@@ -326,18 +326,18 @@ mod tests {
             works.push(match n % 10 {
                 // Writes, then refuses: its row must not stay.
                 3 => Box::new(move |tx: &Sql<'_>| {
-                    let tx = crate::sql::raw(tx);
+                    let tx = crate::storage::sql::raw(tx);
                     tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                     Err(Error::Conflict(format!("refused {n}")))
                 }) as TestWork,
                 // A constraint violation (row 0 is already written in this batch).
                 5 => Box::new(|tx: &Sql<'_>| {
-                    let tx = crate::sql::raw(tx);
+                    let tx = crate::storage::sql::raw(tx);
                     tx.execute("INSERT INTO t (n) VALUES (0)", [])?;
                     Ok(0)
                 }),
                 7 => Box::new(move |tx: &Sql<'_>| {
-                    let tx = crate::sql::raw(tx);
+                    let tx = crate::storage::sql::raw(tx);
                     tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                     panic!("a bug in one writer")
                 }),
@@ -379,7 +379,7 @@ mod tests {
             vec![
                 insert(1),
                 Box::new(|tx: &Sql<'_>| {
-                    let tx = crate::sql::raw(tx);
+                    let tx = crate::storage::sql::raw(tx);
                     tx.execute_batch("ROLLBACK")?;
                     Ok(2)
                 }),

@@ -17,11 +17,11 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::db::{now_millis, now_rfc3339};
 use crate::error::Result;
 use crate::params;
 use crate::platform::Platform;
-use crate::sql::{Handle, Sql};
+use crate::storage::db::{now_millis, now_rfc3339};
+use crate::storage::sql::{Handle, Sql};
 
 /// Retries never wait longer than this, however many attempts failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);

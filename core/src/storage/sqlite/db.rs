@@ -24,10 +24,10 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
-use crate::changes::{Changes, Noted};
 use crate::error::{Error, Result};
-use crate::group_commit::Queue;
-use crate::sql::Sql;
+use crate::storage::changes::{Changes, Noted};
+use crate::storage::sql::Sql;
+use crate::storage::sqlite::group_commit::Queue;
 
 /// How long a connection waits for the write lock before giving up with SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -196,7 +196,7 @@ impl Checkpointer {
     pub async fn tick(&mut self) -> Result<()> {
         let (frames, _) = self
             .db
-            .call(|conn| Ok(checkpoint(crate::sql::raw(conn))?))
+            .call(|conn| Ok(checkpoint(crate::storage::sql::raw(conn))?))
             .await?;
         if frames < self.hold_at {
             // Started over since (or never grew): back to the first threshold.
@@ -207,7 +207,7 @@ impl Checkpointer {
         let started = std::time::Instant::now();
         let (frames, copied) = self
             .db
-            .call(|conn| Ok(checkpoint(crate::sql::raw(conn))?))
+            .call(|conn| Ok(checkpoint(crate::storage::sql::raw(conn))?))
             .await?;
         self.hold_at = frames + self.limit;
         let held = started.elapsed();
@@ -345,7 +345,7 @@ impl r2d2::ManageConnection for Manager {
         let cascade = Arc::new(AtomicBool::new(false));
         configure(&mut conn, org.clone())?;
         let noted = Arc::new(Noted::default());
-        crate::changes::install(&conn, self.changes.clone(), noted.clone())?;
+        crate::storage::changes::install(&conn, self.changes.clone(), noted.clone())?;
         match self.kind {
             Kind::Root => {}
             Kind::System => conn.authorizer(Some(authorize_system))?,
@@ -432,7 +432,7 @@ impl Db {
         self.queue.committed()
     }
 
-    /// The watched tables of this database (see [`crate::changes`]).
+    /// The watched tables of this database (see [`crate::storage::changes`]).
     pub fn changes(&self) -> &Changes {
         &self.changes
     }
@@ -484,14 +484,14 @@ impl Db {
 
     /// Runs work in a `BEGIN IMMEDIATE` transaction on the blocking pool, group
     /// committed with the other writers queued at the time (see
-    /// [`crate::group_commit`]): answered once committed; when `f` returns Err its
+    /// [`crate::storage::sqlite::group_commit`]): answered once committed; when `f` returns Err its
     /// writes are rolled back (nothing half-written) and the others' stand.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        crate::group_commit::write(self, None, f).await
+        crate::storage::sqlite::group_commit::write(self, None, f).await
     }
 
     /// [`Db::write`] for code already on a blocking thread.
@@ -627,7 +627,7 @@ mod tests {
         for _ in 0..150 {
             checkpointer.tick().await.expect("tick");
             let (frames, _) = db
-                .call(|conn| Ok(checkpoint(crate::sql::raw(conn))?))
+                .call(|conn| Ok(checkpoint(crate::storage::sql::raw(conn))?))
                 .await
                 .expect("frames");
             if frames < last {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::db::open_connection;
 use crate::error::{Error, Result};
+use crate::storage::db::open_connection;
 
 /// The lock file a serving process holds on its database.
 pub fn lock_path(db: &Path) -> PathBuf {

@@ -14,8 +14,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use crate::db::{now_rfc3339, write_gate};
 use crate::error::{Error, Result};
+use crate::storage::db::{now_rfc3339, write_gate};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -126,7 +126,7 @@ impl Migration {
 macro_rules! embed_migrations {
     ($owner:literal, $dir:literal, [$($file:literal),* $(,)?]) => {
         vec![$(
-            $crate::migrations::Migration::from_file(
+            $crate::storage::migrations::Migration::from_file(
                 $owner,
                 $file,
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir, $file)),

@@ -1,0 +1,13 @@
+//! Storage: the SQL facade every area speaks, migrations, change notes, and the
+//! engine behind them.
+//!
+//! Nothing outside `storage::sqlite` names the engine: the rest of core and every
+//! plugin reach the database through [`sql::Sql`], the pools in [`db`] and the
+//! migration set in [`migrations`].
+
+pub mod changes;
+pub mod migrations;
+pub mod sql;
+pub mod sqlite;
+
+pub use sqlite::{backup, db};
