@@ -16,15 +16,15 @@
 use std::borrow::Cow;
 
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::http::ClientInfo;
+use crate::params;
 use crate::storage::db::now_rfc3339;
-use crate::storage::sql::{Handle, raw};
+use crate::storage::sql::{Handle, Sql, ToSql};
 
 /// The `prev_hash` of the first entry of a chain that was never pruned.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -124,24 +124,31 @@ fn chain_hash(prev: &str, e: &Chained<'_>) -> String {
 }
 
 /// Where the next entry attaches: the last entry, else the retention anchor, else genesis.
-fn chain_head(conn: &Connection) -> Result<(i64, String)> {
-    let last: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some(head) = last {
-        return Ok(head);
+fn chain_head(conn: &Sql<'_>) -> Result<(i64, String)> {
+    let last: Option<(i64, String)> = conn.query_opt(
+        "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    match last {
+        Some(head) => Ok(head),
+        None => anchor(conn),
     }
-    let anchor: Option<(i64, String)> = conn
-        .prepare_cached("SELECT seq, hash FROM audit_anchor WHERE id = 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+}
+
+/// Where the retained chain starts: the retention anchor, else genesis.
+fn anchor(conn: &Sql<'_>) -> Result<(i64, String)> {
+    let anchor: Option<(i64, String)> = conn.query_opt(
+        "SELECT seq, hash FROM audit_anchor WHERE id = 1",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     Ok(anchor.unwrap_or((0, GENESIS.to_string())))
 }
 
 /// Appends an entry on `conn` (normally the action's transaction).
 pub fn record(conn: &impl Handle, entry: &AuditEntry) -> Result<Uuid> {
-    let conn = raw(conn);
+    let conn = &Sql::from(conn);
     let id = Uuid::now_v7();
     let at = now_rfc3339();
     let (last_seq, prev_hash) = chain_head(conn)?;
@@ -179,30 +186,30 @@ pub fn record(conn: &impl Handle, entry: &AuditEntry) -> Result<Uuid> {
             personal_digest: personal.as_ref().map(|p| p.2.as_str()),
         },
     );
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO audit_log (id, seq, at, actor_id, action, target_type, target_id, org_id, details,
                                 personal_digest, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        id_text,
-        seq,
-        at,
-        actor,
-        entry.action.as_ref(),
-        entry.target_type.as_deref(),
-        entry.target_id,
-        org,
-        details,
-        personal.as_ref().map(|p| p.2.clone()),
-        prev_hash,
-        hash
-    ])?;
+        params![
+            id_text,
+            seq,
+            at,
+            actor,
+            entry.action.as_ref(),
+            entry.target_type.as_deref(),
+            entry.target_id,
+            org,
+            details,
+            personal.as_ref().map(|p| p.2.as_str()),
+            prev_hash,
+            hash
+        ],
+    )?;
     if let Some((salt, data, _)) = personal {
-        conn.prepare_cached(
+        conn.execute(
             "INSERT INTO audit_personal (entry_id, salt, ip, user_agent, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![id_text, salt, entry.ip, entry.user_agent, data])?;
+            params![id_text, salt, entry.ip, entry.user_agent, data],
+        )?;
     }
     Ok(id)
 }
@@ -217,71 +224,60 @@ pub struct Verification {
 
 /// Walks the whole chain in order, in constant memory.
 pub fn verify(conn: &impl Handle) -> Result<Verification> {
-    let conn = raw(conn);
-    let (mut expected_seq, mut prev) = conn
-        .query_row("SELECT seq, hash FROM audit_anchor WHERE id = 1", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })
-        .optional()?
-        .unwrap_or((0, GENESIS.to_string()));
-    let mut stmt = conn.prepare(
+    let conn = &Sql::from(conn);
+    let (mut expected_seq, mut prev) = anchor(conn)?;
+    let mut checked = 0u64;
+    let mut broken = None;
+    conn.query_each(
         "SELECT seq, id, at, actor_id, action, target_type, target_id, org_id, details, personal_digest, prev_hash, hash
          FROM audit_log WHERE seq IS NOT NULL ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([])?;
-    let mut checked = 0u64;
-    while let Some(r) = rows.next()? {
-        let seq: i64 = r.get(0)?;
-        expected_seq += 1;
-        if seq != expected_seq {
-            return Ok(Verification {
-                checked,
-                broken: Some((
+        params![],
+        |r| {
+            let seq: i64 = r.get(0)?;
+            expected_seq += 1;
+            if seq != expected_seq {
+                broken = Some((
                     expected_seq,
                     format!("entry {expected_seq} is missing (next present is {seq})"),
-                )),
-            });
-        }
-        let (id, at): (String, String) = (r.get(1)?, r.get(2)?);
-        let (actor, action, target_type): (Option<String>, String, Option<String>) =
-            (r.get(3)?, r.get(4)?, r.get(5)?);
-        let (target_id, org, details): (Option<String>, Option<String>, String) =
-            (r.get(6)?, r.get(7)?, r.get(8)?);
-        let (digest, prev_hash, hash): (Option<String>, String, String) = (r.get(9)?, r.get(10)?, r.get(11)?);
-        if prev_hash != prev {
-            return Ok(Verification {
-                checked,
-                broken: Some((seq, "its prev_hash does not match the entry before it".into())),
-            });
-        }
-        let recomputed = chain_hash(
-            &prev,
-            &Chained {
-                seq,
-                id: &id,
-                at: &at,
-                actor_id: actor.as_deref(),
-                action: &action,
-                target_type: target_type.as_deref(),
-                target_id: target_id.as_deref(),
-                org_id: org.as_deref(),
-                details: &details,
-                personal_digest: digest.as_deref(),
-            },
-        );
-        if recomputed != hash {
-            return Ok(Verification {
-                checked,
-                broken: Some((seq, "its content was changed after it was written".into())),
-            });
-        }
-        prev = hash;
-        checked += 1;
-    }
-    Ok(Verification {
-        checked,
-        broken: None,
-    })
+                ));
+                return Ok(false);
+            }
+            let (id, at): (String, String) = (r.get(1)?, r.get(2)?);
+            let (actor, action, target_type): (Option<String>, String, Option<String>) =
+                (r.get(3)?, r.get(4)?, r.get(5)?);
+            let (target_id, org, details): (Option<String>, Option<String>, String) =
+                (r.get(6)?, r.get(7)?, r.get(8)?);
+            let (digest, prev_hash, hash): (Option<String>, String, String) =
+                (r.get(9)?, r.get(10)?, r.get(11)?);
+            if prev_hash != prev {
+                broken = Some((seq, "its prev_hash does not match the entry before it".into()));
+                return Ok(false);
+            }
+            let recomputed = chain_hash(
+                &prev,
+                &Chained {
+                    seq,
+                    id: &id,
+                    at: &at,
+                    actor_id: actor.as_deref(),
+                    action: &action,
+                    target_type: target_type.as_deref(),
+                    target_id: target_id.as_deref(),
+                    org_id: org.as_deref(),
+                    details: &details,
+                    personal_digest: digest.as_deref(),
+                },
+            );
+            if recomputed != hash {
+                broken = Some((seq, "its content was changed after it was written".into()));
+                return Ok(false);
+            }
+            prev = hash;
+            checked += 1;
+            Ok(true)
+        },
+    )?;
+    Ok(Verification { checked, broken })
 }
 
 /// Filters of the audit-log queries (admin list and export).
@@ -337,7 +333,7 @@ pub fn query(
     limit: Option<u32>,
     mut each: impl FnMut(AuditRow) -> Result<()>,
 ) -> Result<()> {
-    let conn = raw(conn);
+    let conn = Sql::from(conn);
     // Only the filters given appear in the SQL, so the planner can use the index
     // of the one that narrows (actor, org, action); a catch-all `(?1 IS NULL OR
     // col = ?1)` form scanned the whole log newest-first instead. Each combination
@@ -371,11 +367,9 @@ pub fn query(
     }
     sql.push_str(" ORDER BY a.id DESC LIMIT ?");
     let limit = limit.map_or(-1, i64::from);
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+    let mut params: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
     params.push(&limit);
-    let mut rows = stmt.query(params.as_slice())?;
-    while let Some(r) = rows.next()? {
+    conn.query_each(&sql, &params, |r| {
         each(AuditRow {
             id: r.get(0)?,
             seq: r.get(1)?,
@@ -390,19 +384,18 @@ pub fn query(
             details: r.get(10)?,
             personal: r.get(11)?,
         })?;
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// Deletes the personal data of audit entries about a person (erasure).
 pub fn erase_personal(conn: &impl Handle, user: Uuid, email: &str) -> Result<usize> {
-    let conn = raw(conn);
     let pattern = format!("%{}%", crate::storage::db::like_literal(email));
-    let n = conn.execute(
+    let n = Sql::from(conn).execute(
         "DELETE FROM audit_personal WHERE entry_id IN
              (SELECT id FROM audit_log WHERE actor_id = ?1 OR target_id = ?1)
            OR data LIKE ?2 ESCAPE '\\'",
-        params![user.to_string(), pattern],
+        params![user, pattern],
     )?;
     Ok(n)
 }
@@ -410,49 +403,48 @@ pub fn erase_personal(conn: &impl Handle, user: Uuid, email: &str) -> Result<usi
 /// Archives entries older than `cutoff` (RFC 3339) as NDJSON to `file`, deletes
 /// them, and anchors the chain at the last archived entry. Returns how many moved.
 pub fn archive_before(conn: &impl Handle, cutoff: &str, file: &std::path::Path) -> Result<usize> {
-    let conn = raw(conn);
     use std::io::Write;
-    let last: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL AND at < ?1 ORDER BY seq DESC LIMIT 1",
-            [cutoff],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
+    let conn = Sql::from(conn);
+    let last: Option<(i64, String)> = conn.query_opt(
+        "SELECT seq, hash FROM audit_log WHERE seq IS NOT NULL AND at < ?1 ORDER BY seq DESC LIMIT 1",
+        params![cutoff],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let Some((last_seq, last_hash)) = last else {
         return Ok(0);
     };
     let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(Error::internal)?);
-    let mut stmt = conn.prepare(
+    let mut n = 0;
+    conn.query_each(
         "SELECT id, seq, at, actor_id, action, target_type, target_id, org_id, details, personal_digest, prev_hash, hash
          FROM audit_log WHERE seq IS NOT NULL AND seq <= ?1 ORDER BY seq",
+        params![last_seq],
+        |r| {
+            let line = json!({
+                "id": r.get::<String>(0)?, "seq": r.get::<i64>(1)?, "at": r.get::<String>(2)?,
+                "actor_id": r.get::<Option<String>>(3)?, "action": r.get::<String>(4)?,
+                "target_type": r.get::<Option<String>>(5)?, "target_id": r.get::<Option<String>>(6)?,
+                "org_id": r.get::<Option<String>>(7)?, "details": r.get::<String>(8)?,
+                "personal_digest": r.get::<Option<String>>(9)?, "prev_hash": r.get::<String>(10)?,
+                "hash": r.get::<String>(11)?,
+            });
+            writeln!(out, "{line}").map_err(Error::internal)?;
+            n += 1;
+            Ok(true)
+        },
     )?;
-    let mut rows = stmt.query([last_seq])?;
-    let mut n = 0;
-    while let Some(r) = rows.next()? {
-        let line = json!({
-            "id": r.get::<_, String>(0)?, "seq": r.get::<_, i64>(1)?, "at": r.get::<_, String>(2)?,
-            "actor_id": r.get::<_, Option<String>>(3)?, "action": r.get::<_, String>(4)?,
-            "target_type": r.get::<_, Option<String>>(5)?, "target_id": r.get::<_, Option<String>>(6)?,
-            "org_id": r.get::<_, Option<String>>(7)?, "details": r.get::<_, String>(8)?,
-            "personal_digest": r.get::<_, Option<String>>(9)?, "prev_hash": r.get::<_, String>(10)?,
-            "hash": r.get::<_, String>(11)?,
-        });
-        writeln!(out, "{line}").map_err(Error::internal)?;
-        n += 1;
-    }
     out.flush().map_err(Error::internal)?;
     out.get_ref().sync_all().map_err(Error::internal)?;
-    conn.execute("INSERT INTO audit_pruning (active) VALUES (1)", [])?;
+    conn.execute("INSERT INTO audit_pruning (active) VALUES (1)", params![])?;
     conn.execute(
         "DELETE FROM audit_personal WHERE entry_id IN (SELECT id FROM audit_log WHERE seq <= ?1)",
-        [last_seq],
+        params![last_seq],
     )?;
     conn.execute(
         "DELETE FROM audit_log WHERE seq IS NOT NULL AND seq <= ?1",
-        [last_seq],
+        params![last_seq],
     )?;
-    conn.execute("DELETE FROM audit_pruning", [])?;
+    conn.execute("DELETE FROM audit_pruning", params![])?;
     conn.execute(
         "INSERT INTO audit_anchor (id, seq, hash, archived_at, archive_file) VALUES (1, ?1, ?2, ?3, ?4)
          ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,

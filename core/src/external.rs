@@ -19,8 +19,6 @@ use libloading::Library;
 use plinth_abi::{ABI_VERSION, Buf, DECLARATION_SYMBOL, Host, PluginDecl};
 use poem::http::{Method, StatusCode};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -34,6 +32,7 @@ use crate::plugin::RouteTable;
 use crate::runtime::events::Event;
 use crate::runtime::jobs::JobHandler;
 use crate::storage::migrations::Migration;
+use crate::storage::sql::{Sql, ToSql, Value as SqlValue};
 use crate::tenancy::Role;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -316,7 +315,7 @@ struct Answer {
 struct HostCtx<'a> {
     plugin: &'a str,
     platform: &'a Platform,
-    tx: Option<&'a Transaction<'a>>,
+    tx: Option<&'a Sql<'a>>,
     org: Option<Uuid>,
     user: Option<Uuid>,
     role: Option<Role>,
@@ -341,27 +340,21 @@ async fn invoke(
         let answer_bytes = match binding {
             Some((org, user, role)) => {
                 let mut conn = platform.tenancy().bind(org).conn()?;
-                let behavior = if write {
-                    TransactionBehavior::Immediate
-                } else {
-                    TransactionBehavior::Deferred
-                };
-                let tx = conn.transaction_with_behavior(behavior)?;
-                let ctx = HostCtx {
-                    plugin: plugin.name(),
-                    platform: &platform,
-                    tx: Some(&tx),
-                    org: Some(org),
-                    user: Some(user),
-                    role,
-                    runtime,
-                };
-                let out = call_with(&plugin, &ctx, &bytes);
-                let answer = parse_answer(&out);
-                if answer.status < 400 {
-                    tx.commit()?;
-                }
-                return Ok(answer);
+                // An error answer rolls back whatever the plugin wrote.
+                return crate::storage::db::transaction(&mut conn, write, |tx| {
+                    let ctx = HostCtx {
+                        plugin: plugin.name(),
+                        platform: &platform,
+                        tx: Some(tx),
+                        org: Some(org),
+                        user: Some(user),
+                        role,
+                        runtime,
+                    };
+                    let answer = parse_answer(&call_with(&plugin, &ctx, &bytes));
+                    let commit = answer.status < 400;
+                    Ok((answer, commit))
+                });
             }
             None => {
                 let ctx = HostCtx {
@@ -445,7 +438,7 @@ extern "C" fn host_call(ctx: *const c_void, request: *const u8, len: usize) -> B
     Buf::from_vec(answer.to_string().into_bytes())
 }
 
-fn conn<'a>(ctx: &'a HostCtx<'a>) -> Result<&'a Transaction<'a>> {
+fn conn<'a>(ctx: &'a HostCtx<'a>) -> Result<&'a Sql<'a>> {
     ctx.tx
         .ok_or_else(|| Error::BadRequest("this route has no org: no database access".into()))
 }
@@ -455,10 +448,7 @@ fn op(ctx: &HostCtx<'_>, r: &Value) -> Result<Value> {
         "query" => query(conn(ctx)?, r),
         "execute" => {
             let params = sql_params(&r["params"]);
-            let n = conn(ctx)?.execute(
-                r["sql"].as_str().unwrap_or_default(),
-                rusqlite::params_from_iter(params),
-            )?;
+            let n = conn(ctx)?.execute(r["sql"].as_str().unwrap_or_default(), &as_params(&params))?;
             Ok(json!({ "changes": n }))
         }
         "flag" => {
@@ -536,25 +526,29 @@ fn sql_params(v: &Value) -> Vec<SqlValue> {
         .unwrap_or_default()
 }
 
-fn query(conn: &Connection, r: &Value) -> Result<Value> {
-    let mut stmt = conn.prepare(r["sql"].as_str().unwrap_or_default())?;
-    let columns: Vec<String> = stmt.column_names().iter().map(|c| c.to_string()).collect();
-    let mut rows = stmt.query(rusqlite::params_from_iter(sql_params(&r["params"])))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        let mut values = Vec::with_capacity(columns.len());
-        for i in 0..columns.len() {
-            values.push(match row.get_ref(i)? {
-                ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) => json!(n),
-                ValueRef::Real(f) => json!(f),
-                ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
-                ValueRef::Blob(b) => json!(hex::encode(b)),
-            });
-        }
-        out.push(Value::Array(values));
-    }
-    Ok(json!({ "columns": columns, "rows": out }))
+fn as_params(values: &[SqlValue]) -> Vec<&dyn ToSql> {
+    values.iter().map(|v| v as &dyn ToSql).collect()
+}
+
+fn query(conn: &Sql<'_>, r: &Value) -> Result<Value> {
+    let sql = r["sql"].as_str().unwrap_or_default();
+    let columns = conn.columns(sql)?;
+    let params = sql_params(&r["params"]);
+    let rows = conn.query_all(sql, &as_params(&params), |row| {
+        (0..columns.len())
+            .map(|i| {
+                Ok(match row.get::<SqlValue>(i)? {
+                    SqlValue::Null => Value::Null,
+                    SqlValue::Integer(n) => json!(n),
+                    SqlValue::Real(f) => json!(f),
+                    SqlValue::Text(t) => json!(t),
+                    SqlValue::Blob(b) => json!(hex::encode(b)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Value::Array)
+    })?;
+    Ok(json!({ "columns": columns, "rows": rows }))
 }
 
 /// One route of an external plugin.

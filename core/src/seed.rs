@@ -4,11 +4,11 @@
 //! in the same transaction. Seeding is idempotent: what exists is left alone.
 //! Production refuses demo data, whose credentials are public.
 
-use rusqlite::{Connection, OptionalExtension};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::identity::{passwords, users};
+use crate::storage::sql::Sql;
 use crate::tenancy::{Role, SeedContext, bound};
 
 /// The password of every demo and synthetic account.
@@ -56,12 +56,12 @@ fn org_by_slug(
     slug: &str,
     report: &mut SeedReport,
 ) -> Result<(Uuid, bool)> {
-    let existing: Option<String> = ctx
-        .prepare_cached("SELECT id FROM organizations WHERE slug = ?1")?
-        .query_row([slug], |r| r.get(0))
-        .optional()?;
+    let existing: Option<Uuid> = ctx.sql().query_opt(
+        "SELECT id FROM organizations WHERE slug = ?1",
+        crate::params![slug],
+        |r| r.get(0),
+    )?;
     if let Some(id) = existing {
-        let id = Uuid::parse_str(&id).map_err(Error::internal)?;
         ctx.bind(id);
         return Ok((id, false));
     }
@@ -72,7 +72,7 @@ fn org_by_slug(
     Ok((id, true))
 }
 
-fn ensure_user(conn: &Connection, email: &str, name: &str, hash: &str, staff: bool) -> Result<(Uuid, bool)> {
+fn ensure_user(conn: &Sql<'_>, email: &str, name: &str, hash: &str, staff: bool) -> Result<(Uuid, bool)> {
     if let Some(id) = users::find_id_by_email(conn, email)? {
         return Ok((id, false));
     }
@@ -96,7 +96,7 @@ pub(crate) fn seed_core(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<
         let mut acme_members = Vec::new();
         for (email, name, staff, role) in DEMO_USERS {
             let hash = passwords::hash(DEMO_PASSWORD)?;
-            let (id, created) = ensure_user(ctx, email, name, &hash, staff)?;
+            let (id, created) = ensure_user(&ctx.sql(), email, name, &hash, staff)?;
             report.users_created += usize::from(created);
             if let Some(role) = role {
                 acme_members.push((id, role));
@@ -119,7 +119,7 @@ pub(crate) fn seed_core(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<
             for member in 0..options.members {
                 let email = SeedOptions::synthetic_email(org, member);
                 let name = format!("Member {member} of Org {org}");
-                let (user, new_user) = ensure_user(ctx, &email, &name, &hash, false)?;
+                let (user, new_user) = ensure_user(&ctx.sql(), &email, &name, &hash, false)?;
                 report.users_created += usize::from(new_user);
                 if created || bound::role_of(ctx, user)?.is_none() {
                     let role = if member == 0 { Role::Owner } else { Role::Member };

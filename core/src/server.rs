@@ -293,7 +293,7 @@ impl App {
         let mut conn = self.platform.root().conn()?;
         let cell = conn.org_cell();
         in_transaction(&mut conn, |tx| {
-            let ctx = SeedContext::new(tx, cell);
+            let ctx = SeedContext::new(*tx, cell);
             let report = seed_core(&ctx, options)?;
             for plugin in &self.enabled {
                 plugin.seed(&ctx, options)?;

@@ -99,8 +99,7 @@ impl OpsApi {
     async fn readyz(&self) -> ReadyResponse {
         let migrations = self.migrations.clone();
         let check = self.platform.db().call(move |conn| {
-            let conn = crate::storage::sql::raw(conn);
-            conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
+            conn.query_one("SELECT 1", crate::params![], |r| r.get::<i64>(0))?;
             all_applied(conn, &migrations)
         });
         let not_ready = |detail: String| {
@@ -148,11 +147,10 @@ impl OpsApi {
             .platform
             .db()
             .call(|conn| {
-                let conn = crate::storage::sql::raw(conn);
-                let users: (i64, i64, i64, i64) = conn.query_row(
+                let users: (i64, i64, i64, i64) = conn.query_one(
                     "SELECT count(*), count(email_verified_at), count(disabled_at), coalesce(sum(is_platform_admin), 0)
                      FROM users",
-                    [],
+                    crate::params![],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?;
                 Ok((crate::runtime::jobs::counts(conn)?, users))

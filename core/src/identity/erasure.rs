@@ -13,7 +13,6 @@ use crate::params;
 use crate::platform::Platform;
 use crate::runtime::events::Event;
 use crate::storage::db::in_transaction;
-use crate::storage::sql::Sql;
 
 /// Erases `user` in one transaction, on core's root connection:
 /// - refuses while they are the last owner of an org (ownership must move first);
@@ -29,7 +28,6 @@ pub async fn erase_user(platform: &Platform, user: Uuid, actor: Uuid, client: &C
     let orgs = tokio::task::spawn_blocking(move || {
         let mut conn = root.conn()?;
         in_transaction(&mut conn, |tx| {
-            let tx = &Sql::of(tx);
             let account = users::get(tx, user)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
             let sole_owner: Vec<String> = tx.query_all(
                 "SELECT o.slug FROM tenant_memberships m JOIN organizations o ON o.id = m.org_id

@@ -138,7 +138,8 @@ impl EventBus {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use rusqlite::Connection;
+    use crate::storage::sql::Sql;
+    use crate::storage::sqlite::bind::open_in_memory;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn jobs() -> Jobs {
@@ -147,9 +148,9 @@ mod tests {
 
     #[test]
     fn handlers_run_in_the_publishers_transaction() {
-        let mut conn = Connection::open_in_memory().expect("db");
-        conn.execute_batch("CREATE TABLE reactions (name TEXT)")
-            .expect("table");
+        let conn = open_in_memory().expect("db");
+        let sql = Sql::of(&conn);
+        sql.batch("CREATE TABLE reactions (name TEXT)").expect("table");
         let mut builder = EventBusBuilder::default();
         builder.for_plugin("test").on("member.added", |event, ctx| {
             ctx.tx
@@ -158,16 +159,18 @@ mod tests {
         });
         let bus = builder.build(jobs());
 
-        let tx = conn.transaction().expect("tx");
-        bus.publish(&tx, &Event::new("member.added", Value::Null))
+        let count = || -> i64 {
+            sql.query_one("SELECT count(*) FROM reactions", crate::params![], |r| r.get(0))
+                .expect("count")
+        };
+        sql.batch("BEGIN").expect("begin");
+        bus.publish(&sql, &Event::new("member.added", Value::Null))
             .expect("publish");
-        bus.publish(&tx, &Event::new("org.deleted", Value::Null))
+        bus.publish(&sql, &Event::new("org.deleted", Value::Null))
             .expect("publish");
-        drop(tx); // rolled back: the reaction goes with it
-        let n: i64 = conn
-            .query_row("SELECT count(*) FROM reactions", [], |r| r.get(0))
-            .expect("count");
-        assert_eq!(n, 0);
+        assert_eq!(count(), 1, "the handler wrote in the publisher's transaction");
+        sql.batch("ROLLBACK").expect("rollback"); // the reaction goes with it
+        assert_eq!(count(), 0);
     }
 
     #[test]
@@ -182,8 +185,8 @@ mod tests {
         });
         let bus = builder.build(jobs());
         assert_eq!(bus.listeners("x"), 2);
-        let mut conn = Connection::open_in_memory().expect("db");
-        let tx = conn.transaction().expect("tx");
+        let conn = open_in_memory().expect("db");
+        let tx = Sql::of(&conn);
         assert!(bus.publish(&tx, &Event::new("x", Value::Null)).is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         bus.publish(&tx, &Event::new("y", Value::Null))

@@ -3,7 +3,7 @@
 //!
 //! Explicit invalidation at every write site is easy to forget in one place (a new
 //! admin action, an erasure, a cascade). Instead every pooled connection carries an
-//! SQLite update hook that notes which watched tables its statements changed, rows
+//! engine hook (SQLite's update hook, `storage::sqlite::hooks`) that notes which watched tables its statements changed, rows
 //! changed by triggers and foreign-key cascades included; when the connection goes
 //! back to its pool, after its transaction committed or rolled back, the noted
 //! tables are announced and their watchers run. Announcing after the commit is what
@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use rusqlite::Connection;
 
 type Watcher = Box<dyn Fn() + Send + Sync>;
 
@@ -31,7 +30,7 @@ pub struct Changes {
 }
 
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
     watchers: RwLock<Vec<Watcher>>,
 }
 
@@ -42,7 +41,7 @@ impl Changes {
         entry.watchers.write().push(Box::new(on_change));
     }
 
-    fn table(&self, name: &str) -> Option<Arc<Table>> {
+    pub(crate) fn table(&self, name: &str) -> Option<Arc<Table>> {
         self.tables.read().get(name).cloned()
     }
 }
@@ -52,7 +51,7 @@ impl Changes {
 pub(crate) struct Noted(Mutex<Vec<Arc<Table>>>);
 
 impl Noted {
-    fn note(&self, table: Arc<Table>) {
+    pub(crate) fn note(&self, table: Arc<Table>) {
         let mut noted = self.0.lock();
         if !noted.iter().any(|t| Arc::ptr_eq(t, &table)) {
             noted.push(table);
@@ -67,78 +66,5 @@ impl Noted {
                 watcher();
             }
         }
-    }
-}
-
-/// Installs the update hook that notes changes to watched tables on `conn`.
-pub(crate) fn install(conn: &Connection, changes: Arc<Changes>, noted: Arc<Noted>) -> rusqlite::Result<()> {
-    conn.update_hook(Some(move |_action, _db: &str, table: &str, _rowid: i64| {
-        if let Some(table) = changes.table(table) {
-            noted.note(table);
-        }
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    fn counter(changes: &Changes, table: &str) -> Arc<AtomicUsize> {
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        changes.watch(table, move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        });
-        count
-    }
-
-    #[test]
-    fn changes_to_watched_tables_are_announced_once_per_announcement() {
-        let conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON;
-             CREATE TABLE parent (id INTEGER PRIMARY KEY);
-             CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent ON DELETE CASCADE);
-             CREATE TABLE other (id INTEGER PRIMARY KEY);
-             CREATE TABLE log (n INTEGER);
-             CREATE TRIGGER other_logged AFTER INSERT ON other BEGIN INSERT INTO log VALUES (new.id); END;",
-        )
-        .expect("schema");
-        let changes = Arc::new(Changes::default());
-        let (children, logs, parents) = (
-            counter(&changes, "child"),
-            counter(&changes, "log"),
-            counter(&changes, "parent"),
-        );
-        let noted = Arc::new(Noted::default());
-        install(&conn, changes.clone(), noted.clone()).expect("hook");
-
-        conn.execute_batch("INSERT INTO other VALUES (1); INSERT INTO other VALUES (2);")
-            .expect("insert");
-        noted.announce();
-        assert_eq!(
-            logs.load(Ordering::SeqCst),
-            1,
-            "rows written by a trigger count, once"
-        );
-        assert_eq!(children.load(Ordering::SeqCst), 0);
-
-        conn.execute_batch("INSERT INTO parent VALUES (1); INSERT INTO child VALUES (1, 1);")
-            .expect("insert");
-        noted.announce();
-        assert_eq!(children.load(Ordering::SeqCst), 1);
-        // A cascade changes the child table without naming it.
-        conn.execute("DELETE FROM parent WHERE id = 1", [])
-            .expect("delete");
-        noted.announce();
-        assert_eq!(children.load(Ordering::SeqCst), 2, "a foreign-key cascade counts");
-        assert_eq!(parents.load(Ordering::SeqCst), 2);
-
-        // Nothing changed: nothing announced.
-        conn.execute("UPDATE child SET parent = 2 WHERE id = 99", [])
-            .expect("update");
-        noted.announce();
-        assert_eq!(children.load(Ordering::SeqCst), 2);
     }
 }

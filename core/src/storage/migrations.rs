@@ -11,11 +11,14 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::storage::db::{now_rfc3339, write_gate};
+use crate::params;
+use crate::storage::db::now_rfc3339;
+use crate::storage::sql::Sql;
+
+pub use crate::storage::sqlite::migrate::run;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migration {
@@ -180,24 +183,27 @@ struct Applied {
     checksum: String,
 }
 
-fn applied(conn: &Connection) -> Result<HashMap<(String, u32), Applied>> {
-    conn.execute_batch(SCHEMA_TABLE)?;
-    let mut stmt = conn.prepare("SELECT owner, version, name, checksum FROM plinth_migrations")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            (r.get::<_, String>(0)?, r.get::<_, u32>(1)?),
-            Applied {
-                name: r.get(2)?,
-                checksum: r.get(3)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+fn applied(conn: &Sql<'_>) -> Result<HashMap<(String, u32), Applied>> {
+    conn.batch(SCHEMA_TABLE)?;
+    let rows = conn.query_all(
+        "SELECT owner, version, name, checksum FROM plinth_migrations",
+        params![],
+        |r| {
+            Ok((
+                (r.get::<String>(0)?, r.get::<u32>(1)?),
+                Applied {
+                    name: r.get(2)?,
+                    checksum: r.get(3)?,
+                },
+            ))
+        },
+    )?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Checks the set against what is applied; returns the migrations still to apply, in
 /// order. Nothing is applied when any check fails.
-pub fn plan(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
+pub fn plan(conn: &Sql<'_>, set: &[Migration]) -> Result<Vec<Migration>> {
     let applied = applied(conn)?;
     let mut by_owner: BTreeMap<&str, Vec<&Migration>> = BTreeMap::new();
     for m in set {
@@ -252,109 +258,36 @@ pub fn plan(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
     Ok(pending)
 }
 
-/// Applies every pending migration, each in its own savepoint together with its
-/// record, so a failing migration leaves no trace (those before it stay applied).
-/// Returns what was applied.
-///
-/// The whole run holds the database's write lock from reading what is applied to
-/// the last record: a second process migrating the same file at the same moment
-/// waits for it, then finds nothing left to do.
-pub fn run(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
-    let gate = write_gate(conn);
-    let _turn = gate.lock();
-    let tx = begin_waiting(conn)?;
-    let pending = plan(&tx, set)?;
-    let mut failure = None;
-    for m in &pending {
-        let applied = apply(&tx, m);
-        if let Err(e) = applied {
-            failure = Some(e);
-            break;
-        }
-        tracing::info!(migration = %m.id(), "applied migration");
-    }
-    tx.commit()?;
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(pending),
-    }
-}
-
 /// One migration and its record in a savepoint: both or neither.
-fn apply(tx: &Transaction<'_>, m: &Migration) -> Result<()> {
-    tx.execute_batch("SAVEPOINT migration")?;
-    let done = tx
-        .execute_batch(&m.sql)
-        .map_err(|e| {
+pub(crate) fn apply(tx: &Sql<'_>, m: &Migration) -> Result<()> {
+    tx.savepoint(|tx| {
+        tx.batch(&m.sql).map_err(|e| {
             Error::from(MigrationError::Failed {
                 owner: m.owner.to_string(),
                 version: m.version,
                 name: m.name.to_string(),
                 cause: e.to_string(),
             })
-        })
-        .and_then(|()| {
-            tx.execute(
-                "INSERT INTO plinth_migrations (owner, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![m.owner, m.version, m.name, m.checksum(), now_rfc3339()],
-            )
-            .map_err(Error::from)
-        });
-    match done {
-        Ok(_) => tx.execute_batch("RELEASE migration").map_err(Error::from),
-        Err(e) => {
-            tx.execute_batch("ROLLBACK TO migration; RELEASE migration")?;
-            Err(e)
-        }
-    }
+        })?;
+        tx.execute(
+            "INSERT INTO plinth_migrations (owner, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![m.owner.as_ref(), m.version, m.name.as_ref(), m.checksum(), now_rfc3339()],
+        )?;
+        Ok(())
+    })
 }
-
-/// Starts an immediate transaction, waiting as long as another process holds the
-/// write lock (its migrations may take longer than the busy timeout).
-fn begin_waiting(conn: &Connection) -> Result<Transaction<'_>> {
-    let started = std::time::Instant::now();
-    let mut told = false;
-    loop {
-        match Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
-            Ok(tx) => return Ok(tx),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::DatabaseBusy => {
-                if !told {
-                    tracing::info!("waiting for another process to finish with the database");
-                    told = true;
-                }
-                if started.elapsed() > MIGRATION_WAIT {
-                    return Err(Error::Unavailable(format!(
-                        "the database stayed locked by another process for {} s",
-                        MIGRATION_WAIT.as_secs()
-                    )));
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// How long a migration run waits for another process's run to finish.
-const MIGRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// True when every migration of the set is applied (readiness).
-pub fn all_applied(conn: &Connection, set: &[Migration]) -> Result<bool> {
-    let exists: Option<i64> = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'plinth_migrations'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if exists.is_none() {
+pub fn all_applied(conn: &Sql<'_>, set: &[Migration]) -> Result<bool> {
+    if !conn.has_table("plinth_migrations")? {
         return Ok(set.is_empty());
     }
-    let mut stmt =
-        conn.prepare_cached("SELECT checksum FROM plinth_migrations WHERE owner = ?1 AND version = ?2")?;
     for m in set {
-        let checksum: Option<String> = stmt
-            .query_row(rusqlite::params![m.owner, m.version], |r| r.get(0))
-            .optional()?;
+        let checksum: Option<String> = conn.query_opt(
+            "SELECT checksum FROM plinth_migrations WHERE owner = ?1 AND version = ?2",
+            params![m.owner.as_ref(), m.version],
+            |r| r.get(0),
+        )?;
         if checksum.as_deref() != Some(m.checksum().as_str()) {
             return Ok(false);
         }
@@ -375,8 +308,12 @@ mod tests {
         }
     }
 
-    fn conn() -> Connection {
-        Connection::open_in_memory().expect("memory db")
+    fn conn() -> crate::storage::sqlite::bind::Conn {
+        crate::storage::sqlite::bind::open_in_memory().expect("memory db")
+    }
+
+    fn has_table(c: &crate::storage::sqlite::bind::Conn, name: &str) -> bool {
+        Sql::of(c).has_table(name).expect("catalog")
     }
 
     #[test]
@@ -404,7 +341,7 @@ mod tests {
         ];
         assert_eq!(run(&c, &set).expect("first run").len(), 2);
         assert_eq!(run(&c, &set).expect("second run").len(), 0);
-        assert!(all_applied(&c, &set).expect("check"));
+        assert!(all_applied(&Sql::of(&c), &set).expect("check"));
     }
 
     #[test]
@@ -420,12 +357,7 @@ mod tests {
         )
         .expect_err("refused");
         assert!(err.to_string().contains("changed after it was applied"), "{err}");
-        let b: i64 = c
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'b'", [], |r| {
-                r.get(0)
-            })
-            .expect("count");
-        assert_eq!(b, 0, "nothing applied after a refusal");
+        assert!(!has_table(&c, "b"), "nothing applied after a refusal");
     }
 
     #[test]
@@ -433,13 +365,8 @@ mod tests {
         let c = conn();
         let err = run(&c, &[m("core", 1, "CREATE TABLE a (x); THIS IS NOT SQL")]).expect_err("fails");
         assert!(err.to_string().contains("core/0001"), "{err}");
-        let tables: i64 = c
-            .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'a'", [], |r| {
-                r.get(0)
-            })
-            .expect("count");
-        assert_eq!(tables, 0);
-        assert!(!all_applied(&c, &[m("core", 1, "CREATE TABLE a (x)")]).expect("check"));
+        assert!(!has_table(&c, "a"));
+        assert!(!all_applied(&Sql::of(&c), &[m("core", 1, "CREATE TABLE a (x)")]).expect("check"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! migration set in [`migrations`].
 
 pub mod changes;
+pub mod isolation;
 pub mod migrations;
 pub mod sql;
 pub mod sqlite;

@@ -12,14 +12,15 @@
 //! `Db` and `TenantDb` hand their closures a [`Sql`]; seeds get one from
 //! `SeedContext::sql`.
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
 use uuid::Uuid;
 
+use super::sqlite::bind as engine;
+use super::sqlite::bind::Conn;
 use crate::error::{Error, Result};
 
 /// A connection or transaction, as the facade exposes it.
 #[derive(Clone, Copy)]
-pub struct Sql<'c>(&'c rusqlite::Connection);
+pub struct Sql<'c>(&'c Conn);
 
 /// What core's functions that read or write in the caller's transaction accept:
 /// a [`Sql`] (what plugins hold), or a connection core holds itself. Sealed: only
@@ -37,36 +38,31 @@ pub(crate) mod sealed {
 
     /// The engine connection behind a handle.
     pub trait Raw {
-        fn raw(&self, _: Inside) -> &rusqlite::Connection;
+        fn raw(&self, _: Inside) -> &super::Conn;
     }
 
+    /// Handles that dereference to an engine connection.
     macro_rules! raw_by_deref {
         ($($t:ty),*) => {$(
-            impl Raw for $t {
-                fn raw(&self, _: Inside) -> &rusqlite::Connection {
+            impl $crate::storage::sql::sealed::Raw for $t {
+                fn raw(&self, _: $crate::storage::sql::sealed::Inside) -> &$crate::storage::sqlite::bind::Conn {
                     self
                 }
             }
         )*};
     }
-    raw_by_deref!(
-        rusqlite::Connection,
-        rusqlite::Transaction<'_>,
-        crate::storage::db::DbConn,
-        crate::storage::db::PooledConnection,
-        crate::tenancy::BoundConn,
-        crate::tenancy::SeedContext<'_>
-    );
+    pub(crate) use raw_by_deref;
 
     impl Raw for super::Sql<'_> {
-        fn raw(&self, _: Inside) -> &rusqlite::Connection {
+        fn raw(&self, _: Inside) -> &super::Conn {
             self.0
         }
     }
 }
 
-/// The engine connection behind `handle` (core only).
-pub(crate) fn raw<H: Handle + ?Sized>(handle: &H) -> &rusqlite::Connection {
+/// The engine connection behind `handle` (storage only: the rest of core speaks
+/// the facade too).
+pub(in crate::storage) fn raw<H: Handle + ?Sized>(handle: &H) -> &Conn {
     handle.raw(sealed::INSIDE)
 }
 
@@ -92,19 +88,6 @@ pub enum Param<'a> {
     Text(&'a str),
     OwnedText(String),
     Blob(&'a [u8]),
-}
-
-impl rusqlite::ToSql for Param<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Param::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Param::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Param::Real(r) => ToSqlOutput::Borrowed(ValueRef::Real(*r)),
-            Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Param::OwnedText(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Param::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-        })
-    }
 }
 
 macro_rules! integer_param {
@@ -183,26 +166,37 @@ macro_rules! params {
     ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::storage::sql::ToSql),+] as &[&dyn $crate::storage::sql::ToSql] };
 }
 
+/// A column's value as the engine answers it, borrowed from the row.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Column<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a [u8]),
+    Blob(&'a [u8]),
+}
+
 /// A column value read from a row.
 pub trait FromSql: Sized {
     #[doc(hidden)]
-    fn from_column(value: ValueRef<'_>) -> std::result::Result<Self, String>;
+    fn from_column(value: Column<'_>) -> std::result::Result<Self, String>;
 }
 
-fn kind(v: ValueRef<'_>) -> &'static str {
+fn kind(v: Column<'_>) -> &'static str {
     match v {
-        ValueRef::Null => "null",
-        ValueRef::Integer(_) => "integer",
-        ValueRef::Real(_) => "real",
-        ValueRef::Text(_) => "text",
-        ValueRef::Blob(_) => "blob",
+        Column::Null => "null",
+        Column::Integer(_) => "integer",
+        Column::Real(_) => "real",
+        Column::Text(_) => "text",
+        Column::Blob(_) => "blob",
     }
 }
 
 impl FromSql for i64 {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         match v {
-            ValueRef::Integer(i) => Ok(i),
+            Column::Integer(i) => Ok(i),
             other => Err(format!("expected an integer, found {}", kind(other))),
         }
     }
@@ -211,7 +205,7 @@ impl FromSql for i64 {
 macro_rules! narrow_integer {
     ($($t:ty),*) => {$(
         impl FromSql for $t {
-            fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+            fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
                 let i = i64::from_column(v)?;
                 <$t>::try_from(i).map_err(|_| format!("{i} is out of range for {}", stringify!($t)))
             }
@@ -221,50 +215,50 @@ macro_rules! narrow_integer {
 narrow_integer!(i32, u32, u64, usize);
 
 impl FromSql for bool {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         Ok(i64::from_column(v)? != 0)
     }
 }
 
 impl FromSql for f64 {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         match v {
-            ValueRef::Real(r) => Ok(r),
-            ValueRef::Integer(i) => Ok(i as f64),
+            Column::Real(r) => Ok(r),
+            Column::Integer(i) => Ok(i as f64),
             other => Err(format!("expected a number, found {}", kind(other))),
         }
     }
 }
 
 impl FromSql for String {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         match v {
-            ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| e.to_string()),
+            Column::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| e.to_string()),
             other => Err(format!("expected text, found {}", kind(other))),
         }
     }
 }
 
 impl FromSql for Vec<u8> {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         match v {
-            ValueRef::Blob(b) => Ok(b.to_vec()),
+            Column::Blob(b) => Ok(b.to_vec()),
             other => Err(format!("expected a blob, found {}", kind(other))),
         }
     }
 }
 
 impl FromSql for Uuid {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         let text = String::from_column(v)?;
         Uuid::parse_str(&text).map_err(|e| format!("`{text}` is not an id: {e}"))
     }
 }
 
 impl<T: FromSql> FromSql for Option<T> {
-    fn from_column(v: ValueRef<'_>) -> std::result::Result<Self, String> {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
         match v {
-            ValueRef::Null => Ok(None),
+            Column::Null => Ok(None),
             other => T::from_column(other).map(Some),
         }
     }
@@ -273,26 +267,71 @@ impl<T: FromSql> FromSql for Option<T> {
 /// Whether `error` is the violation of a unique constraint (or primary key), for
 /// callers that turn a duplicate into a 409 of their own.
 pub fn is_unique_violation(error: &Error) -> bool {
-    let Error::Internal(cause) = error else {
-        return false;
-    };
-    matches!(
-        cause.downcast_ref::<rusqlite::Error>(),
-        Some(rusqlite::Error::SqliteFailure(e, _))
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
+    engine::is_unique_violation(error)
 }
 
 /// One row of a result.
-pub struct Row<'r>(&'r rusqlite::Row<'r>);
+pub struct Row<'r>(&'r engine::EngineRow<'r>);
 
-impl Row<'_> {
+impl<'r> Row<'r> {
+    pub(crate) fn new(row: &'r engine::EngineRow<'r>) -> Self {
+        Row(row)
+    }
+
     /// The value of column `index` (from 0), converted; a mismatch is an internal
     /// error naming the column.
     pub fn get<T: FromSql>(&self, index: usize) -> Result<T> {
-        let value = self.0.get_ref(index)?;
+        let value = engine::column(self.0, index)?;
         T::from_column(value).map_err(|why| Error::internal(format!("column {index}: {why}")))
+    }
+
+    /// How many columns the row has (for statements whose shape is not known in
+    /// advance, such as the external-plugin host's).
+    pub fn len(&self) -> usize {
+        engine::column_count(self.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of column `index`.
+    pub fn name(&self, index: usize) -> Result<String> {
+        engine::column_name(self.0, index)
+    }
+}
+
+/// A value of any type the facade stores, owned: for statements built at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl ToSql for Value {
+    fn to_param(&self) -> Param<'_> {
+        match self {
+            Value::Null => Param::Null,
+            Value::Integer(i) => Param::Integer(*i),
+            Value::Real(r) => Param::Real(*r),
+            Value::Text(t) => Param::Text(t),
+            Value::Blob(b) => Param::Blob(b),
+        }
+    }
+}
+
+impl FromSql for Value {
+    fn from_column(v: Column<'_>) -> std::result::Result<Self, String> {
+        Ok(match v {
+            Column::Null => Value::Null,
+            Column::Integer(i) => Value::Integer(i),
+            Column::Real(r) => Value::Real(r),
+            Column::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            Column::Blob(b) => Value::Blob(b.to_vec()),
+        })
     }
 }
 
@@ -303,18 +342,25 @@ fn bind<'p>(params: &'p [&'p dyn ToSql]) -> Vec<Param<'p>> {
 impl<'c> Sql<'c> {
     /// The facade over a connection core holds (or a transaction, which derefs
     /// to one); outside core, `Sql::from(handle)` or `SeedContext::sql`.
-    pub(crate) fn of(conn: &'c rusqlite::Connection) -> Sql<'c> {
+    pub(crate) fn of(conn: &'c Conn) -> Sql<'c> {
         Sql(conn)
     }
 
     /// Runs a statement; returns the rows it changed (writes through a tenant
     /// view report 0 on SQLite: check existence first where it matters).
     pub fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
-        let bound = bind(params);
-        Ok(self
-            .0
-            .prepare_cached(sql)?
-            .execute(rusqlite::params_from_iter(bound.iter()))?)
+        engine::execute(self.0, sql, &bind(params))
+    }
+
+    /// Runs `each` on every row as it is read, without collecting them (constant
+    /// memory over any number of rows); `each` answers whether to go on.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        each: impl FnMut(&Row<'_>) -> Result<bool>,
+    ) -> Result<()> {
+        engine::query(self.0, sql, &bind(params), each)
     }
 
     /// Every row, mapped.
@@ -324,13 +370,11 @@ impl<'c> Sql<'c> {
         params: &[&dyn ToSql],
         mut map: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        let bound = bind(params);
-        let mut stmt = self.0.prepare_cached(sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter()))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            out.push(map(&Row(row))?);
-        }
+        self.query_each(sql, params, |row| {
+            out.push(map(row)?);
+            Ok(true)
+        })?;
         Ok(out)
     }
 
@@ -341,13 +385,15 @@ impl<'c> Sql<'c> {
         params: &[&dyn ToSql],
         map: impl FnOnce(&Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
-        let bound = bind(params);
-        let mut stmt = self.0.prepare_cached(sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter()))?;
-        match rows.next()? {
-            Some(row) => map(&Row(row)).map(Some),
-            None => Ok(None),
-        }
+        let mut map = Some(map);
+        let mut out = None;
+        self.query_each(sql, params, |row| {
+            if let Some(map) = map.take() {
+                out = Some(map(row)?);
+            }
+            Ok(false)
+        })?;
+        Ok(out)
     }
 
     /// The first row, mapped; no row at all is an internal error (for queries that
@@ -367,17 +413,32 @@ impl<'c> Sql<'c> {
         self.query_opt(sql, params, |_| Ok(())).map(|r| r.is_some())
     }
 
+    /// The names of the columns `sql` answers (even when it answers no row).
+    pub fn columns(&self, sql: &str) -> Result<Vec<String>> {
+        engine::column_names(self.0, sql)
+    }
+
+    /// Whether a table (or view) of this name exists.
+    pub fn has_table(&self, name: &str) -> Result<bool> {
+        engine::has_table(self.0, name)
+    }
+
+    /// Runs several statements without parameters (schema changes, core only).
+    pub(crate) fn batch(&self, sql: &str) -> Result<()> {
+        engine::batch(self.0, sql)
+    }
+
     /// Runs `f` in a savepoint: its writes are kept if it returns `Ok`, undone
     /// (and only they) if it returns `Err`.
     pub fn savepoint<T>(&self, f: impl FnOnce(&Sql<'c>) -> Result<T>) -> Result<T> {
-        self.0.execute_batch("SAVEPOINT facade")?;
+        self.batch("SAVEPOINT facade")?;
         match f(self) {
             Ok(value) => {
-                self.0.execute_batch("RELEASE facade")?;
+                self.batch("RELEASE facade")?;
                 Ok(value)
             }
             Err(e) => {
-                self.0.execute_batch("ROLLBACK TO facade; RELEASE facade")?;
+                self.batch("ROLLBACK TO facade; RELEASE facade")?;
                 Err(e)
             }
         }
@@ -388,9 +449,10 @@ impl<'c> Sql<'c> {
 mod tests {
     use super::*;
 
-    fn conn() -> rusqlite::Connection {
-        let c = rusqlite::Connection::open_in_memory().expect("db");
-        c.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, r REAL, b BLOB, flag INTEGER)")
+    fn conn() -> Conn {
+        let c = engine::open_in_memory().expect("db");
+        Sql::of(&c)
+            .batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, r REAL, b BLOB, flag INTEGER)")
             .expect("schema");
         c
     }

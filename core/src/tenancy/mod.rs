@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem_openapi::Enum;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::identity::Principal;
+use crate::params;
 use crate::runtime::cache::Cache;
 use crate::storage::db::{Db, DbConn, PooledConnection, now_rfc3339};
-use crate::storage::sql::{Handle, Sql, raw};
+use crate::storage::sql::{Handle, Row, Sql, is_unique_violation};
 
 /// A member's role in an organization, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
@@ -172,18 +172,13 @@ impl TenantDb {
         tokio::task::spawn_blocking(move || {
             let mut conn = db.conn()?;
             let switch = conn.cascade_switch();
-            // After the writers of this process queued before it, like every write.
-            let gate = crate::storage::db::write_gate(&conn);
-            let _turn = gate.lock();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            before(&Sql::of(&tx))?;
-            {
+            crate::storage::db::in_transaction(&mut conn, |tx| {
+                before(tx)?;
                 // Only this statement, on the bound org, may cascade into tenant tables.
                 let _on = switch.on();
-                tx.execute("DELETE FROM org", [])?;
-            }
-            tx.commit()?;
-            Ok(())
+                tx.execute("DELETE FROM org", params![])?;
+                Ok(())
+            })
         })
         .await?
     }
@@ -267,8 +262,7 @@ impl Tenancy {
         let membership = self
             .memberships
             .get_or_load((org, user), || async move {
-                root.call(move |conn| membership_of(crate::storage::sql::raw(conn), org, user))
-                    .await
+                root.call(move |conn| membership_of(conn, org, user)).await
             })
             .await?;
         let Some(Membership { role, suspended }) = membership else {
@@ -317,37 +311,20 @@ impl Tenancy {
     ) -> Result<Vec<OrgMembership>> {
         self.root
             .call(move |conn| {
-                let conn = crate::storage::sql::raw(conn);
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
-                let mut stmt = conn.prepare_cached(
+                conn.query_all(
                     "SELECT m.id, o.id, o.name, o.slug, o.created_at, m.role
                      FROM tenant_memberships m JOIN organizations o ON o.id = m.org_id
                      WHERE m.user_id = ?1 AND m.id > ?2 ORDER BY m.id LIMIT ?3",
-                )?;
-                let rows = stmt.query_map(params![user.to_string(), after, limit], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                        r.get::<_, String>(5)?,
-                    ))
-                })?;
-                rows.map(|row| {
-                    let (membership, id, name, slug, created_at, role) = row?;
-                    Ok(OrgMembership {
-                        membership_id: parse_uuid(&membership)?,
-                        org: Org {
-                            id: parse_uuid(&id)?,
-                            name,
-                            slug,
-                            created_at,
-                        },
-                        role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
-                    })
-                })
-                .collect()
+                    params![user, after, limit],
+                    |r| {
+                        Ok(OrgMembership {
+                            membership_id: r.get(0)?,
+                            org: org_of(r, 1)?,
+                            role: role_at(r, 5)?,
+                        })
+                    },
+                )
             })
             .await
     }
@@ -356,40 +333,23 @@ impl Tenancy {
     pub async fn search_orgs(&self, q: String, limit: u32, after: Option<Uuid>) -> Result<Vec<OrgSummary>> {
         self.root
             .call(move |conn| {
-                let conn = crate::storage::sql::raw(conn);
                 let after = after.map(|a| a.to_string()).unwrap_or_default();
                 let prefix = format!("{}%", crate::storage::db::like_literal(&q));
-                let mut stmt = conn.prepare_cached(
+                conn.query_all(
                     "SELECT o.id, o.name, o.slug, o.created_at, o.suspended_at IS NOT NULL,
                             (SELECT count(*) FROM tenant_memberships m WHERE m.org_id = o.id)
                      FROM organizations o
                      WHERE (o.name LIKE ?1 ESCAPE '\\' OR o.slug LIKE ?1 ESCAPE '\\') AND o.id > ?2
                      ORDER BY o.id LIMIT ?3",
-                )?;
-                let rows = stmt.query_map(params![prefix, after, limit], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, bool>(4)?,
-                        r.get::<_, u32>(5)?,
-                    ))
-                })?;
-                rows.map(|row| {
-                    let (id, name, slug, created_at, suspended, members) = row?;
-                    Ok(OrgSummary {
-                        org: Org {
-                            id: parse_uuid(&id)?,
-                            name,
-                            slug,
-                            created_at,
-                        },
-                        suspended,
-                        members,
-                    })
-                })
-                .collect()
+                    params![prefix, after, limit],
+                    |r| {
+                        Ok(OrgSummary {
+                            org: org_of(r, 0)?,
+                            suspended: r.get(4)?,
+                            members: r.get(5)?,
+                        })
+                    },
+                )
             })
             .await
     }
@@ -398,14 +358,13 @@ impl Tenancy {
     pub async fn counts(&self) -> Result<(i64, i64, i64)> {
         self.root
             .call(|conn| {
-                let conn = crate::storage::sql::raw(conn);
-                Ok(conn.query_row(
+                conn.query_one(
                     "SELECT (SELECT count(*) FROM organizations),
                             (SELECT count(*) FROM organizations WHERE suspended_at IS NOT NULL),
                             (SELECT count(*) FROM tenant_memberships)",
-                    [],
+                    params![],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )?)
+                )
             })
             .await
     }
@@ -413,43 +372,45 @@ impl Tenancy {
     /// Whether an org exists (for staff and system flows that name one).
     pub async fn org_exists(&self, org: Uuid) -> Result<bool> {
         self.root
-            .call(move |conn| {
-                let conn = crate::storage::sql::raw(conn);
-                Ok(conn
-                    .prepare_cached("SELECT 1 FROM organizations WHERE id = ?1")?
-                    .exists([org.to_string()])?)
-            })
+            .call(move |conn| conn.exists("SELECT 1 FROM organizations WHERE id = ?1", params![org]))
             .await
     }
 
     /// Whether a slug is taken by any org (slugs are global).
     pub async fn slug_taken(&self, slug: String) -> Result<bool> {
         self.root
-            .call(move |conn| {
-                let conn = crate::storage::sql::raw(conn);
-                Ok(conn
-                    .prepare_cached("SELECT 1 FROM organizations WHERE slug = ?1")?
-                    .exists([slug])?)
-            })
+            .call(move |conn| conn.exists("SELECT 1 FROM organizations WHERE slug = ?1", params![slug]))
             .await
     }
 }
 
-fn parse_uuid(s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(Error::internal)
+/// The org in columns `at..at + 4` (id, name, slug, created_at).
+fn org_of(r: &Row<'_>, at: usize) -> Result<Org> {
+    Ok(Org {
+        id: r.get(at)?,
+        name: r.get(at + 1)?,
+        slug: r.get(at + 2)?,
+        created_at: r.get(at + 3)?,
+    })
 }
 
-fn membership_of(conn: &Connection, org: Uuid, user: Uuid) -> Result<Option<Membership>> {
-    let row: Option<(String, bool)> = conn
-        .prepare_cached(
-            "SELECT m.role, o.suspended_at IS NOT NULL FROM tenant_memberships m
-             JOIN organizations o ON o.id = m.org_id WHERE m.org_id = ?1 AND m.user_id = ?2",
-        )?
-        .query_row([org.to_string(), user.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    Ok(row.and_then(|(role, suspended)| Role::parse(&role).map(|role| Membership { role, suspended })))
+fn role_at(r: &Row<'_>, at: usize) -> Result<Role> {
+    let role: String = r.get(at)?;
+    Role::parse(&role).ok_or_else(|| Error::internal(format!("unknown role `{role}`")))
+}
+
+fn membership_of(conn: &Sql<'_>, org: Uuid, user: Uuid) -> Result<Option<Membership>> {
+    conn.query_opt(
+        "SELECT m.role, o.suspended_at IS NOT NULL FROM tenant_memberships m
+         JOIN organizations o ON o.id = m.org_id WHERE m.org_id = ?1 AND m.user_id = ?2",
+        params![org, user],
+        |r| {
+            Ok(Membership {
+                role: role_at(r, 0)?,
+                suspended: r.get(1)?,
+            })
+        },
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -492,184 +453,149 @@ pub mod bound {
 
     /// Creates the org the connection is bound to.
     pub fn create_org(conn: &impl Handle, id: Uuid, name: &str, slug: &str) -> Result<()> {
-        let conn = raw(conn);
         let now = now_rfc3339();
-        conn.prepare_cached(
-            "INSERT INTO org (id, name, slug, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-        )?
-        .execute(params![id.to_string(), name, slug, now])
-        .map_err(|e| slug_conflict(e, slug))?;
+        Sql::from(conn)
+            .execute(
+                "INSERT INTO org (id, name, slug, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![id, name, slug, now],
+            )
+            .map_err(|e| slug_conflict(e, slug))?;
         Ok(())
     }
 
-    pub(super) fn slug_conflict(e: rusqlite::Error, slug: &str) -> Error {
-        if e.to_string().contains("organizations.slug") {
+    /// Slugs are the only unique column an org write can collide on.
+    pub(super) fn slug_conflict(e: Error, slug: &str) -> Error {
+        if is_unique_violation(&e) {
             Error::Conflict(format!("the slug `{slug}` is taken"))
         } else {
-            Error::from(e)
+            e
         }
     }
 
     pub fn get_org(conn: &impl Handle) -> Result<Option<Org>> {
-        let conn = raw(conn);
-        let row = conn
-            .prepare_cached("SELECT id, name, slug, created_at FROM org")?
-            .query_row([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .optional()?;
-        row.map(|(id, name, slug, created_at)| {
-            Ok(Org {
-                id: parse_uuid(&id)?,
-                name,
-                slug,
-                created_at,
-            })
+        Sql::from(conn).query_opt("SELECT id, name, slug, created_at FROM org", params![], |r| {
+            org_of(r, 0)
         })
-        .transpose()
     }
 
     /// Suspends or restores the bound org.
     pub fn set_suspended(conn: &impl Handle, suspended: bool) -> Result<()> {
-        let conn = raw(conn);
         let now = now_rfc3339();
-        conn.prepare_cached("UPDATE org SET suspended_at = ?1, updated_at = ?2")?
-            .execute(params![suspended.then(|| now.clone()), now])?;
+        Sql::from(conn).execute(
+            "UPDATE org SET suspended_at = ?1, updated_at = ?2",
+            params![suspended.then(|| now.clone()), now],
+        )?;
         Ok(())
     }
 
     /// Whether the bound org is suspended.
     pub fn is_suspended(conn: &impl Handle) -> Result<bool> {
-        let conn = raw(conn);
-        Ok(conn
-            .prepare_cached("SELECT suspended_at IS NOT NULL FROM org")?
-            .query_row([], |r| r.get(0))
-            .optional()?
+        Ok(Sql::from(conn)
+            .query_opt("SELECT suspended_at IS NOT NULL FROM org", params![], |r| {
+                r.get(0)
+            })?
             .unwrap_or(false))
     }
 
     pub fn update_org(conn: &impl Handle, name: &str, slug: &str) -> Result<()> {
-        let conn = raw(conn);
-        conn.prepare_cached("UPDATE org SET name = ?1, slug = ?2, updated_at = ?3")?
-            .execute(params![name, slug, now_rfc3339()])
+        Sql::from(conn)
+            .execute(
+                "UPDATE org SET name = ?1, slug = ?2, updated_at = ?3",
+                params![name, slug, now_rfc3339()],
+            )
             .map_err(|e| slug_conflict(e, slug))?;
         Ok(())
     }
 
     pub fn add_member(conn: &impl Handle, org: Uuid, user: Uuid, role: Role) -> Result<()> {
-        let conn = raw(conn);
         let now = now_rfc3339();
-        conn.prepare_cached(
-            "INSERT INTO memberships (id, org_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        )?
-        .execute(params![Uuid::now_v7().to_string(), org.to_string(), user.to_string(), role.as_str(), now])
-        .map_err(|e| {
-            if e.to_string().contains("UNIQUE") {
-                Error::Conflict("already a member of this organization".into())
-            } else {
-                Error::from(e)
-            }
-        })?;
+        Sql::from(conn)
+            .execute(
+                "INSERT INTO memberships (id, org_id, user_id, role, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                params![Uuid::now_v7(), org, user, role.as_str(), now],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::Conflict("already a member of this organization".into())
+                } else {
+                    e
+                }
+            })?;
         Ok(())
     }
 
     pub fn role_of(conn: &impl Handle, user: Uuid) -> Result<Option<Role>> {
-        let conn = raw(conn);
-        let role: Option<String> = conn
-            .prepare_cached("SELECT role FROM memberships WHERE user_id = ?1")?
-            .query_row([user.to_string()], |r| r.get(0))
-            .optional()?;
-        Ok(role.and_then(|r| Role::parse(&r)))
+        Sql::from(conn).query_opt(
+            "SELECT role FROM memberships WHERE user_id = ?1",
+            params![user],
+            |r| role_at(r, 0),
+        )
     }
 
     /// Changes a member's role. Writes through views report no changed rows, so the
     /// caller checks membership first ([`role_of`]).
     pub fn set_role(conn: &impl Handle, user: Uuid, role: Role) -> Result<()> {
-        let conn = raw(conn);
-        conn.prepare_cached("UPDATE memberships SET role = ?2, updated_at = ?3 WHERE user_id = ?1")?
-            .execute(params![user.to_string(), role.as_str(), now_rfc3339()])?;
+        Sql::from(conn).execute(
+            "UPDATE memberships SET role = ?2, updated_at = ?3 WHERE user_id = ?1",
+            params![user, role.as_str(), now_rfc3339()],
+        )?;
         Ok(())
     }
 
     pub fn remove_member(conn: &impl Handle, user: Uuid) -> Result<()> {
-        let conn = raw(conn);
-        conn.prepare_cached("DELETE FROM memberships WHERE user_id = ?1")?
-            .execute([user.to_string()])?;
+        Sql::from(conn).execute("DELETE FROM memberships WHERE user_id = ?1", params![user])?;
         Ok(())
     }
 
     pub fn count_role(conn: &impl Handle, role: Role) -> Result<u32> {
-        let conn = raw(conn);
-        Ok(conn
-            .prepare_cached("SELECT count(*) FROM memberships WHERE role = ?1")?
-            .query_row([role.as_str()], |r| r.get(0))?)
+        Sql::from(conn).query_one(
+            "SELECT count(*) FROM memberships WHERE role = ?1",
+            params![role.as_str()],
+            |r| r.get(0),
+        )
     }
 
     pub fn count_members(conn: &impl Handle) -> Result<u32> {
-        let conn = raw(conn);
-        Ok(conn
-            .prepare_cached("SELECT count(*) FROM memberships")?
-            .query_row([], |r| r.get(0))?)
+        Sql::from(conn).query_one("SELECT count(*) FROM memberships", params![], |r| r.get(0))
     }
 
     const MEMBER_SELECT: &str = "SELECT m.id, m.user_id, u.email, u.name, m.role, m.created_at
          FROM memberships m JOIN org_users u ON u.id = m.user_id";
 
-    type MemberRow = (String, String, String, String, String, String);
-
-    fn member_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MemberRow> {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-    }
-
-    fn to_member((membership, user, email, name, role, joined_at): MemberRow) -> Result<Member> {
+    fn member_row(r: &Row<'_>) -> Result<Member> {
         Ok(Member {
-            membership_id: parse_uuid(&membership)?,
-            user_id: parse_uuid(&user)?,
-            email,
-            name,
-            role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
-            joined_at,
+            membership_id: r.get(0)?,
+            user_id: r.get(1)?,
+            email: r.get(2)?,
+            name: r.get(3)?,
+            role: role_at(r, 4)?,
+            joined_at: r.get(5)?,
         })
     }
 
     /// Members in join order, after the membership `after`.
     pub fn members(conn: &impl Handle, limit: u32, after: Option<Uuid>) -> Result<Vec<Member>> {
-        let conn = raw(conn);
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let sql = format!("{MEMBER_SELECT} WHERE m.id > ?1 ORDER BY m.id LIMIT ?2");
-        let rows = conn
-            .prepare_cached(&sql)?
-            .query_map(params![after, limit], member_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(to_member).collect()
+        Sql::from(conn).query_all(&sql, params![after, limit], member_row)
     }
 
     /// One member's profile, if they belong to the bound org.
     pub fn member(conn: &impl Handle, user: Uuid) -> Result<Option<Member>> {
-        let conn = raw(conn);
         let sql = format!("{MEMBER_SELECT} WHERE m.user_id = ?1");
-        conn.prepare_cached(&sql)?
-            .query_row([user.to_string()], member_row)
-            .optional()?
-            .map(to_member)
-            .transpose()
+        Sql::from(conn).query_opt(&sql, params![user], member_row)
     }
 }
 
 /// Seeding writes tenant rows through the same views, binding its (root) connection
 /// to each org in turn.
 pub struct SeedContext<'a> {
-    pub tx: &'a Transaction<'a>,
+    tx: Sql<'a>,
     org: crate::storage::db::OrgCell,
 }
 
 impl<'a> SeedContext<'a> {
-    pub(crate) fn new(tx: &'a Transaction<'a>, org: crate::storage::db::OrgCell) -> Self {
+    pub(crate) fn new(tx: Sql<'a>, org: crate::storage::db::OrgCell) -> Self {
         SeedContext { tx, org }
     }
 
@@ -681,8 +607,8 @@ impl<'a> SeedContext<'a> {
     }
 
     /// The seed's transaction, through the facade.
-    pub fn sql(&self) -> Sql<'_> {
-        Sql::of(self.tx)
+    pub fn sql(&self) -> Sql<'a> {
+        self.tx
     }
 
     /// The demo org (Acme), once core's part of the seed has created it.
@@ -703,10 +629,15 @@ impl Drop for SeedContext<'_> {
     }
 }
 
-impl<'a> Deref for SeedContext<'a> {
-    type Target = Transaction<'a>;
-    fn deref(&self) -> &Transaction<'a> {
-        self.tx
+impl crate::storage::sql::sealed::Raw for SeedContext<'_> {
+    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> &crate::storage::sqlite::bind::Conn {
+        self.tx.raw(inside)
+    }
+}
+
+impl crate::storage::sql::sealed::Raw for BoundConn {
+    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> &crate::storage::sqlite::bind::Conn {
+        self.0.raw(inside)
     }
 }
 

@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::storage::changes::{Changes, Noted};
 use crate::storage::sql::Sql;
 use crate::storage::sqlite::group_commit::Queue;
@@ -345,7 +345,7 @@ impl r2d2::ManageConnection for Manager {
         let cascade = Arc::new(AtomicBool::new(false));
         configure(&mut conn, org.clone())?;
         let noted = Arc::new(Noted::default());
-        crate::storage::changes::install(&conn, self.changes.clone(), noted.clone())?;
+        super::hooks::install(&conn, self.changes.clone(), noted.clone())?;
         match self.kind {
             Kind::Root => {}
             Kind::System => conn.authorizer(Some(authorize_system))?,
@@ -495,7 +495,7 @@ impl Db {
     }
 
     /// [`Db::write`] for code already on a blocking thread.
-    pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub fn write_blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         in_transaction(&mut conn, f)
     }
@@ -525,12 +525,30 @@ pub(crate) fn async_write_gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
 
 /// Runs `f` in an immediate transaction on any connection, after the writers of this
 /// process that came first.
-pub fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    let gate = write_gate(conn);
-    let _turn = gate.lock();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let value = f(&tx)?;
-    tx.commit().map_err(Error::from)?;
+pub fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+    transaction(conn, true, |tx| Ok((f(tx)?, true)))
+}
+
+/// Runs `f` in a transaction on any connection (an immediate one after this
+/// process's earlier writers when `write`, else a deferred one), committed when `f`
+/// answers `(value, true)` and rolled back otherwise.
+pub fn transaction<T>(
+    conn: &mut Connection,
+    write: bool,
+    f: impl FnOnce(&Sql<'_>) -> Result<(T, bool)>,
+) -> Result<T> {
+    let gate = write.then(|| write_gate(conn));
+    let _turn = gate.as_ref().map(|g| g.lock());
+    let behavior = if write {
+        TransactionBehavior::Immediate
+    } else {
+        TransactionBehavior::Deferred
+    };
+    let tx = conn.transaction_with_behavior(behavior)?;
+    let (value, commit) = f(&Sql::of(&tx))?;
+    if commit {
+        tx.commit()?;
+    }
     Ok(value)
 }
 

@@ -3,5 +3,8 @@
 //! names rusqlite.
 
 pub mod backup;
+pub(crate) mod bind;
 pub mod db;
 pub(crate) mod group_commit;
+pub(crate) mod hooks;
+pub(crate) mod migrate;
