@@ -31,6 +31,7 @@ use crate::platform::Platform;
 use crate::plugin::RouteTable;
 use crate::runtime::events::Event;
 use crate::runtime::jobs::JobHandler;
+use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::Migration;
 use crate::storage::sql::{Sql, ToSql, Value as SqlValue};
 use crate::tenancy::Role;
@@ -73,6 +74,9 @@ struct Manifest {
     openapi: Value,
     #[serde(default)]
     migrations: Vec<MigrationDecl>,
+    /// Names of its tenant tables (core generates their isolation).
+    #[serde(default)]
+    tenant_tables: Vec<String>,
     #[serde(default)]
     jobs: Vec<String>,
 }
@@ -117,6 +121,16 @@ impl ExternalPlugin {
         let bytes = unsafe { out.as_slice() }.to_vec();
         (decl.free)(out);
         bytes
+    }
+
+    /// Its tenant tables. Declarations are `'static`: the names are leaked once per
+    /// load, like the library itself, which stays loaded for the process.
+    pub fn tenant_tables(&self) -> Vec<TenantTable> {
+        self.manifest
+            .tenant_tables
+            .iter()
+            .map(|name| TenantTable::new(Box::leak(name.clone().into_boxed_str())))
+            .collect()
     }
 
     pub fn migrations(&self) -> Vec<Migration> {

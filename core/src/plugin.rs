@@ -20,6 +20,7 @@ use crate::platform::Platform;
 use crate::runtime::events::EventBusBuilder;
 use crate::runtime::jobs::JobHandler;
 use crate::seed::SeedOptions;
+use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::Migration;
 use crate::tenancy::{Entitlements, SeedContext};
 
@@ -41,6 +42,13 @@ pub trait Plugin: Send + Sync + 'static {
     /// Its SQL migrations, usually embedded with [`crate::embed_migrations!`].
     fn migrations(&self) -> Result<Vec<Migration>> {
         Ok(Vec::new())
+    }
+
+    /// Its tenant tables: for each, its migrations create `tenant_<name>` and core
+    /// generates the isolation (see [`crate::storage::isolation`]); no migration
+    /// writes isolation DDL by hand.
+    fn tenant_tables(&self) -> Vec<TenantTable> {
+        Vec::new()
     }
 
     /// Its HTTP API, built from a poem-openapi type with [`ApiPart::new`].

@@ -27,6 +27,7 @@ use crate::runtime::events::EventBusBuilder;
 use crate::runtime::jobs::{JobHandler, Jobs, Workers};
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
 use crate::storage::db::in_transaction;
+use crate::storage::isolation::{CORE_TENANT_TABLES, TenantTable};
 use crate::storage::migrations::{self, Migration};
 use crate::tenancy::{SeedContext, Unlimited};
 
@@ -37,6 +38,8 @@ pub struct App {
     platform: Platform,
     enabled: Vec<Arc<dyn Plugin>>,
     migrations: Arc<Vec<Migration>>,
+    /// The tenant tables of core and the enabled plugins.
+    tenant_tables: Vec<TenantTable>,
     spec: Value,
     routes: RouteTable,
     jobs: Vec<JobHandler>,
@@ -108,6 +111,7 @@ impl App {
             .partition(|p| !config.plugin_disabled(p.name()));
 
         let mut all_migrations = migrations::core_migrations()?;
+        let mut tenant_tables = CORE_TENANT_TABLES.to_vec();
         let mut migration_counts = HashMap::new();
         for plugin in &plugins {
             let own = plugin.migrations()?;
@@ -121,11 +125,13 @@ impl App {
             migration_counts.insert(plugin.name(), own.len());
             if !config.plugin_disabled(plugin.name()) {
                 all_migrations.extend(own);
+                tenant_tables.extend(plugin.tenant_tables());
             }
         }
 
         for plugin in &external_enabled {
             all_migrations.extend(plugin.migrations());
+            tenant_tables.extend(plugin.tenant_tables());
         }
         let migrations = Arc::new(all_migrations);
 
@@ -222,6 +228,7 @@ impl App {
             platform,
             enabled,
             migrations,
+            tenant_tables,
             spec,
             routes,
             jobs: handlers,
@@ -266,7 +273,7 @@ impl App {
     pub fn migrate(&self) -> Result<Vec<Migration>> {
         self.create_database_folder()?;
         let conn = self.platform.root().conn()?;
-        migrations::run(&conn, &self.migrations)
+        migrations::run(&conn, &self.migrations, &self.tenant_tables)
     }
 
     fn create_database_folder(&self) -> Result<()> {

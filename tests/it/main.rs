@@ -25,4 +25,5 @@ mod smtp;
 mod spec;
 mod stripe_mock;
 mod teams;
+mod tenant_tables;
 mod widgets;

@@ -308,6 +308,10 @@ mod tests {
         }
     }
 
+    fn run(c: &crate::storage::sqlite::bind::Conn, set: &[Migration]) -> Result<Vec<Migration>> {
+        super::run(c, set, &[])
+    }
+
     fn conn() -> crate::storage::sqlite::bind::Conn {
         crate::storage::sqlite::bind::open_in_memory().expect("memory db")
     }

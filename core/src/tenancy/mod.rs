@@ -20,6 +20,7 @@ use crate::identity::Principal;
 use crate::params;
 use crate::runtime::cache::Cache;
 use crate::storage::db::{Db, DbConn, PooledConnection, now_rfc3339};
+pub use crate::storage::isolation::{TenantTable, Writes};
 use crate::storage::sql::{Handle, Row, Sql, is_unique_violation};
 
 /// A member's role in an organization, from most to least powerful.

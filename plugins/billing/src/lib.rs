@@ -25,7 +25,7 @@ use plinth_core::runtime::jobs::JobHandler;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
 use plinth_core::storage::sql::Sql;
-use plinth_core::tenancy::{Entitlements, SeedContext};
+use plinth_core::tenancy::{Entitlements, SeedContext, TenantTable};
 use plinth_core::{ApiPart, Config, Error, Platform, Plugin, Result, Schedule};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -191,6 +191,23 @@ impl Plugin for Billing {
             "../../data/migrations/billing/",
             ["0001_create_billing.sql", "0002_usage_totals.sql"]
         )?)
+    }
+
+    fn tenant_tables(&self) -> Vec<TenantTable> {
+        vec![
+            TenantTable::new("billing_accounts"),
+            // A ledger: only the report stamp changes once recorded.
+            TenantTable::new("usage_events")
+                .updatable(&["reported_at"])
+                .no_delete("usage events are immutable"),
+            // Written by a trigger on usage_events, never directly.
+            TenantTable::new("usage_totals").read_only("usage totals are derived from usage events"),
+            // Local invoices are numbered by a trigger; invoices go only with their org.
+            TenantTable::new("invoices")
+                .generated(&["seq"])
+                .immutable(&["source", "stripe_invoice_id", "created_at"])
+                .no_delete("invoices are never deleted"),
+        ]
     }
 
     fn api(&self, platform: &Platform) -> Result<Option<ApiPart>> {

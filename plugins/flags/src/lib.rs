@@ -13,7 +13,7 @@ use std::sync::Arc;
 use plinth_core::flags::{FeatureFlags, FlagContext, FlagFuture};
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
-use plinth_core::tenancy::SeedContext;
+use plinth_core::tenancy::{SeedContext, TenantTable};
 use plinth_core::{ApiPart, Platform, Plugin, Result};
 
 use store::Store;
@@ -59,6 +59,10 @@ impl Plugin for Flags {
             "../../data/migrations/flags/",
             ["0001_create_flags.sql"]
         )?)
+    }
+
+    fn tenant_tables(&self) -> Vec<TenantTable> {
+        vec![TenantTable::new("flag_overrides")]
     }
 
     fn api(&self, platform: &Platform) -> Result<Option<ApiPart>> {

@@ -124,6 +124,7 @@ fn manifest() -> Vec<u8> {
         ],
         "jobs": ["index"],
         "migrations": [{ "version": 1, "name": "create_notes", "sql": MIGRATION }],
+        "tenant_tables": ["notes"],
         "openapi": {
             "paths": {
                 format!("{org}/notes"): {

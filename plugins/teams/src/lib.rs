@@ -17,7 +17,7 @@ use std::sync::Arc;
 use plinth_core::runtime::events::EventBusBuilder;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
-use plinth_core::tenancy::SeedContext;
+use plinth_core::tenancy::{SeedContext, TenantTable};
 use plinth_core::{ApiPart, Platform, Plugin, Result};
 
 pub use activity::record_activity;
@@ -50,6 +50,10 @@ impl Plugin for Teams {
             "../../data/migrations/teams/",
             ["0001_create_invitations.sql", "0002_create_activity.sql"]
         )?)
+    }
+
+    fn tenant_tables(&self) -> Vec<TenantTable> {
+        vec![TenantTable::new("invitations"), TenantTable::new("activity")]
     }
 
     fn api(&self, platform: &Platform) -> Result<Option<ApiPart>> {

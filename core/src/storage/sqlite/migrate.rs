@@ -5,17 +5,19 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use super::db::write_gate;
 use crate::error::{Error, Result};
+use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::{Migration, apply, plan};
 use crate::storage::sql::Sql;
 
 /// Applies every pending migration, each in its own savepoint together with its
 /// record, so a failing migration leaves no trace (those before it stay applied).
-/// Returns what was applied.
+/// Returns what was applied. Then the isolation of the declared tenant tables is
+/// brought up to date in the same transaction (see [`super::isolation`]).
 ///
 /// The whole run holds the database's write lock from reading what is applied to
 /// the last record: a second process migrating the same file at the same moment
 /// waits for it, then finds nothing left to do.
-pub fn run(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
+pub fn run(conn: &Connection, set: &[Migration], tenant_tables: &[TenantTable]) -> Result<Vec<Migration>> {
     let gate = write_gate(conn);
     let _turn = gate.lock();
     let tx = begin_waiting(conn)?;
@@ -29,11 +31,13 @@ pub fn run(conn: &Connection, set: &[Migration]) -> Result<Vec<Migration>> {
         }
         tracing::info!(migration = %m.id(), "applied migration");
     }
-    tx.commit()?;
-    match failure {
+    let isolated = match failure {
         Some(e) => Err(e),
-        None => Ok(pending),
-    }
+        None => super::isolation::install(&sql, tenant_tables).map(|_| pending),
+    };
+    // What applied before a failure stays applied (each migration is whole).
+    tx.commit()?;
+    isolated
 }
 
 /// Starts an immediate transaction, waiting as long as another process holds the

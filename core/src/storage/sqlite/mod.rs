@@ -7,4 +7,5 @@ pub(crate) mod bind;
 pub mod db;
 pub(crate) mod group_commit;
 pub(crate) mod hooks;
+pub(crate) mod isolation;
 pub(crate) mod migrate;
