@@ -25,12 +25,12 @@ use uuid::Uuid;
 
 use crate::audit::{AuditEntry, record};
 use crate::error::{Error, Result};
-use crate::flags::FlagContext;
 use crate::http::RequestId;
+use crate::platform::JobHandler;
 use crate::platform::Platform;
+use crate::platform::flags::FlagContext;
 use crate::plugin::RouteTable;
 use crate::runtime::events::Event;
-use crate::runtime::jobs::JobHandler;
 use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::Migration;
 use crate::storage::sql::{Sql, ToSql, Value as SqlValue};

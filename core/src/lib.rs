@@ -21,7 +21,7 @@ pub mod identity;
 pub mod tenancy;
 
 pub mod external;
-pub mod flags;
+
 pub mod platform;
 pub mod plugin;
 pub mod seed;

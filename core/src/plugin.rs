@@ -15,14 +15,16 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::flags::FeatureFlags;
+use crate::platform::JobHandler;
 use crate::platform::Platform;
+pub use crate::platform::PluginInfo;
+use crate::platform::flags::FeatureFlags;
 use crate::runtime::events::EventBusBuilder;
-use crate::runtime::jobs::JobHandler;
+use crate::seed::SeedContext;
 use crate::seed::SeedOptions;
 use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::Migration;
-use crate::tenancy::{Entitlements, SeedContext};
+use crate::tenancy::Entitlements;
 
 /// Routes of an API in poem's path syntax, as poem-openapi produces them.
 pub(crate) type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
@@ -124,17 +126,4 @@ impl ApiPart {
         }
         self
     }
-}
-
-/// What `plinth plugins` shows.
-#[derive(Debug, Clone)]
-pub struct PluginInfo {
-    pub name: String,
-    pub version: String,
-    pub description: String,
-    pub enabled: bool,
-    /// Loaded from a shared library rather than built in.
-    pub external: bool,
-    pub migrations: usize,
-    pub operations: usize,
 }

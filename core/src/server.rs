@@ -21,15 +21,17 @@ use crate::http::openapi;
 use crate::http::ops::OpsApi;
 use crate::http::{PipelineOptions, pipeline};
 use crate::identity::api::{AuthApi, password_reset_job};
+use crate::platform::JobHandler;
 use crate::platform::Platform;
 use crate::plugin::{ApiPart, Plugin, PluginInfo, RouteTable};
 use crate::runtime::events::EventBusBuilder;
-use crate::runtime::jobs::{JobHandler, Jobs, Workers};
+use crate::runtime::jobs::{Jobs, Workers};
+use crate::seed::SeedContext;
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
 use crate::storage::db::in_transaction;
 use crate::storage::isolation::{CORE_TENANT_TABLES, TenantTable};
 use crate::storage::migrations::{self, Migration};
-use crate::tenancy::{SeedContext, Unlimited};
+use crate::tenancy::Unlimited;
 
 /// Owner name of core's migrations and API; no plugin may take it.
 pub const CORE: &str = "core";
@@ -454,7 +456,8 @@ impl App {
         let app = pipeline(
             route,
             PipelineOptions {
-                platform: platform.clone(),
+                data: platform.clone(),
+                metrics: platform.metrics().clone(),
                 app_url: config.app_url.clone(),
                 body_limit: config.body_limit,
                 production: config.is_production(),

@@ -1,7 +1,7 @@
 //! Feature flags end to end: staff management, evaluation per rule kind, overrides,
 //! the kill switch, cache invalidation, and evaluation without database queries.
 
-use plinth_core::flags::FlagContext;
+use plinth_core::platform::flags::FlagContext;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

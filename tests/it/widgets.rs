@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use plinth_core::params;
+use plinth_core::platform::JobHandler;
 use plinth_core::runtime::events::Event;
-use plinth_core::runtime::jobs::JobHandler;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
 use plinth_core::{ApiPart, Error, Platform, Plugin, Result};
@@ -88,7 +88,7 @@ impl Plugin for Widgets {
         })]
     }
 
-    fn seed(&self, tx: &plinth_core::tenancy::SeedContext<'_>, options: &SeedOptions) -> Result<()> {
+    fn seed(&self, tx: &plinth_core::seed::SeedContext<'_>, options: &SeedOptions) -> Result<()> {
         if options.demo {
             tx.sql().execute(
                 "INSERT INTO widgets (id, name) VALUES ('demo', 'Demo widget') ON CONFLICT DO NOTHING",

@@ -26,7 +26,7 @@ use poem_openapi::__private::UrlQuery;
 use tracing::Instrument;
 
 use crate::error::{Error, problem, problem_response};
-use crate::platform::Platform;
+use crate::runtime::metrics::{Metrics, UNMATCHED};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -100,11 +100,13 @@ impl<'a> FromRequest<'a> for ClientInfo {
     }
 }
 
-/// What the pipeline needs from the platform.
+/// What the pipeline needs from the platform. `D` is what every request carries
+/// (the platform, which handlers and extractors read with `req.data()`): generic so
+/// that the pipeline does not depend on the platform that assembles it.
 #[derive(Clone)]
-pub(crate) struct PipelineOptions {
-    /// Attached to every request (handlers and extractors read it with `req.data()`).
-    pub platform: Platform,
+pub(crate) struct PipelineOptions<D> {
+    pub data: D,
+    pub metrics: Metrics,
     pub app_url: String,
     pub body_limit: usize,
     pub production: bool,
@@ -118,7 +120,11 @@ pub(crate) struct PipelineOptions {
 /// One endpoint does the steps in sequence instead of one middleware layer each:
 /// every layer nests its future in the next and boxes it, and the copies of those
 /// futures showed up as a tenth of a request's time in profiles.
-pub(crate) fn pipeline<E: Endpoint + 'static>(inner: E, options: PipelineOptions) -> Pipeline<E> {
+pub(crate) fn pipeline<E, D>(inner: E, options: PipelineOptions<D>) -> Pipeline<E, D>
+where
+    E: Endpoint + 'static,
+    D: Clone + Send + Sync + 'static,
+{
     let cors = Cors::new()
         .allow_origin(options.app_url.as_str())
         .allow_methods([
@@ -139,7 +145,7 @@ pub(crate) fn pipeline<E: Endpoint + 'static>(inner: E, options: PipelineOptions
     let limited = Arc::new(Limits {
         inner,
         body_limit: options.body_limit,
-        platform: options.platform.clone(),
+        data: options.data.clone(),
     });
     Pipeline {
         cors: cors.transform(limited.clone()),
@@ -149,15 +155,15 @@ pub(crate) fn pipeline<E: Endpoint + 'static>(inner: E, options: PipelineOptions
     }
 }
 
-pub(crate) struct Pipeline<E: Endpoint + 'static> {
-    limited: Arc<Limits<E>>,
+pub(crate) struct Pipeline<E: Endpoint + 'static, D: Clone + Send + Sync + 'static> {
+    limited: Arc<Limits<E, D>>,
     /// The same endpoint behind CORS, for requests that carry an Origin.
-    cors: <Cors as poem::Middleware<Arc<Limits<E>>>>::Output,
+    cors: <Cors as poem::Middleware<Arc<Limits<E, D>>>>::Output,
     permits: tokio::sync::Semaphore,
-    options: PipelineOptions,
+    options: PipelineOptions<D>,
 }
 
-impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
+impl<E: Endpoint + 'static, D: Clone + Send + Sync + 'static> Endpoint for Pipeline<E, D> {
     type Output = Response;
 
     /// Outermost first: request id, client and tracing span; metrics and logging;
@@ -182,7 +188,7 @@ impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
             method = %method,
             path = %loggable(req.uri().path())
         );
-        let _in_flight = self.options.platform.metrics().request_started();
+        let _in_flight = self.options.metrics.request_started();
         let started = Instant::now();
 
         let result = self.admit(req).instrument(span.clone()).await;
@@ -200,8 +206,7 @@ impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();
         self.options
-            .platform
-            .metrics()
+            .metrics
             .request_finished(&method, route.as_ref(), status, elapsed);
         span.in_scope(|| {
             let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -216,10 +221,7 @@ impl<E: Endpoint + 'static> Endpoint for Pipeline<E> {
     }
 }
 
-/// The route label of requests no route matched.
-pub(crate) const UNMATCHED: &str = "unmatched";
-
-impl<E: Endpoint + 'static> Pipeline<E> {
+impl<E: Endpoint + 'static, D: Clone + Send + Sync + 'static> Pipeline<E, D> {
     /// Sheds load, catches panics, and hands the request to CORS when it has an Origin.
     async fn admit(&self, mut req: Request) -> poem::Result<Response> {
         // A flood is refused at the door instead of queueing in memory.
@@ -254,13 +256,13 @@ impl<E: Endpoint + 'static> Pipeline<E> {
 
 /// The header and body limits, in front of the router; and what every route expects
 /// in the request's extensions.
-pub(crate) struct Limits<E> {
+pub(crate) struct Limits<E, D> {
     inner: E,
     body_limit: usize,
-    platform: Platform,
+    data: D,
 }
 
-impl<E: Endpoint> Endpoint for Limits<E> {
+impl<E: Endpoint, D: Clone + Send + Sync + 'static> Endpoint for Limits<E, D> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
@@ -285,7 +287,7 @@ impl<E: Endpoint> Endpoint for Limits<E> {
             None => Vec::new(),
         };
         req.extensions_mut().insert(UrlQuery(query));
-        req.extensions_mut().insert(self.platform.clone());
+        req.extensions_mut().insert(self.data.clone());
         Ok(self.inner.call(req).await?.into_response())
     }
 }

@@ -20,14 +20,14 @@ use crate::http::ClientInfo;
 use crate::http::pagination::Page;
 use crate::http::rendered::Rendered;
 use crate::identity::auth::{BearerAuth, TokenType};
+use crate::identity::passwords::DEMO_PASSWORD;
 use crate::identity::sessions::{self, Rotation, reason};
 use crate::identity::tokens::{self, Purpose};
 use crate::identity::{passwords, users};
+use crate::platform::JobHandler;
 use crate::platform::Platform;
 use crate::runtime::cache::Cache;
-use crate::runtime::jobs::JobHandler;
 use crate::runtime::mail::Template;
-use crate::seed::DEMO_PASSWORD;
 
 const PASSWORD_RESET_JOB: &str = "auth.password_reset";
 

@@ -14,6 +14,9 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 
+/// The password of every demo and synthetic account (public: production refuses it).
+pub const DEMO_PASSWORD: &str = "demo-password-1";
+
 pub const MIN_LENGTH: usize = 10;
 /// Longer inputs only cost hashing time; nobody types more.
 pub const MAX_LENGTH: usize = 256;

@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::params;
-use crate::platform::Platform;
+use crate::runtime::metrics::Metrics;
+use crate::storage::db::Db;
 use crate::storage::db::{now_millis, now_rfc3339};
 use crate::storage::sql::{Handle, Sql};
 
@@ -59,30 +60,47 @@ impl JobStatus {
     }
 }
 
-/// What a handler receives.
-pub struct JobContext {
+/// What the workers need from whoever runs them (the platform, in the server):
+/// the queue's database, the queue, the metrics. Generic so that the queue does not
+/// depend on the platform that holds it.
+pub trait JobHost: Clone + Send + Sync + 'static {
+    fn db(&self) -> &Db;
+    fn jobs(&self) -> &Jobs;
+    fn metrics(&self) -> &Metrics;
+}
+
+/// What a handler receives (`H` is the platform: see `plinth_core::platform::JobContext`).
+pub struct JobContext<H> {
     pub id: String,
     pub kind: String,
     pub payload: Value,
     /// 1 on the first run.
     pub attempt: u32,
-    pub platform: Platform,
+    pub platform: H,
 }
 
 pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
 /// A plugin's handler for one kind of job.
-#[derive(Clone)]
-pub struct JobHandler {
+pub struct JobHandler<H> {
     pub kind: String,
-    run: Arc<dyn Fn(JobContext) -> JobFuture + Send + Sync>,
+    run: Arc<dyn Fn(JobContext<H>) -> JobFuture + Send + Sync>,
 }
 
-impl JobHandler {
+impl<H> Clone for JobHandler<H> {
+    fn clone(&self) -> Self {
+        JobHandler {
+            kind: self.kind.clone(),
+            run: self.run.clone(),
+        }
+    }
+}
+
+impl<H> JobHandler<H> {
     /// `f` returns `Err(message)` to ask for a retry; the message is stored on the job.
     pub fn new<F, Fut>(kind: impl Into<String>, f: F) -> Self
     where
-        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        F: Fn(JobContext<H>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         JobHandler {
@@ -274,9 +292,14 @@ pub struct Workers {
 impl Workers {
     /// Starts `count` workers for the given handlers. Jobs of kinds nobody handles
     /// (a disabled plugin's) stay queued instead of failing.
-    pub fn start(platform: Platform, handlers: Vec<JobHandler>, count: usize, poll: Duration) -> Workers {
+    pub fn start<H: JobHost>(
+        platform: H,
+        handlers: Vec<JobHandler<H>>,
+        count: usize,
+        poll: Duration,
+    ) -> Workers {
         let (stop, stop_rx) = watch::channel(false);
-        let handlers: Arc<HashMap<String, JobHandler>> =
+        let handlers: Arc<HashMap<String, JobHandler<H>>> =
             Arc::new(handlers.into_iter().map(|h| (h.kind.clone(), h)).collect());
         let kinds: Arc<str> = serde_json::to_string(&handlers.keys().collect::<Vec<_>>())
             .unwrap_or_else(|_| "[]".into())
@@ -317,9 +340,9 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-async fn worker(
-    platform: Platform,
-    handlers: Arc<HashMap<String, JobHandler>>,
+async fn worker<H: JobHost>(
+    platform: H,
+    handlers: Arc<HashMap<String, JobHandler<H>>>,
     kinds: Arc<str>,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
@@ -350,7 +373,7 @@ async fn worker(
     }
 }
 
-async fn run_one(platform: &Platform, handlers: &HashMap<String, JobHandler>, job: Claimed) {
+async fn run_one<H: JobHost>(platform: &H, handlers: &HashMap<String, JobHandler<H>>, job: Claimed) {
     let Some(handler) = handlers.get(&job.kind) else {
         return; // unreachable: claims filter on handled kinds
     };

@@ -18,8 +18,8 @@ use uuid::Uuid;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::params;
-use crate::platform::Platform;
-use crate::runtime::jobs::{JobHandler, Jobs};
+use crate::runtime::jobs::{JobContext, JobHandler, JobHost, Jobs};
+use crate::storage::db::Db;
 use crate::storage::db::now_rfc3339;
 use crate::storage::sql::{Handle, Sql};
 
@@ -163,24 +163,26 @@ impl Mailer {
     }
 
     /// The `mail.send` job: delivers one outbox row.
-    pub(crate) fn job(&self) -> JobHandler {
+    pub(crate) fn job<H: JobHost>(&self) -> JobHandler<H> {
         let mailer = self.clone();
-        JobHandler::new(SEND_JOB, move |ctx| {
+        JobHandler::new(SEND_JOB, move |ctx: JobContext<H>| {
             let mailer = mailer.clone();
             async move {
                 let id = ctx.payload["id"].as_str().unwrap_or_default().to_string();
-                mailer.deliver(&ctx.platform, id).await.map_err(|e| e.to_string())
+                mailer
+                    .deliver(ctx.platform.db(), id)
+                    .await
+                    .map_err(|e| e.to_string())
             }
         })
     }
 
-    async fn deliver(&self, platform: &Platform, id: String) -> Result<()> {
+    async fn deliver(&self, db: &Db, id: String) -> Result<()> {
         let Some(smtp) = &self.smtp else {
             return Ok(());
         };
         let lookup = id.clone();
-        let row = platform
-            .db()
+        let row = db
             .call(move |conn| {
                 conn.query_opt(
                     "SELECT to_address, subject, text_body, html_body FROM mail_outbox
@@ -210,16 +212,14 @@ impl Mailer {
             .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
             .map_err(Error::internal)?;
         smtp.send(message).await.map_err(Error::internal)?;
-        platform
-            .db()
-            .call(move |conn| {
-                conn.execute(
-                    "UPDATE mail_outbox SET sent_at = ?2, text_body = '', html_body = '' WHERE id = ?1",
-                    params![id, now_rfc3339()],
-                )?;
-                Ok(())
-            })
-            .await
+        db.call(move |conn| {
+            conn.execute(
+                "UPDATE mail_outbox SET sent_at = ?2, text_body = '', html_body = '' WHERE id = ?1",
+                params![id, now_rfc3339()],
+            )?;
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -50,7 +50,10 @@ struct StateLabel {
 
 type HttpKey = (Method, Arc<str>, u16);
 
-static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(crate::http::UNMATCHED));
+/// The route label of requests no route matched.
+pub(crate) const UNMATCHED: &str = "unmatched";
+
+static UNMATCHED_LABEL: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(UNMATCHED));
 
 fn latency_histogram() -> Histogram {
     // 100 µs to ~3.3 s.
@@ -193,7 +196,7 @@ impl Metrics {
         status: u16,
         elapsed: Duration,
     ) {
-        let route = route.cloned().unwrap_or_else(|| Arc::clone(&UNMATCHED));
+        let route = route.cloned().unwrap_or_else(|| Arc::clone(&UNMATCHED_LABEL));
         let key = (method.clone(), route, status);
         // The label strings are built once per (method, route, status), not per request.
         let cached = self.http_handles.read().get(&key).cloned();

@@ -588,54 +588,6 @@ pub mod bound {
     }
 }
 
-/// Seeding writes tenant rows through the same views, binding its (root) connection
-/// to each org in turn.
-pub struct SeedContext<'a> {
-    tx: Sql<'a>,
-    org: crate::storage::db::OrgCell,
-}
-
-impl<'a> SeedContext<'a> {
-    pub(crate) fn new(tx: Sql<'a>, org: crate::storage::db::OrgCell) -> Self {
-        SeedContext { tx, org }
-    }
-
-    /// Binds the seed's connection to `org` for the statements that follow.
-    pub fn bind(&self, org: Uuid) {
-        if let Ok(mut cell) = self.org.lock() {
-            *cell = Some(org.to_string());
-        }
-    }
-
-    /// The seed's transaction, through the facade.
-    pub fn sql(&self) -> Sql<'a> {
-        self.tx
-    }
-
-    /// The demo org (Acme), once core's part of the seed has created it.
-    pub fn demo_org(&self) -> Result<Option<Uuid>> {
-        self.sql().query_opt(
-            "SELECT id FROM organizations WHERE slug = ?1",
-            crate::params![crate::seed::DEMO_ORG.1],
-            |r| r.get(0),
-        )
-    }
-}
-
-impl Drop for SeedContext<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut cell) = self.org.lock() {
-            *cell = None;
-        }
-    }
-}
-
-impl crate::storage::sql::sealed::Raw for SeedContext<'_> {
-    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> &crate::storage::sqlite::bind::Conn {
-        self.tx.raw(inside)
-    }
-}
-
 impl crate::storage::sql::sealed::Raw for BoundConn {
     fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> &crate::storage::sqlite::bind::Conn {
         self.0.raw(inside)

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plinth_core::params;
-use plinth_core::runtime::jobs::{EnqueueOptions, JobContext, JobHandler};
+use plinth_core::platform::{JobContext, JobHandler};
+use plinth_core::runtime::jobs::EnqueueOptions;
 use plinth_core::storage::db::now_rfc3339;
 use plinth_core::storage::sql::{Row as SqlRow, Sql};
 use plinth_core::{Error, Platform, Result};

@@ -20,12 +20,13 @@ use std::time::Duration;
 
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::params;
+use plinth_core::platform::JobHandler;
 use plinth_core::runtime::events::{Event, EventBusBuilder};
-use plinth_core::runtime::jobs::JobHandler;
+use plinth_core::seed::SeedContext;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
 use plinth_core::storage::sql::Sql;
-use plinth_core::tenancy::{Entitlements, SeedContext, TenantTable};
+use plinth_core::tenancy::{Entitlements, TenantTable};
 use plinth_core::{ApiPart, Config, Error, Platform, Plugin, Result, Schedule};
 use serde_json::{Value, json};
 use time::OffsetDateTime;

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use plinth_core::Result;
+use plinth_core::seed::SeedContext;
 use plinth_core::seed::SeedOptions;
-use plinth_core::tenancy::SeedContext;
 use time::OffsetDateTime;
 
 use crate::Shared;

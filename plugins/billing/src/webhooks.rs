@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use plinth_core::params;
-use plinth_core::runtime::jobs::{JobContext, JobHandler};
+use plinth_core::platform::{JobContext, JobHandler};
 use plinth_core::storage::db::now_rfc3339;
 use plinth_core::storage::sql::Sql;
 use plinth_core::{Error, Platform, Result};

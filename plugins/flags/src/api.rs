@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use plinth_core::audit::{AuditEntry, record};
-use plinth_core::flags::FlagContext;
 use plinth_core::http::ClientInfo;
 use plinth_core::identity::auth::{OrgViewer, StaffAuth};
 use plinth_core::params;
+use plinth_core::platform::flags::FlagContext;
 use plinth_core::tenancy::bound;
 use plinth_core::{Error, FieldError, Platform, Result};
 use poem_openapi::param::{Path, Query};

@@ -10,10 +10,11 @@ mod store;
 
 use std::sync::Arc;
 
-use plinth_core::flags::{FeatureFlags, FlagContext, FlagFuture};
+use plinth_core::platform::flags::{FeatureFlags, FlagContext, FlagFuture};
+use plinth_core::seed::SeedContext;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
-use plinth_core::tenancy::{SeedContext, TenantTable};
+use plinth_core::tenancy::TenantTable;
 use plinth_core::{ApiPart, Platform, Plugin, Result};
 
 use store::Store;

@@ -2,8 +2,8 @@
 
 use plinth_core::Result;
 use plinth_core::params;
+use plinth_core::seed::SeedContext;
 use plinth_core::seed::SeedOptions;
-use plinth_core::tenancy::SeedContext;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

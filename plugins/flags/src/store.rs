@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use plinth_core::flags::FlagContext;
 use plinth_core::http::rendered::Rendered;
 use plinth_core::identity::users;
 use plinth_core::params;
+use plinth_core::platform::flags::FlagContext;
 use plinth_core::runtime::cache::Cache;
 use plinth_core::storage::db::now_rfc3339;
 use plinth_core::storage::sql::{Row, Sql, is_unique_violation};

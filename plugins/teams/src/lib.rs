@@ -15,9 +15,10 @@ mod orgs;
 use std::sync::Arc;
 
 use plinth_core::runtime::events::EventBusBuilder;
+use plinth_core::seed::SeedContext;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
-use plinth_core::tenancy::{SeedContext, TenantTable};
+use plinth_core::tenancy::TenantTable;
 use plinth_core::{ApiPart, Platform, Plugin, Result};
 
 pub use activity::record_activity;

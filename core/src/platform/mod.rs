@@ -1,26 +1,28 @@
 //! The platform handle given to plugins: configuration, database, events, jobs,
 //! metrics and caches. Cheap to clone; one per process.
 
+pub mod flags;
+
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flags::FeatureFlags;
+
 use crate::config::Config;
 use crate::error::Result;
-use crate::flags::FeatureFlags;
 use crate::identity::Identity;
-use crate::plugin::PluginInfo;
 use crate::runtime::cache::Cache;
 use crate::runtime::events::EventBus;
-use crate::runtime::jobs::Jobs;
+use crate::runtime::jobs::{self, JobHost, Jobs};
 use crate::runtime::mail::Mailer;
+use crate::runtime::metrics::Metrics;
 use crate::storage::changes::Changes;
 use crate::storage::db::{Db, Kind};
 use crate::tenancy::{Entitlements, Tenancy};
 
 /// Root connections serve migrations, seeding and membership lookups only.
 const ROOT_POOL_SIZE: u32 = 4;
-use crate::runtime::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Platform {
@@ -205,4 +207,37 @@ impl Platform {
         self.inner.metrics.register_cache(&cache);
         cache
     }
+}
+
+/// A job handler as plugins write it: it receives the platform.
+pub type JobHandler = jobs::JobHandler<Platform>;
+
+/// What a plugin's job handler receives.
+pub type JobContext = jobs::JobContext<Platform>;
+
+impl JobHost for Platform {
+    fn db(&self) -> &Db {
+        Platform::db(self)
+    }
+
+    fn jobs(&self) -> &Jobs {
+        Platform::jobs(self)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        Platform::metrics(self)
+    }
+}
+
+/// What `plinth plugins` shows.
+#[derive(Debug, Clone)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub enabled: bool,
+    /// Loaded from a shared library rather than built in.
+    pub external: bool,
+    pub migrations: usize,
+    pub operations: usize,
 }
