@@ -93,7 +93,9 @@ pub struct Host {
 #[repr(C)]
 pub struct PluginDecl {
     pub abi_version: u32,
-    /// The manifest JSON: `{name, version, description, routes, openapi, migrations, jobs}`.
+    /// The manifest JSON: `{name, version, description, routes, openapi, migrations,
+    /// tenant_tables, jobs}` (`tenant_tables`: names whose `tenant_<name>` its
+    /// migrations create; the host generates their isolation).
     pub manifest: extern "C" fn() -> Buf,
     /// One request JSON in (`{method, path, route, params, query, body, context}`),
     /// one response JSON out (`{status, headers, body}`). Must not unwind.
