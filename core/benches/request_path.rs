@@ -36,24 +36,24 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
 
-    let conn = platform.db().conn().expect("conn");
-    let (user, org): (String, String) = conn
-        .query_row(
-            "SELECT u.id, o.id FROM users u, organizations o WHERE u.email = 'member@acme.test' AND o.slug = 'acme'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let (user, org): (Uuid, Uuid) = platform
+        .db()
+        .blocking(|sql| {
+            sql.query_one(
+                "SELECT u.id, o.id FROM users u, organizations o WHERE u.email = 'member@acme.test' AND o.slug = 'acme'",
+                plinth_core::params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
         .expect("demo member");
-    let (user, org) = (
-        Uuid::parse_str(&user).expect("id"),
-        Uuid::parse_str(&org).expect("id"),
-    );
     let client = ClientInfo {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         user_agent: None,
     };
-    let (session, _) = sessions::create(&conn, &config, user, &client).expect("session");
-    drop(conn);
+    let (session, _) = platform
+        .db()
+        .blocking(|sql| sessions::create(sql, &config, user, &client))
+        .expect("session");
     let (token, _) = platform
         .identity()
         .jwt()
@@ -109,8 +109,11 @@ fn bench(c: &mut Criterion) {
     let bound_db = tenancy.bind(org);
     c.bench_function("members_page_query", |b| {
         b.iter(|| {
-            let conn = bound_db.conn().expect("conn");
-            black_box(bound::members(&conn, 21, None).expect("members"))
+            black_box(
+                bound_db
+                    .blocking(|sql| bound::members(sql, 21, None))
+                    .expect("members"),
+            )
         })
     });
 

@@ -144,9 +144,15 @@ impl TenantDb {
         self.org
     }
 
-    /// A bound connection for code already on a blocking thread.
-    pub fn conn(&self) -> Result<BoundConn> {
+    /// A bound connection (core only: the rest goes through the facade).
+    pub(crate) fn conn(&self) -> Result<BoundConn> {
         Ok(BoundConn::new(self.pool.conn()?, self.org))
+    }
+
+    /// Runs `f` on a bound connection, for code already on a blocking thread.
+    pub fn blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        f(&Sql::from(&conn))
     }
 
     /// Reads (or single statements) on a bound connection, on the blocking pool.
@@ -156,11 +162,7 @@ impl TenantDb {
         T: Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = db.conn()?;
-            f(&Sql::of(&conn))
-        })
-        .await?
+        tokio::task::spawn_blocking(move || db.blocking(f)).await?
     }
 
     /// Deletes the bound org and, through foreign keys, every tenant row of it, in one

@@ -447,7 +447,7 @@ impl Db {
 
     /// A pooled connection for core's synchronous code, tools and benches
     /// (already on a blocking thread). Plugins use [`Db::blocking`].
-    pub fn conn(&self) -> Result<PooledConnection> {
+    pub(crate) fn conn(&self) -> Result<PooledConnection> {
         Ok(self.pool.get()?)
     }
 
@@ -475,11 +475,7 @@ impl Db {
         T: Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = db.conn()?;
-            f(&Sql::of(&conn))
-        })
-        .await?
+        tokio::task::spawn_blocking(move || db.blocking(f)).await?
     }
 
     /// Runs work in a `BEGIN IMMEDIATE` transaction on the blocking pool, group
