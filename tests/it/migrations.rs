@@ -126,9 +126,32 @@ async fn a_database_made_by_the_previous_release_migrates_and_serves() {
             .expect("rows");
         assert!(broken.is_empty(), "the fixture is consistent: {broken:?}");
     }
+    let view_sql = |conn: &rusqlite::Connection, name: &str| -> String {
+        conn.query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .expect("catalog")
+    };
+    let hand_written = {
+        let conn =
+            plinth_core::storage::db::open_connection(&crate::harness::db_path(dir.path())).expect("open");
+        view_sql(&conn, "invoices_update")
+    };
     let app = TestApp::builder().in_dir(dir).builtins().spawn().await;
     let ready: Value = app.get("/readyz").await.json().await.expect("json");
     assert_eq!(ready["migrations"], "ok");
+    // 0.1.0 wrote its isolation by hand; the first start replaces it with the one
+    // generated from the declarations.
+    let generated = view_sql(&app.conn(), "invoices_update");
+    assert_ne!(generated, hand_written);
+    assert!(
+        generated.contains("invoices: source, stripe_invoice_id, created_at cannot change"),
+        "{generated}"
+    );
+    assert!(
+        view_sql(&app.conn(), "invitations")
+            .starts_with("CREATE VIEW invitations AS SELECT id, org_id, email, role, token_hash,")
+    );
 
     let login = |email: &'static str| {
         let app = &app;
