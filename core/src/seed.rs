@@ -91,7 +91,8 @@ impl Drop for SeedContext<'_> {
 }
 
 impl crate::storage::sql::sealed::Raw for SeedContext<'_> {
-    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> &crate::storage::sqlite::bind::Conn {
+    #[allow(private_interfaces)]
+    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> crate::storage::sql::Engine<'_> {
         self.tx.raw(inside)
     }
 }

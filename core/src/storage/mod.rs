@@ -8,6 +8,7 @@
 pub mod changes;
 pub mod isolation;
 pub mod migrations;
+pub(crate) mod postgres;
 pub mod sql;
 pub mod sqlite;
 

@@ -14,13 +14,30 @@
 
 use uuid::Uuid;
 
-use super::sqlite::bind as engine;
-use super::sqlite::bind::Conn;
+use super::postgres::bind as pg;
+use super::sqlite::bind as lite;
 use crate::error::{Error, Result};
 
 /// A connection or transaction, as the facade exposes it.
 #[derive(Clone, Copy)]
-pub struct Sql<'c>(&'c Conn);
+pub struct Sql<'c>(Engine<'c>);
+
+/// The engine connection behind a handle.
+#[derive(Clone, Copy)]
+pub(crate) enum Engine<'c> {
+    Sqlite(&'c lite::Conn),
+    Postgres(&'c pg::PgConn),
+}
+
+/// Calls the engine binding's function of the same name on whichever engine.
+macro_rules! dispatch {
+    ($engine:expr, $function:ident($($arg:expr),*)) => {
+        match $engine {
+            Engine::Sqlite(c) => lite::$function(c, $($arg),*),
+            Engine::Postgres(c) => pg::$function(c, $($arg),*),
+        }
+    };
+}
 
 /// What core's functions that read or write in the caller's transaction accept:
 /// a [`Sql`] (what plugins hold), or a connection core holds itself. Sealed: only
@@ -36,25 +53,30 @@ pub(crate) mod sealed {
 
     pub(crate) const INSIDE: Inside = Inside(());
 
-    /// The engine connection behind a handle.
+    /// The engine connection behind a handle. (The trait is public only as the
+    /// sealed supertrait of `Handle`; nothing outside core can name it or the
+    /// engine it answers.)
+    #[allow(private_interfaces)]
     pub trait Raw {
-        fn raw(&self, _: Inside) -> &super::Conn;
+        fn raw(&self, _: Inside) -> super::Engine<'_>;
     }
 
-    /// Handles that dereference to an engine connection.
-    macro_rules! raw_by_deref {
-        ($($t:ty),*) => {$(
+    /// Handles that are (or dereference to) an engine's connection.
+    macro_rules! raw_engine {
+        ($t:ty, $engine:ident) => {
             impl $crate::storage::sql::sealed::Raw for $t {
-                fn raw(&self, _: $crate::storage::sql::sealed::Inside) -> &$crate::storage::sqlite::bind::Conn {
-                    self
+                #[allow(private_interfaces)]
+                fn raw(&self, _: $crate::storage::sql::sealed::Inside) -> $crate::storage::sql::Engine<'_> {
+                    $crate::storage::sql::Engine::$engine(self)
                 }
             }
-        )*};
+        };
     }
-    pub(crate) use raw_by_deref;
+    pub(crate) use raw_engine;
 
     impl Raw for super::Sql<'_> {
-        fn raw(&self, _: Inside) -> &super::Conn {
+        #[allow(private_interfaces)]
+        fn raw(&self, _: Inside) -> super::Engine<'_> {
             self.0
         }
     }
@@ -62,7 +84,7 @@ pub(crate) mod sealed {
 
 /// The engine connection behind `handle` (storage only: the rest of core speaks
 /// the facade too).
-pub(in crate::storage) fn raw<H: Handle + ?Sized>(handle: &H) -> &Conn {
+pub(in crate::storage) fn raw<H: Handle + ?Sized>(handle: &H) -> Engine<'_> {
     handle.raw(sealed::INSIDE)
 }
 
@@ -81,6 +103,7 @@ pub trait ToSql {
 
 /// A bound value, as the engine receives it.
 #[doc(hidden)]
+#[derive(Debug)]
 pub enum Param<'a> {
     Null,
     Integer(i64),
@@ -267,28 +290,47 @@ impl<T: FromSql> FromSql for Option<T> {
 /// Whether `error` is the violation of a unique constraint (or primary key), for
 /// callers that turn a duplicate into a 409 of their own.
 pub fn is_unique_violation(error: &Error) -> bool {
-    engine::is_unique_violation(error)
+    lite::is_unique_violation(error) || pg::is_unique_violation(error)
 }
 
 /// One row of a result.
-pub struct Row<'r>(&'r engine::EngineRow<'r>);
+pub struct Row<'r>(RowOf<'r>);
+
+enum RowOf<'r> {
+    Sqlite(&'r lite::EngineRow<'r>),
+    Postgres(&'r pg::PgRow),
+}
+
+/// Calls the engine binding's row function of the same name.
+macro_rules! on_row {
+    ($row:expr, $function:ident($($arg:expr),*)) => {
+        match $row {
+            RowOf::Sqlite(r) => lite::$function(r, $($arg),*),
+            RowOf::Postgres(r) => pg::$function(r, $($arg),*),
+        }
+    };
+}
 
 impl<'r> Row<'r> {
-    pub(crate) fn new(row: &'r engine::EngineRow<'r>) -> Self {
-        Row(row)
+    pub(crate) fn sqlite(row: &'r lite::EngineRow<'r>) -> Self {
+        Row(RowOf::Sqlite(row))
+    }
+
+    pub(crate) fn postgres(row: &'r pg::PgRow) -> Self {
+        Row(RowOf::Postgres(row))
     }
 
     /// The value of column `index` (from 0), converted; a mismatch is an internal
     /// error naming the column.
     pub fn get<T: FromSql>(&self, index: usize) -> Result<T> {
-        let value = engine::column(self.0, index)?;
+        let value = on_row!(&self.0, column(index))?;
         T::from_column(value).map_err(|why| Error::internal(format!("column {index}: {why}")))
     }
 
     /// How many columns the row has (for statements whose shape is not known in
     /// advance, such as the external-plugin host's).
     pub fn len(&self) -> usize {
-        engine::column_count(self.0)
+        on_row!(&self.0, column_count())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -297,7 +339,7 @@ impl<'r> Row<'r> {
 
     /// The name of column `index`.
     pub fn name(&self, index: usize) -> Result<String> {
-        engine::column_name(self.0, index)
+        on_row!(&self.0, column_name(index))
     }
 }
 
@@ -342,14 +384,14 @@ fn bind<'p>(params: &'p [&'p dyn ToSql]) -> Vec<Param<'p>> {
 impl<'c> Sql<'c> {
     /// The facade over a connection core holds (or a transaction, which derefs
     /// to one); outside core, `Sql::from(handle)` or `SeedContext::sql`.
-    pub(crate) fn of(conn: &'c Conn) -> Sql<'c> {
-        Sql(conn)
+    pub(crate) fn of<H: Handle + ?Sized>(conn: &'c H) -> Sql<'c> {
+        Sql(raw(conn))
     }
 
     /// Runs a statement; returns the rows it changed (writes through a tenant
     /// view report 0 on SQLite: check existence first where it matters).
     pub fn execute(&self, sql: &str, params: &[&dyn ToSql]) -> Result<usize> {
-        engine::execute(self.0, sql, &bind(params))
+        dispatch!(self.0, execute(sql, &bind(params)))
     }
 
     /// Runs `each` on every row as it is read, without collecting them (constant
@@ -360,7 +402,7 @@ impl<'c> Sql<'c> {
         params: &[&dyn ToSql],
         each: impl FnMut(&Row<'_>) -> Result<bool>,
     ) -> Result<()> {
-        engine::query(self.0, sql, &bind(params), each)
+        dispatch!(self.0, query(sql, &bind(params), each))
     }
 
     /// Every row, mapped.
@@ -415,17 +457,17 @@ impl<'c> Sql<'c> {
 
     /// The names of the columns `sql` answers (even when it answers no row).
     pub fn columns(&self, sql: &str) -> Result<Vec<String>> {
-        engine::column_names(self.0, sql)
+        dispatch!(self.0, column_names(sql))
     }
 
     /// Whether a table (or view) of this name exists.
     pub fn has_table(&self, name: &str) -> Result<bool> {
-        engine::has_table(self.0, name)
+        dispatch!(self.0, has_table(name))
     }
 
     /// Runs several statements without parameters (schema changes, core only).
     pub(crate) fn batch(&self, sql: &str) -> Result<()> {
-        engine::batch(self.0, sql)
+        dispatch!(self.0, batch(sql))
     }
 
     /// Runs `f` in a savepoint: its writes are kept if it returns `Ok`, undone
@@ -449,18 +491,44 @@ impl<'c> Sql<'c> {
 mod tests {
     use super::*;
 
-    fn conn() -> Conn {
-        let c = engine::open_in_memory().expect("db");
+    pub(super) fn on_each_engine_pub(test: impl Fn(Sql<'_>)) {
+        on_each_engine(test)
+    }
+
+    /// Runs `test` on a fresh SQLite database and, when PostgreSQL is installed, on
+    /// a fresh PostgreSQL database, each with the table `t` in its engine's types.
+    fn on_each_engine(test: impl Fn(Sql<'_>)) {
+        let c = lite::open_in_memory().expect("db");
         Sql::of(&c)
             .batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER, r REAL, b BLOB, flag INTEGER)")
             .expect("schema");
-        c
+        test(Sql::of(&c));
+        if let Some(pg) = postgres_database() {
+            Sql::of(&pg)
+                .batch(
+                    "CREATE TABLE t (id TEXT PRIMARY KEY, n BIGINT, r DOUBLE PRECISION, b BYTEA, flag BOOLEAN)",
+                )
+                .expect("schema");
+            test(Sql::of(&pg));
+        }
+    }
+
+    /// A connection to a new database of the test cluster, if there is one.
+    fn postgres_database() -> Option<pg::PgConn> {
+        let cluster = plinth_test_pg::cluster()?;
+        let name = cluster.unique_name("facade");
+        pg::PgConn::connect(&cluster.admin_url())
+            .and_then(|admin| Sql::of(&admin).batch(&format!("CREATE DATABASE {name}")))
+            .expect("create database");
+        Some(pg::PgConn::connect(&cluster.url(&name)).expect("connect"))
     }
 
     #[test]
     fn values_round_trip_through_numbered_parameters() {
-        let c = conn();
-        let sql = Sql::of(&c);
+        on_each_engine(values_round_trip);
+    }
+
+    fn values_round_trip(sql: Sql<'_>) {
         let id = Uuid::now_v7();
         let none: Option<i64> = None;
         let n = sql
@@ -515,8 +583,10 @@ mod tests {
 
     #[test]
     fn a_wrong_column_type_is_an_error_naming_the_column() {
-        let c = conn();
-        let sql = Sql::of(&c);
+        on_each_engine(wrong_column_type);
+    }
+
+    fn wrong_column_type(sql: Sql<'_>) {
         sql.execute("INSERT INTO t (id, n) VALUES ('a', -1)", params![])
             .expect("insert");
         let err = sql
@@ -531,8 +601,15 @@ mod tests {
 
     #[test]
     fn a_failed_savepoint_undoes_only_its_own_writes() {
-        let c = conn();
-        let sql = Sql::of(&c);
+        on_each_engine(|sql| {
+            // PostgreSQL has savepoints only inside a transaction.
+            sql.batch("BEGIN").expect("begin");
+            failed_savepoint(sql);
+            sql.batch("COMMIT").expect("commit");
+        });
+    }
+
+    fn failed_savepoint(sql: Sql<'_>) {
         sql.execute("INSERT INTO t (id) VALUES ('kept')", params![])
             .expect("insert");
         let failed: Result<()> = sql.savepoint(|s| {
@@ -546,5 +623,49 @@ mod tests {
             .query_all("SELECT id FROM t ORDER BY id", params![], |r| r.get::<String>(0))
             .expect("rows");
         assert_eq!(ids, ["also kept", "kept"]);
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+
+    /// What differs between the engines and the facade hides: bare and numbered
+    /// parameters, a duplicate key, the shape of a statement, the catalog.
+    #[test]
+    fn both_engines_answer_alike_where_the_facade_owns_the_difference() {
+        tests::on_each_engine_pub(|sql| {
+            sql.execute(
+                "INSERT INTO t (id, n, flag) VALUES (?, ?, ?)",
+                params!["a", 1, false],
+            )
+            .expect("bare parameters");
+            let dup = sql
+                .execute("INSERT INTO t (id, n) VALUES (?1, ?2)", params!["a", 2])
+                .expect_err("duplicate key");
+            assert!(is_unique_violation(&dup), "{dup}");
+            assert!(!is_unique_violation(&Error::Conflict("x".into())));
+            assert_eq!(
+                sql.columns("SELECT id, n AS count FROM t WHERE id = ?1")
+                    .expect("columns"),
+                ["id", "count"]
+            );
+            assert!(sql.has_table("t").expect("catalog"));
+            assert!(!sql.has_table("nope").expect("catalog"));
+            let flag: bool = sql
+                .query_one("SELECT flag FROM t WHERE id = ?1", params!["a"], |r| r.get(0))
+                .expect("flag");
+            assert!(!flag);
+            let mut seen = 0;
+            sql.query_each("SELECT id FROM t", params![], |row| {
+                assert_eq!(row.len(), 1);
+                assert_eq!(row.name(0).expect("name"), "id");
+                assert_eq!(row.get::<Value>(0).expect("value"), Value::Text("a".into()));
+                seen += 1;
+                Ok(true)
+            })
+            .expect("each");
+            assert_eq!(seen, 1);
+        });
     }
 }

@@ -591,7 +591,8 @@ pub mod bound {
 }
 
 impl crate::storage::sql::sealed::Raw for BoundConn {
-    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> &crate::storage::sqlite::bind::Conn {
+    #[allow(private_interfaces)]
+    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> crate::storage::sql::Engine<'_> {
         self.0.raw(inside)
     }
 }

@@ -5,7 +5,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use crate::error::{Error, Result};
-use crate::storage::sql::{Column, Param, Row};
+use crate::storage::sql::{Column, Engine, Handle, Param, Row, raw};
 
 /// The engine connection behind every facade handle.
 pub(crate) type Conn = rusqlite::Connection;
@@ -13,12 +13,19 @@ pub(crate) type Conn = rusqlite::Connection;
 /// The engine's row, wrapped by the facade's [`Row`].
 pub(crate) type EngineRow<'r> = rusqlite::Row<'r>;
 
-crate::storage::sql::sealed::raw_by_deref!(
-    rusqlite::Connection,
-    rusqlite::Transaction<'_>,
-    super::db::DbConn,
-    super::db::PooledConnection
-);
+crate::storage::sql::sealed::raw_engine!(rusqlite::Connection, Sqlite);
+crate::storage::sql::sealed::raw_engine!(rusqlite::Transaction<'_>, Sqlite);
+crate::storage::sql::sealed::raw_engine!(super::db::DbConn, Sqlite);
+crate::storage::sql::sealed::raw_engine!(super::db::PooledConnection, Sqlite);
+
+/// The SQLite connection behind `handle`, for the engine's own work (checkpoints,
+/// tests); a handle of another engine is an internal error.
+pub(crate) fn sqlite_of<H: Handle + ?Sized>(handle: &H) -> Result<&Conn> {
+    match raw(handle) {
+        Engine::Sqlite(conn) => Ok(conn),
+        Engine::Postgres(_) => Err(Error::internal("a SQLite connection was expected")),
+    }
+}
 
 impl rusqlite::ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -61,7 +68,7 @@ pub(crate) fn query(
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(row) = rows.next()? {
-        if !each(&Row::new(row))? {
+        if !each(&Row::sqlite(row))? {
             break;
         }
     }

@@ -196,7 +196,7 @@ impl Checkpointer {
     pub async fn tick(&mut self) -> Result<()> {
         let (frames, _) = self
             .db
-            .call(|conn| Ok(checkpoint(crate::storage::sql::raw(conn))?))
+            .call(|conn| Ok(checkpoint(super::bind::sqlite_of(conn)?)?))
             .await?;
         if frames < self.hold_at {
             // Started over since (or never grew): back to the first threshold.
@@ -207,7 +207,7 @@ impl Checkpointer {
         let started = std::time::Instant::now();
         let (frames, copied) = self
             .db
-            .call(|conn| Ok(checkpoint(crate::storage::sql::raw(conn))?))
+            .call(|conn| Ok(checkpoint(super::bind::sqlite_of(conn)?)?))
             .await?;
         self.hold_at = frames + self.limit;
         let held = started.elapsed();
@@ -641,7 +641,7 @@ mod tests {
         for _ in 0..150 {
             checkpointer.tick().await.expect("tick");
             let (frames, _) = db
-                .call(|conn| Ok(checkpoint(crate::storage::sql::raw(conn))?))
+                .call(|conn| Ok(checkpoint(crate::storage::sqlite::bind::sqlite_of(conn)?)?))
                 .await
                 .expect("frames");
             if frames < last {

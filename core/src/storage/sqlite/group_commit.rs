@@ -326,18 +326,18 @@ mod tests {
             works.push(match n % 10 {
                 // Writes, then refuses: its row must not stay.
                 3 => Box::new(move |tx: &Sql<'_>| {
-                    let tx = crate::storage::sql::raw(tx);
+                    let tx = crate::storage::sqlite::bind::sqlite_of(tx).expect("sqlite");
                     tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                     Err(Error::Conflict(format!("refused {n}")))
                 }) as TestWork,
                 // A constraint violation (row 0 is already written in this batch).
                 5 => Box::new(|tx: &Sql<'_>| {
-                    let tx = crate::storage::sql::raw(tx);
+                    let tx = crate::storage::sqlite::bind::sqlite_of(tx).expect("sqlite");
                     tx.execute("INSERT INTO t (n) VALUES (0)", [])?;
                     Ok(0)
                 }),
                 7 => Box::new(move |tx: &Sql<'_>| {
-                    let tx = crate::storage::sql::raw(tx);
+                    let tx = crate::storage::sqlite::bind::sqlite_of(tx).expect("sqlite");
                     tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
                     panic!("a bug in one writer")
                 }),
@@ -379,7 +379,7 @@ mod tests {
             vec![
                 insert(1),
                 Box::new(|tx: &Sql<'_>| {
-                    let tx = crate::storage::sql::raw(tx);
+                    let tx = crate::storage::sqlite::bind::sqlite_of(tx).expect("sqlite");
                     tx.execute_batch("ROLLBACK")?;
                     Ok(2)
                 }),

@@ -1,0 +1,222 @@
+//! The facade's binding to PostgreSQL: how [`Sql`](crate::storage::sql::Sql) runs
+//! statements on a `postgres` client, binds the facade's values to whatever type
+//! the server inferred for each parameter, reads columns, and how the engine's
+//! errors become core's.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use bytes::BytesMut;
+
+use postgres::error::SqlState;
+use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
+use postgres::{Client, Statement};
+
+use super::placeholders;
+use crate::error::{Error, Result};
+use crate::storage::sql::{Column, Param, Row};
+
+/// One PostgreSQL connection as the facade holds it: the client and its prepared
+/// statements, by the facade's SQL text. Used from one thread at a time (a pooled
+/// connection on a blocking thread), hence the cells.
+pub(crate) struct PgConn {
+    client: RefCell<Client>,
+    statements: RefCell<HashMap<String, Statement>>,
+}
+
+/// The engine's row, wrapped by the facade's [`Row`].
+pub(crate) type PgRow = postgres::Row;
+
+/// Prepared statements kept per connection before the cache starts over.
+const STATEMENT_CACHE: usize = 256;
+
+// Until the PostgreSQL `Db` opens pools of these, only tests connect.
+#[cfg_attr(not(test), allow(dead_code))]
+impl PgConn {
+    pub(crate) fn new(client: Client) -> Self {
+        PgConn {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Connects to `url` without TLS (a local or private-network server).
+    pub(crate) fn connect(url: &str) -> Result<Self> {
+        Ok(PgConn::new(Client::connect(url, postgres::NoTls)?))
+    }
+
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        if let Some(statement) = self.statements.borrow().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.borrow_mut().prepare(&placeholders::rewrite(sql))?;
+        let mut cache = self.statements.borrow_mut();
+        if cache.len() >= STATEMENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+}
+
+crate::storage::sql::sealed::raw_engine!(PgConn, Postgres);
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::internal(e)
+    }
+}
+
+fn values<'p>(params: &'p [Param<'p>]) -> Vec<&'p (dyn PgToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn PgToSql + Sync)).collect()
+}
+
+pub(crate) fn execute(conn: &PgConn, sql: &str, params: &[Param<'_>]) -> Result<usize> {
+    let statement = conn.statement(sql)?;
+    let n = conn.client.borrow_mut().execute(&statement, &values(params))?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
+
+/// Runs `each` over the rows until it answers `false` or they run out. The rows
+/// are fetched first, so `each` may run statements of its own on the connection.
+pub(crate) fn query(
+    conn: &PgConn,
+    sql: &str,
+    params: &[Param<'_>],
+    mut each: impl FnMut(&Row<'_>) -> Result<bool>,
+) -> Result<()> {
+    let statement = conn.statement(sql)?;
+    let rows = conn.client.borrow_mut().query(&statement, &values(params))?;
+    for row in &rows {
+        if !each(&Row::postgres(row))? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn batch(conn: &PgConn, sql: &str) -> Result<()> {
+    Ok(conn.client.borrow_mut().batch_execute(sql)?)
+}
+
+pub(crate) fn has_table(conn: &PgConn, name: &str) -> Result<bool> {
+    let rows = conn.client.borrow_mut().query(
+        "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname = $1 AND n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'p')",
+        &[&name],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+pub(crate) fn column_names(conn: &PgConn, sql: &str) -> Result<Vec<String>> {
+    Ok(conn
+        .statement(sql)?
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect())
+}
+
+pub(crate) fn column<'r>(row: &'r PgRow, index: usize) -> Result<Column<'r>> {
+    let ty = row
+        .columns()
+        .get(index)
+        .ok_or_else(|| Error::internal(format!("no column {index}")))?
+        .type_()
+        .clone();
+    let value = match ty {
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(index)?
+            .map(|v| Column::Integer(v.into())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(index)?
+            .map(|v| Column::Integer(v.into())),
+        Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Column::Integer),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(index)?
+            .map(|v| Column::Integer(v.into())),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(index)?
+            .map(|v| Column::Real(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(Column::Real),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => row
+            .try_get::<_, Option<&str>>(index)?
+            .map(|v| Column::Text(v.as_bytes())),
+        Type::BYTEA => row.try_get::<_, Option<&[u8]>>(index)?.map(Column::Blob),
+        other => {
+            return Err(Error::internal(format!(
+                "column {index} has type {other}, which the facade does not read"
+            )));
+        }
+    };
+    Ok(value.unwrap_or(Column::Null))
+}
+
+pub(crate) fn column_count(row: &PgRow) -> usize {
+    row.len()
+}
+
+pub(crate) fn column_name(row: &PgRow, index: usize) -> Result<String> {
+    row.columns()
+        .get(index)
+        .map(|c| c.name().to_string())
+        .ok_or_else(|| Error::internal(format!("no column {index}")))
+}
+
+pub(crate) fn is_unique_violation(error: &Error) -> bool {
+    let Error::Internal(cause) = error else {
+        return false;
+    };
+    cause
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::code)
+        .is_some_and(|code| *code == SqlState::UNIQUE_VIOLATION)
+}
+
+/// The facade's values take the type the server inferred for their parameter:
+/// one integer binds to `smallint`, `integer`, `bigint` or `boolean` alike, as it
+/// does on SQLite; a value that cannot take the type is an error naming it.
+impl PgToSql for Param<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        let textual = matches!(
+            *ty,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+        );
+        match self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Integer(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::INT8 => i.to_sql(ty, out),
+                Type::BOOL => (*i != 0).to_sql(ty, out),
+                Type::FLOAT4 => (*i as f32).to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                _ if textual => i.to_string().to_sql(ty, out),
+                _ => Err(format!("an integer cannot be bound to a {ty} parameter").into()),
+            },
+            Param::Real(r) => match *ty {
+                Type::FLOAT4 => (*r as f32).to_sql(ty, out),
+                Type::FLOAT8 => r.to_sql(ty, out),
+                _ => Err(format!("a number cannot be bound to a {ty} parameter").into()),
+            },
+            Param::Text(s) if textual => s.to_sql(ty, out),
+            Param::OwnedText(s) if textual => s.as_str().to_sql(ty, out),
+            Param::Text(_) | Param::OwnedText(_) => {
+                Err(format!("text cannot be bound to a {ty} parameter").into())
+            }
+            Param::Blob(b) if *ty == Type::BYTEA => b.to_sql(ty, out),
+            Param::Blob(_) => Err(format!("bytes cannot be bound to a {ty} parameter").into()),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
