@@ -23,6 +23,9 @@ use crate::storage::sql::{Column, Param, Row};
 pub(crate) struct PgConn {
     client: RefCell<Client>,
     statements: RefCell<HashMap<String, Statement>>,
+    /// A tenant connection: statements that could change its role or its org
+    /// binding are refused before they reach the server.
+    tenant: bool,
 }
 
 /// The engine's row, wrapped by the facade's [`Row`].
@@ -31,14 +34,29 @@ pub(crate) type PgRow = postgres::Row;
 /// Prepared statements kept per connection before the cache starts over.
 const STATEMENT_CACHE: usize = 256;
 
-// Until the PostgreSQL `Db` opens pools of these, only tests connect.
-#[cfg_attr(not(test), allow(dead_code))]
 impl PgConn {
     pub(crate) fn new(client: Client) -> Self {
         PgConn {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
+            tenant: false,
         }
+    }
+
+    /// This connection as a tenant connection (see [`refused_on_tenant`]).
+    pub(crate) fn tenant(mut self) -> Self {
+        self.tenant = true;
+        self
+    }
+
+    /// Binds the connection to `org` until the end of the current transaction.
+    pub(crate) fn bind_org(&self, org: uuid::Uuid) -> Result<()> {
+        // A setting takes no parameter; the id is formatted, never caller text.
+        Ok(self.client.borrow_mut().batch_execute(&format!(
+            "SET LOCAL {} = '{}'",
+            super::isolation::ORG_SETTING,
+            org.hyphenated()
+        ))?)
     }
 
     /// Connects to `url` without TLS (a local or private-network server).
@@ -49,6 +67,11 @@ impl PgConn {
     fn statement(&self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
+        }
+        if self.tenant && refused_on_tenant(sql) {
+            return Err(Error::internal(format!(
+                "refused on a tenant connection (it could change the role or the org binding): {sql}"
+            )));
         }
         let statement = self.client.borrow_mut().prepare(&placeholders::rewrite(sql))?;
         let mut cache = self.statements.borrow_mut();
@@ -97,7 +120,32 @@ pub(crate) fn query(
 }
 
 pub(crate) fn batch(conn: &PgConn, sql: &str) -> Result<()> {
+    if conn.tenant && refused_on_tenant(sql) {
+        return Err(Error::internal(format!("refused on a tenant connection: {sql}")));
+    }
     Ok(conn.client.borrow_mut().batch_execute(sql)?)
+}
+
+/// Whether `sql` could change a connection's role or settings (its org binding):
+/// `SET`, `RESET`, `DO` blocks (which could run them), `DISCARD`, or a call of
+/// `set_config` anywhere, quoted or not. A prepared statement is one statement, so
+/// its first word says what it is. Row-level security holds whatever the binding
+/// says; this keeps tenant SQL from choosing the binding.
+pub(crate) fn refused_on_tenant(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let first = lower
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or_default().trim())
+        .find(|l| !l.is_empty())
+        .and_then(|l| {
+            l.split(|c: char| !c.is_ascii_alphabetic())
+                .find(|w| !w.is_empty())
+        })
+        .unwrap_or_default()
+        .to_string();
+    matches!(first.as_str(), "set" | "reset" | "do" | "discard")
+        || lower.contains("set_config")
+        || lower.contains("u&")
 }
 
 pub(crate) fn has_table(conn: &PgConn, name: &str) -> Result<bool> {

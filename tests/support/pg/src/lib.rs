@@ -110,6 +110,11 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
+    /// The URL of database `name` as role `user` (the cluster trusts local users).
+    pub fn url_as(&self, user: &str, name: &str) -> String {
+        format!("postgres://{user}@127.0.0.1:{}/{name}", self.port)
+    }
+
     /// A name for a fresh database of this process (the caller creates it).
     pub fn unique_name(&self, prefix: &str) -> String {
         format!(
