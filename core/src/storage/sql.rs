@@ -666,6 +666,22 @@ mod engine_tests {
             })
             .expect("each");
             assert_eq!(seen, 1);
+            // Aggregates answer alike: sum() of integers is numeric on PostgreSQL.
+            sql.execute("INSERT INTO t (id, n, r) VALUES ('b', 41, 0.25)", params![])
+                .expect("insert");
+            let (total, fraction, negative): (i64, f64, i64) = sql
+                .query_one(
+                    "SELECT sum(n), sum(r) + 0.5, -sum(n) * 100000000 FROM t",
+                    params![],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .expect("sums");
+            assert_eq!((total, fraction, negative), (42, 0.75, -4_200_000_000));
+            // Searches ignore ASCII case on both engines.
+            assert!(
+                sql.exists("SELECT 1 FROM t WHERE id LIKE ?1", params!["A"])
+                    .expect("like")
+            );
         });
     }
 }

@@ -13,7 +13,7 @@ use postgres::error::SqlState;
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
 use postgres::{Client, Statement};
 
-use super::placeholders;
+use super::dialect;
 use crate::error::{Error, Result};
 use crate::storage::sql::{Column, Param, Row};
 
@@ -73,7 +73,7 @@ impl PgConn {
                 "refused on a tenant connection (it could change the role or the org binding): {sql}"
             )));
         }
-        let statement = self.client.borrow_mut().prepare(&placeholders::rewrite(sql))?;
+        let statement = self.client.borrow_mut().prepare(&dialect::rewrite(sql))?;
         let mut cache = self.statements.borrow_mut();
         if cache.len() >= STATEMENT_CACHE {
             cache.clear();
@@ -192,6 +192,8 @@ pub(crate) fn column<'r>(row: &'r PgRow, index: usize) -> Result<Column<'r>> {
             .try_get::<_, Option<&str>>(index)?
             .map(|v| Column::Text(v.as_bytes())),
         Type::BYTEA => row.try_get::<_, Option<&[u8]>>(index)?.map(Column::Blob),
+        // `sum()` of integers answers numeric: read it as SQLite would answer.
+        Type::NUMERIC => row.try_get::<_, Option<Numeric>>(index)?.map(|n| n.0),
         other => {
             return Err(Error::internal(format!(
                 "column {index} has type {other}, which the facade does not read"
@@ -199,6 +201,49 @@ pub(crate) fn column<'r>(row: &'r PgRow, index: usize) -> Result<Column<'r>> {
         }
     };
     Ok(value.unwrap_or(Column::Null))
+}
+
+/// A `numeric` value as the facade reads it: an integer when it has no fraction
+/// and fits, else a real.
+struct Numeric(Column<'static>);
+
+impl<'a> postgres::types::FromSql<'a> for Numeric {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> std::result::Result<Self, Box<dyn StdError + Sync + Send>> {
+        // Binary format: ndigits, weight, sign, dscale (i16 each), then ndigits
+        // base-10000 digits, the first worth 10000^weight.
+        let word = |i: usize| -> std::result::Result<i16, Box<dyn StdError + Sync + Send>> {
+            let bytes = raw.get(2 * i..2 * i + 2).ok_or("short numeric")?;
+            Ok(i16::from_be_bytes([bytes[0], bytes[1]]))
+        };
+        let (ndigits, weight, sign, dscale) = (word(0)?, word(1)?, word(2)? as u16, word(3)?);
+        if sign == 0xC000 {
+            return Err("NaN is not a number the facade reads".into());
+        }
+        let mut value = 0f64;
+        let mut integer: Option<i64> = Some(0);
+        for k in 0..usize::try_from(ndigits)? {
+            let digit = word(4 + k)?;
+            let exponent = i32::from(weight) - i32::try_from(k)?;
+            value += f64::from(digit) * 10_000f64.powi(exponent);
+            integer = match (integer, u32::try_from(exponent)) {
+                (Some(acc), Ok(e)) => 10_000i64
+                    .checked_pow(e)
+                    .and_then(|scale| i64::from(digit).checked_mul(scale))
+                    .and_then(|part| acc.checked_add(part)),
+                _ if digit == 0 => integer,
+                _ => None,
+            };
+        }
+        let negative = sign == 0x4000;
+        Ok(Numeric(match integer {
+            Some(i) if dscale == 0 => Column::Integer(if negative { -i } else { i }),
+            _ => Column::Real(if negative { -value } else { value }),
+        }))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
 }
 
 pub(crate) fn column_count(row: &PgRow) -> usize {

@@ -7,5 +7,5 @@
 #![cfg_attr(not(test), allow(dead_code))]
 
 pub(crate) mod bind;
+pub(crate) mod dialect;
 pub(crate) mod isolation;
-pub(crate) mod placeholders;

@@ -1,8 +1,11 @@
-//! Numbered parameters as the facade writes them (`?1`, `?2`, and SQLite's bare
-//! `?`, numbered one past the highest so far) in PostgreSQL's form (`$1`, `$2`),
-//! leaving string literals, quoted identifiers and comments alone.
+//! The facade's portable SQL in PostgreSQL's dialect, leaving string literals,
+//! quoted identifiers and comments alone:
+//! - numbered parameters (`?1`, `?2`, and SQLite's bare `?`, numbered one past the
+//!   highest so far) become `$1`, `$2`;
+//! - `LIKE` becomes `ILIKE`: SQLite's LIKE ignores ASCII case, PostgreSQL's does
+//!   not, and searches must answer alike on both.
 
-/// `sql` with every parameter written `$N`.
+/// `sql` in PostgreSQL's dialect.
 pub(crate) fn rewrite(sql: &str) -> String {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 8);
@@ -29,6 +32,17 @@ pub(crate) fn rewrite(sql: &str) -> String {
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                if sql[start..i].eq_ignore_ascii_case("like") {
+                    out.push_str(&sql[copied..start]);
+                    out.push_str("ILIKE");
+                    copied = i;
                 }
             }
             b'?' => {
@@ -76,7 +90,11 @@ mod tests {
             rewrite("SELECT '?1 it''s', \"a?b\" -- ?3\n, ?1"),
             "SELECT '?1 it''s', \"a?b\" -- ?3\n, $1"
         );
-        assert_eq!(rewrite("LIKE ?1 ESCAPE '\\'"), "LIKE $1 ESCAPE '\\'");
+        assert_eq!(rewrite("x LIKE ?1 ESCAPE '\\'"), "x ILIKE $1 ESCAPE '\\'");
+        assert_eq!(
+            rewrite("SELECT liked, 'like' FROM t WHERE a like ?1 OR b ILIKE ?2"),
+            "SELECT liked, 'like' FROM t WHERE a ILIKE $1 OR b ILIKE $2"
+        );
         assert_eq!(rewrite("no parameters"), "no parameters");
     }
 }
