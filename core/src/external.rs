@@ -61,6 +61,9 @@ struct MigrationDecl {
     version: u32,
     name: String,
     sql: String,
+    /// PostgreSQL's text where it must differ.
+    #[serde(default)]
+    postgres: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -142,6 +145,7 @@ impl ExternalPlugin {
                 version: m.version,
                 name: m.name.clone().into(),
                 sql: m.sql.clone().into(),
+                postgres: m.postgres.clone().map(Into::into),
             })
             .collect()
     }

@@ -43,6 +43,7 @@ impl Plugin for Gadgets {
             version: 1,
             name: "create_gadgets".into(),
             sql: CREATE.into(),
+            postgres: None,
         }];
         if self.with_color {
             set.push(Migration {
@@ -50,6 +51,7 @@ impl Plugin for Gadgets {
                 version: 2,
                 name: "add_color".into(),
                 sql: "ALTER TABLE tenant_gadgets ADD COLUMN color TEXT;".into(),
+                postgres: None,
             });
         }
         Ok(set)

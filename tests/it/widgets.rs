@@ -46,6 +46,7 @@ impl Plugin for Widgets {
                 version: 1,
                 name: "create_widgets".into(),
                 sql: MIGRATION.into(),
+                postgres: None,
             }]),
         }
     }

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::params;
+use crate::storage::EngineKind;
 use crate::storage::db::now_rfc3339;
 use crate::storage::sql::Sql;
 
@@ -25,7 +26,11 @@ pub struct Migration {
     pub owner: Cow<'static, str>,
     pub version: u32,
     pub name: Cow<'static, str>,
+    /// The portable text (SQLite's, and PostgreSQL's unless `postgres` is set).
     pub sql: Cow<'static, str>,
+    /// PostgreSQL's text, where the dialects must differ (`postgres/NNNN_name.sql`
+    /// beside the portable file).
+    pub postgres: Option<Cow<'static, str>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -56,6 +61,8 @@ pub enum MigrationError {
     },
     #[error("two migrations share the version {owner}/{version:04}")]
     Duplicate { owner: String, version: u32 },
+    #[error("PostgreSQL migration file `{0}` has no portable file of the same name")]
+    Unpaired(String),
     #[error("migration {owner}/{version:04} ({name}) failed: {cause}")]
     Failed {
         owner: String,
@@ -84,11 +91,58 @@ impl Migration {
             version,
             name: Cow::Owned(name),
             sql: Cow::Borrowed(sql),
+            postgres: None,
         })
     }
 
-    /// Reads every `*.sql` file of a directory (external plugins, tests).
+    /// Gives each migration of `set` its PostgreSQL text from `postgres`, pairs of
+    /// (file name, text); a file without a portable twin is refused.
+    pub fn with_postgres_files(
+        mut set: Vec<Migration>,
+        postgres: Vec<(&'static str, &'static str)>,
+    ) -> Result<Vec<Migration>, MigrationError> {
+        for (file_name, sql) in postgres {
+            let (version, _) = parse_file_name(file_name)?;
+            let twin = set
+                .iter_mut()
+                .find(|m| m.version == version)
+                .ok_or_else(|| MigrationError::Unpaired(file_name.to_string()))?;
+            twin.postgres = Some(Cow::Borrowed(sql));
+        }
+        Ok(set)
+    }
+
+    /// The text applied on `engine`.
+    pub fn sql_on(&self, engine: EngineKind) -> &str {
+        match (engine, &self.postgres) {
+            (EngineKind::Postgres, Some(sql)) => sql,
+            _ => &self.sql,
+        }
+    }
+
+    /// The checksum recorded on `engine`: of the text applied there.
+    pub fn checksum_on(&self, engine: EngineKind) -> String {
+        hex::encode(Sha256::digest(self.sql_on(engine).as_bytes()))
+    }
+
+    /// Reads every `*.sql` file of a directory (external plugins, tests), and the
+    /// PostgreSQL texts of its `postgres/` folder when there is one.
     pub fn load_dir(owner: &str, dir: &Path) -> Result<Vec<Migration>> {
+        let mut out = Self::read_dir(owner, dir)?;
+        let postgres = dir.join("postgres");
+        if postgres.is_dir() {
+            for pg in Self::read_dir(owner, &postgres)? {
+                let twin = out
+                    .iter_mut()
+                    .find(|m| m.version == pg.version)
+                    .ok_or_else(|| MigrationError::Unpaired(format!("{:04}_{}.sql", pg.version, pg.name)))?;
+                twin.postgres = Some(pg.sql);
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_dir(owner: &str, dir: &Path) -> Result<Vec<Migration>> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(Error::internal)? {
             let path = entry.map_err(Error::internal)?.path();
@@ -107,14 +161,16 @@ impl Migration {
                 version,
                 name: Cow::Owned(name),
                 sql: Cow::Owned(sql),
+                postgres: None,
             });
         }
         out.sort_by_key(|m| m.version);
         Ok(out)
     }
 
+    /// The checksum of the portable (SQLite) text.
     pub fn checksum(&self) -> String {
-        hex::encode(Sha256::digest(self.sql.as_bytes()))
+        self.checksum_on(EngineKind::Sqlite)
     }
 
     pub fn id(&self) -> String {
@@ -123,11 +179,13 @@ impl Migration {
 }
 
 /// Embeds migration files of one owner:
-/// `embed_migrations!("teams", "../../data/migrations/teams/", ["0001_create_invitations.sql"])`.
-/// The directory is relative to the calling crate's Cargo.toml.
+/// `embed_migrations!("teams", "../../data/migrations/teams/", ["0001_create_invitations.sql"])`,
+/// and where PostgreSQL needs its own text, `postgres: ["0001_create_invitations.sql"]`
+/// read from the `postgres/` folder beside them. The directory is relative to the
+/// calling crate's Cargo.toml.
 #[macro_export]
 macro_rules! embed_migrations {
-    ($owner:literal, $dir:literal, [$($file:literal),* $(,)?]) => {
+    ($owner:literal, $dir:literal, [$($file:literal),* $(,)?] $(, postgres: [$($pg:literal),* $(,)?])? $(,)?) => {
         vec![$(
             $crate::storage::migrations::Migration::from_file(
                 $owner,
@@ -137,6 +195,15 @@ macro_rules! embed_migrations {
         ),*]
         .into_iter()
         .collect::<::std::result::Result<::std::vec::Vec<_>, _>>()
+        .and_then(|set| {
+            $crate::storage::migrations::Migration::with_postgres_files(
+                set,
+                vec![$($((
+                    $pg,
+                    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir, "postgres/", $pg)),
+                )),*)?],
+            )
+        })
     };
 }
 
@@ -176,7 +243,7 @@ const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS plinth_migrations (
     checksum TEXT NOT NULL,
     applied_at TEXT NOT NULL,
     PRIMARY KEY (owner, version)
-) STRICT";
+)";
 
 struct Applied {
     name: String,
@@ -205,6 +272,7 @@ fn applied(conn: &Sql<'_>) -> Result<HashMap<(String, u32), Applied>> {
 /// order. Nothing is applied when any check fails.
 pub fn plan(conn: &Sql<'_>, set: &[Migration]) -> Result<Vec<Migration>> {
     let applied = applied(conn)?;
+    let engine = conn.engine();
     let mut by_owner: BTreeMap<&str, Vec<&Migration>> = BTreeMap::new();
     for m in set {
         by_owner.entry(&m.owner).or_default().push(m);
@@ -232,7 +300,7 @@ pub fn plan(conn: &Sql<'_>, set: &[Migration]) -> Result<Vec<Migration>> {
         }
         for m in migrations {
             match applied.get(&(owner.to_string(), m.version)) {
-                Some(a) if a.checksum != m.checksum() => {
+                Some(a) if a.checksum != m.checksum_on(engine) => {
                     return Err(MigrationError::Changed {
                         owner: owner.into(),
                         version: m.version,
@@ -261,7 +329,7 @@ pub fn plan(conn: &Sql<'_>, set: &[Migration]) -> Result<Vec<Migration>> {
 /// One migration and its record in a savepoint: both or neither.
 pub(crate) fn apply(tx: &Sql<'_>, m: &Migration) -> Result<()> {
     tx.savepoint(|tx| {
-        tx.batch(&m.sql).map_err(|e| {
+        tx.batch(m.sql_on(tx.engine())).map_err(|e| {
             Error::from(MigrationError::Failed {
                 owner: m.owner.to_string(),
                 version: m.version,
@@ -271,7 +339,7 @@ pub(crate) fn apply(tx: &Sql<'_>, m: &Migration) -> Result<()> {
         })?;
         tx.execute(
             "INSERT INTO plinth_migrations (owner, version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![m.owner.as_ref(), m.version, m.name.as_ref(), m.checksum(), now_rfc3339()],
+            params![m.owner.as_ref(), m.version, m.name.as_ref(), m.checksum_on(tx.engine()), now_rfc3339()],
         )?;
         Ok(())
     })
@@ -288,7 +356,7 @@ pub fn all_applied(conn: &Sql<'_>, set: &[Migration]) -> Result<bool> {
             params![m.owner.as_ref(), m.version],
             |r| r.get(0),
         )?;
-        if checksum.as_deref() != Some(m.checksum().as_str()) {
+        if checksum.as_deref() != Some(m.checksum_on(conn.engine()).as_str()) {
             return Ok(false);
         }
     }
@@ -305,6 +373,7 @@ mod tests {
             version,
             name: "test".into(),
             sql: sql.into(),
+            postgres: None,
         }
     }
 

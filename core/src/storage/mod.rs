@@ -13,3 +13,10 @@ pub mod sql;
 pub mod sqlite;
 
 pub use sqlite::{backup, db};
+
+/// The database engines Plinth runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Sqlite,
+    Postgres,
+}

@@ -460,6 +460,15 @@ impl<'c> Sql<'c> {
         dispatch!(self.0, column_names(sql))
     }
 
+    /// The engine behind this handle, for the few places where what runs must
+    /// differ (migrations' texts).
+    pub fn engine(&self) -> super::EngineKind {
+        match self.0 {
+            Engine::Sqlite(_) => super::EngineKind::Sqlite,
+            Engine::Postgres(_) => super::EngineKind::Postgres,
+        }
+    }
+
     /// Whether a table (or view) of this name exists.
     pub fn has_table(&self, name: &str) -> Result<bool> {
         dispatch!(self.0, has_table(name))

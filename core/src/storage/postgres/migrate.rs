@@ -1,0 +1,165 @@
+//! The migration run on PostgreSQL: one transaction holding an advisory lock, so
+//! processes (nodes) migrating one database at the same moment take turns and the
+//! later ones find nothing left to do; each migration in a savepoint with its
+//! record; then the isolation of the declared tenant tables.
+
+use super::bind::PgConn;
+use crate::error::Result;
+use crate::params;
+use crate::storage::isolation::TenantTable;
+use crate::storage::migrations::{Migration, apply, plan};
+use crate::storage::sql::Sql;
+
+/// The advisory lock every migration run takes ("plinth" in ASCII).
+const MIGRATION_LOCK: i64 = 0x706c_696e_7468;
+
+/// Applies every pending migration; returns what was applied. What applied before
+/// a failing migration stays applied, as on SQLite. `serving_role` is the role
+/// the tenant statements run as (it receives the tenant tables' privileges).
+pub fn run(
+    conn: &PgConn,
+    set: &[Migration],
+    tenant_tables: &[TenantTable],
+    serving_role: &str,
+) -> Result<Vec<Migration>> {
+    let sql = Sql::of(conn);
+    sql.batch("BEGIN")?;
+    let outcome = (|| {
+        // Held to the end of the transaction: the next run plans after this commit.
+        sql.query_one(
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked",
+            params![MIGRATION_LOCK],
+            |_| Ok(()),
+        )?;
+        let pending = plan(&sql, set)?;
+        for m in &pending {
+            if let Err(e) = apply(&sql, m) {
+                return Ok(Err(e));
+            }
+            tracing::info!(migration = %m.id(), "applied migration");
+        }
+        super::isolation::install(&sql, tenant_tables, serving_role)?;
+        Ok(Ok(pending))
+    })();
+    match outcome {
+        Ok(applied) => {
+            sql.batch("COMMIT")?;
+            applied
+        }
+        Err(e) => {
+            sql.batch("ROLLBACK")?;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn m(version: u32, sql: &'static str, postgres: Option<&'static str>) -> Migration {
+        Migration {
+            owner: "gadgets".into(),
+            version,
+            name: "test".into(),
+            sql: sql.into(),
+            postgres: postgres.map(Cow::Borrowed),
+        }
+    }
+
+    /// A fresh database and a serving role, as the superuser; `None` without PostgreSQL.
+    fn database() -> Option<(String, String)> {
+        let cluster = plinth_test_pg::cluster()?;
+        let name = cluster.unique_name("migrate");
+        let role = format!("app_{name}");
+        let admin = PgConn::connect(&cluster.admin_url()).expect("admin");
+        Sql::of(&admin)
+            .batch(&format!("CREATE DATABASE {name}"))
+            .expect("database");
+        Sql::of(&admin)
+            .batch(&format!("CREATE ROLE {role} LOGIN NOBYPASSRLS"))
+            .expect("role");
+        Some((cluster.url(&name), role))
+    }
+
+    fn set() -> Vec<Migration> {
+        vec![
+            // SQLite's text would fail here (STRICT): PostgreSQL runs its own.
+            m(
+                1,
+                "CREATE TABLE tenant_gadgets (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, n INTEGER) STRICT",
+                Some(
+                    "CREATE TABLE tenant_gadgets (id TEXT PRIMARY KEY, org_id TEXT NOT NULL, n BIGINT); SELECT pg_sleep(0.2)",
+                ),
+            ),
+            m(2, "CREATE INDEX gadgets_n ON tenant_gadgets (n)", None),
+        ]
+    }
+
+    #[test]
+    fn runs_started_at_the_same_moment_apply_once_with_their_engines_text() {
+        let Some((url, role)) = database() else { return };
+        let tables = [TenantTable::new("gadgets")];
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, role) = (url.clone(), role.clone());
+                std::thread::spawn(move || {
+                    let conn = PgConn::connect(&url).expect("connect");
+                    run(&conn, &set(), &tables, &role).map(|applied| applied.len())
+                })
+            })
+            .collect();
+        let applied: Vec<usize> = runs
+            .into_iter()
+            .map(|r| r.join().expect("thread").expect("run"))
+            .collect();
+        assert_eq!(applied.iter().sum::<usize>(), 2, "{applied:?}");
+        assert_eq!(applied.iter().filter(|n| **n == 2).count(), 1, "{applied:?}");
+
+        let conn = PgConn::connect(&url).expect("connect");
+        let sql = Sql::of(&conn);
+        let recorded: Vec<(u32, String)> = sql
+            .query_all(
+                "SELECT version, checksum FROM plinth_migrations ORDER BY version",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("records");
+        let set = set();
+        let expected: Vec<(u32, String)> = set
+            .iter()
+            .map(|m| (m.version, m.checksum_on(crate::storage::EngineKind::Postgres)))
+            .collect();
+        assert_eq!(recorded, expected);
+        assert_ne!(
+            expected[0].1,
+            set[0].checksum(),
+            "PostgreSQL's own text was recorded"
+        );
+        let forced: bool = sql
+            .query_one(
+                "SELECT relforcerowsecurity FROM pg_class WHERE relname = 'tenant_gadgets'",
+                params![],
+                |r| r.get(0),
+            )
+            .expect("catalog");
+        assert!(forced, "the declared table is isolated by the run");
+        assert!(crate::storage::migrations::all_applied(&sql, &set).expect("ready"));
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_no_trace_and_those_before_it_stay() {
+        let Some((url, role)) = database() else { return };
+        let conn = PgConn::connect(&url).expect("connect");
+        let broken = vec![
+            m(1, "CREATE TABLE a (x BIGINT)", None),
+            m(2, "CREATE TABLE b (x BIGINT); THIS IS NOT SQL", None),
+        ];
+        let err = run(&conn, &broken, &[], &role).expect_err("fails");
+        assert!(err.to_string().contains("gadgets/0002"), "{err}");
+        let sql = Sql::of(&conn);
+        assert!(sql.has_table("a").expect("a") && !sql.has_table("b").expect("b"));
+        assert_eq!(run(&conn, &broken[..1], &[], &role).expect("again").len(), 0);
+    }
+}
