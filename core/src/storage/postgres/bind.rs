@@ -26,6 +26,9 @@ pub(crate) struct PgConn {
     /// A tenant connection: statements that could change its role or its org
     /// binding are refused before they reach the server.
     tenant: bool,
+    /// Inside a transaction begun by [`PgConn::begin`] and not yet ended: a
+    /// connection going back to its pool in this state is dropped, not reused.
+    in_transaction: std::cell::Cell<bool>,
 }
 
 /// The engine's row, wrapped by the facade's [`Row`].
@@ -40,7 +43,34 @@ impl PgConn {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
             tenant: false,
+            in_transaction: std::cell::Cell::new(false),
         }
+    }
+
+    pub(crate) fn begin(&self) -> Result<()> {
+        self.client.borrow_mut().batch_execute("BEGIN")?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
+    /// Commits (`true`) or rolls back the transaction begun by [`PgConn::begin`].
+    pub(crate) fn end(&self, commit: bool) -> Result<()> {
+        self.client
+            .borrow_mut()
+            .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })?;
+        self.in_transaction.set(false);
+        Ok(())
+    }
+
+    /// Whether the connection can go back to its pool: open, and not inside a
+    /// transaction (a closure that panicked mid-write).
+    pub(crate) fn is_reusable(&self) -> bool {
+        !self.in_transaction.get() && !self.client.borrow().is_closed()
+    }
+
+    pub(crate) fn ping(&self) -> Result<()> {
+        self.client.borrow_mut().simple_query("")?;
+        Ok(())
     }
 
     /// This connection as a tenant connection (see [`refused_on_tenant`]).

@@ -10,3 +10,4 @@ pub(crate) mod bind;
 pub(crate) mod dialect;
 pub(crate) mod isolation;
 pub(crate) mod migrate;
+pub(crate) mod pool;

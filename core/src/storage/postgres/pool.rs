@@ -1,0 +1,202 @@
+//! Pools of PostgreSQL connections and the handle over one: reads, writes in a
+//! transaction, and the same bound to one org (the binding lives exactly as long as
+//! the transaction: `SET LOCAL`).
+//!
+//! Each pool logs in with its own URL (its own role), so a tenant pool's role is
+//! fixed at login: `RESET ROLE` on it returns to that same unprivileged role.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::bind::PgConn;
+use crate::error::Result;
+use crate::storage::sql::Sql;
+
+/// How long a checkout waits for a free connection before the request fails.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// r2d2 manager for one pool.
+pub(crate) struct Manager {
+    url: String,
+    tenant: bool,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("Manager")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = crate::error::Error;
+
+    fn connect(&self) -> Result<PgConn> {
+        let conn = PgConn::connect(&self.url)?;
+        Ok(if self.tenant { conn.tenant() } else { conn })
+    }
+
+    fn is_valid(&self, conn: &mut PgConn) -> Result<()> {
+        conn.ping()
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        !conn.is_reusable()
+    }
+}
+
+pub(crate) type Pooled = r2d2::PooledConnection<Manager>;
+
+/// A handle over one pool; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct PgDb {
+    pool: r2d2::Pool<Manager>,
+}
+
+impl PgDb {
+    /// Creates the pool without connecting: connections open on first use.
+    pub(crate) fn open(url: &str, size: u32, tenant: bool) -> Self {
+        let manager = Manager {
+            url: url.to_string(),
+            tenant,
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(0))
+            .connection_timeout(CHECKOUT_TIMEOUT)
+            .build_unchecked(manager);
+        PgDb { pool }
+    }
+
+    fn conn(&self) -> Result<Pooled> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` outside a transaction (each statement on its own), on this thread.
+    pub(crate) fn blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.conn()?;
+        f(&Sql::of(&*conn))
+    }
+
+    /// Runs `f` in one transaction, bound to `org` when given, on this thread:
+    /// committed when `f` answers `Ok`, rolled back otherwise.
+    pub(crate) fn transaction<T>(
+        &self,
+        org: Option<Uuid>,
+        f: impl FnOnce(&Sql<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let conn = self.conn()?;
+        conn.begin()?;
+        let outcome = match org {
+            Some(org) => conn.bind_org(org).and_then(|()| f(&Sql::of(&*conn))),
+            None => f(&Sql::of(&*conn)),
+        };
+        conn.end(outcome.is_ok())?;
+        outcome
+    }
+
+    /// [`PgDb::transaction`] on the blocking pool.
+    pub(crate) async fn write<T, F>(&self, org: Option<Uuid>, f: F) -> Result<T>
+    where
+        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.transaction(org, f)).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params;
+    use crate::storage::isolation::TenantTable;
+
+    /// A database with an isolated `gadgets` table; the owner's and the tenant
+    /// role's pools.
+    fn pools() -> Option<(PgDb, PgDb)> {
+        let cluster = plinth_test_pg::cluster()?;
+        let name = cluster.unique_name("pool");
+        let role = format!("app_{name}");
+        let admin = PgConn::connect(&cluster.admin_url()).expect("admin");
+        Sql::of(&admin)
+            .batch(&format!("CREATE DATABASE {name}"))
+            .expect("database");
+        Sql::of(&admin)
+            .batch(&format!("CREATE ROLE {role} LOGIN NOBYPASSRLS"))
+            .expect("role");
+        let owner = PgDb::open(&cluster.url(&name), 2, false);
+        owner
+            .transaction(None, |sql| {
+                sql.batch("CREATE TABLE tenant_gadgets (id TEXT PRIMARY KEY, org_id TEXT NOT NULL)")?;
+                super::super::isolation::install(sql, &[TenantTable::new("gadgets")], &role)
+            })
+            .expect("schema");
+        Some((owner, PgDb::open(&cluster.url_as(&role, &name), 1, true)))
+    }
+
+    fn count(db: &PgDb, org: Option<Uuid>) -> i64 {
+        db.transaction(org, |sql| {
+            sql.query_one("SELECT count(*) FROM gadgets", params![], |r| r.get(0))
+        })
+        .expect("count")
+    }
+
+    #[test]
+    fn a_tenant_transaction_is_bound_to_its_org_and_only_for_its_length() {
+        let Some((_, tenant)) = pools() else { return };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        // The synchronous client runs its own runtime: from async code it is only
+        // ever used on the blocking pool, as `write` does.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(tenant.write(Some(a), move |sql| {
+                sql.execute(
+                    "INSERT INTO gadgets (id, org_id) VALUES (?1, ?2)",
+                    params![Uuid::now_v7(), a],
+                )
+            }))
+            .expect("write in a");
+        assert_eq!(count(&tenant, Some(a)), 1);
+        assert_eq!(count(&tenant, Some(b)), 0);
+        // The same (single) pooled connection, after the transactions: unbound.
+        assert_eq!(count(&tenant, None), 0);
+        let unbound: Option<String> = tenant
+            .blocking(|sql| sql.query_one("SELECT current_org()", params![], |r| r.get(0)))
+            .expect("current_org");
+        assert_eq!(unbound, None, "an ended binding reads as NULL, not ''");
+        // A failed write leaves nothing, and the connection serves again.
+        let failed = tenant.transaction(Some(a), |sql| {
+            sql.execute("INSERT INTO gadgets (id, org_id) VALUES ('x', ?1)", params![a])?;
+            Err::<(), _>(crate::error::Error::Conflict("changed my mind".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(count(&tenant, Some(a)), 1);
+    }
+
+    #[test]
+    fn a_connection_left_inside_a_transaction_is_not_reused() {
+        let Some((_, tenant)) = pools() else { return };
+        let a = Uuid::now_v7();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tenant.transaction(Some(a), |sql| {
+                sql.execute("INSERT INTO gadgets (id, org_id) VALUES ('p', ?1)", params![a])?;
+                panic!("a handler bug mid-write");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        }));
+        assert!(panicked.is_err());
+        // The pool has one connection: the next checkout must not inherit the
+        // open transaction (or its binding).
+        assert_eq!(count(&tenant, None), 0);
+        assert_eq!(count(&tenant, Some(a)), 0, "the panicked write was rolled back");
+    }
+}
