@@ -278,6 +278,15 @@ impl App {
         migrations::run(&conn, &self.migrations, &self.tenant_tables)
     }
 
+    /// Applies the migrations of core and the enabled plugins to the PostgreSQL
+    /// database at `url` (blocking; not from async code), isolating the declared
+    /// tenant tables for `serving_role`. Until `DATABASE_URL=postgres://` serves,
+    /// this is how the schema reaches PostgreSQL and is checked there.
+    pub fn migrate_postgres(&self, url: &str, serving_role: &str) -> Result<Vec<Migration>> {
+        let conn = crate::storage::postgres::bind::PgConn::connect(url)?;
+        crate::storage::postgres::migrate::run(&conn, &self.migrations, &self.tenant_tables, serving_role)
+    }
+
     fn create_database_folder(&self) -> Result<()> {
         if let Some(parent) = self
             .platform

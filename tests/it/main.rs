@@ -19,6 +19,7 @@ mod jobs;
 mod migrations;
 mod ops;
 mod plugins;
+mod postgres;
 mod problems;
 mod shutdown;
 mod smtp;

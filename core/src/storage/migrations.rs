@@ -8,7 +8,7 @@
 //! add a new one.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -221,6 +221,16 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0006_create_audit_log.sql",
             "0007_create_tenancy.sql",
             "0008_chain_audit_log.sql",
+        ],
+        postgres: [
+            "0001_create_jobs.sql",
+            "0002_create_users.sql",
+            "0003_create_sessions.sql",
+            "0004_create_user_tokens.sql",
+            "0005_create_mail_outbox.sql",
+            "0006_create_audit_log.sql",
+            "0007_create_tenancy.sql",
+            "0008_chain_audit_log.sql",
         ]
     )?)
 }
@@ -273,9 +283,14 @@ fn applied(conn: &Sql<'_>) -> Result<HashMap<(String, u32), Applied>> {
 pub fn plan(conn: &Sql<'_>, set: &[Migration]) -> Result<Vec<Migration>> {
     let applied = applied(conn)?;
     let engine = conn.engine();
-    let mut by_owner: BTreeMap<&str, Vec<&Migration>> = BTreeMap::new();
+    // Owners in the set's order (core first, then plugins as registered): a
+    // plugin's tables may reference core's, which PostgreSQL checks at creation.
+    let mut by_owner: Vec<(&str, Vec<&Migration>)> = Vec::new();
     for m in set {
-        by_owner.entry(&m.owner).or_default().push(m);
+        match by_owner.iter_mut().find(|(owner, _)| *owner == m.owner) {
+            Some((_, list)) => list.push(m),
+            None => by_owner.push((&m.owner, vec![m])),
+        }
     }
     let mut pending = Vec::new();
     for (owner, mut migrations) in by_owner {

@@ -190,7 +190,8 @@ impl Plugin for Billing {
         Ok(plinth_core::embed_migrations!(
             "billing",
             "../../data/migrations/billing/",
-            ["0001_create_billing.sql", "0002_usage_totals.sql"]
+            ["0001_create_billing.sql", "0002_usage_totals.sql"],
+            postgres: ["0001_create_billing.sql", "0002_usage_totals.sql"]
         )?)
     }
 

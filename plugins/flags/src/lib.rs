@@ -58,7 +58,8 @@ impl Plugin for Flags {
         Ok(plinth_core::embed_migrations!(
             "flags",
             "../../data/migrations/flags/",
-            ["0001_create_flags.sql"]
+            ["0001_create_flags.sql"],
+            postgres: ["0001_create_flags.sql"]
         )?)
     }
 

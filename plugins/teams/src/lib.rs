@@ -49,7 +49,8 @@ impl Plugin for Teams {
         Ok(plinth_core::embed_migrations!(
             "teams",
             "../../data/migrations/teams/",
-            ["0001_create_invitations.sql", "0002_create_activity.sql"]
+            ["0001_create_invitations.sql", "0002_create_activity.sql"],
+            postgres: ["0001_create_invitations.sql", "0002_create_activity.sql"]
         )?)
     }
 

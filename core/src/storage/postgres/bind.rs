@@ -115,9 +115,38 @@ impl PgConn {
 
 crate::storage::sql::sealed::raw_engine!(PgConn, Postgres);
 
+/// The client's error with the server's words: `postgres::Error` alone displays as
+/// "db error", which says nothing in a log or a failed migration.
+#[derive(Debug)]
+pub(crate) struct PgFailure(postgres::Error);
+
+impl std::fmt::Display for PgFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(f, "{}: {}", db.severity(), db.message())?;
+                if let Some(detail) = db.detail() {
+                    write!(f, " ({detail})")?;
+                }
+                if let Some(position) = db.position() {
+                    write!(f, " at {position:?}")?;
+                }
+                Ok(())
+            }
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl StdError for PgFailure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.0)
+    }
+}
+
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        Error::internal(e)
+        Error::internal(PgFailure(e))
     }
 }
 
@@ -292,8 +321,8 @@ pub(crate) fn is_unique_violation(error: &Error) -> bool {
         return false;
     };
     cause
-        .downcast_ref::<postgres::Error>()
-        .and_then(postgres::Error::code)
+        .downcast_ref::<PgFailure>()
+        .and_then(|f| f.0.code())
         .is_some_and(|code| *code == SqlState::UNIQUE_VIOLATION)
 }
 
