@@ -433,6 +433,12 @@ impl Config {
 
 /// Accepts `sqlite://PATH`, `sqlite:PATH` and `sqlite:///ABSOLUTE/PATH`.
 fn parse_database_url(url: &str) -> Result<PathBuf, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(
+            "DATABASE_URL: this build serves SQLite only (sqlite://PATH); PostgreSQL serving is in progress"
+                .into(),
+        );
+    }
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -498,7 +504,7 @@ mod tests {
             parse_database_url("sqlite:///abs/x.db"),
             Ok(PathBuf::from("/abs/x.db"))
         );
-        assert!(parse_database_url("postgres://x").is_err());
+        assert!(parse_database_url("postgres://x").is_err_and(|e| e.contains("SQLite only")));
         assert!(parse_database_url("sqlite::memory:").is_err());
     }
 

@@ -123,12 +123,16 @@ fn production_refuses_development_default_secrets() {
 fn invalid_values_are_named() {
     let out = plinth(
         &["migrate"],
-        &[("DATABASE_URL", "postgres://x"), ("PLINTH_ENV", "staging")],
+        &[("DATABASE_URL", "mysql://x"), ("PLINTH_ENV", "staging")],
     );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DATABASE_URL must look like sqlite://PATH"), "{err}");
     assert!(err.contains("PLINTH_ENV"), "{err}");
+    let postgres = plinth(&["migrate"], &[("DATABASE_URL", "postgres://x")]);
+    assert_eq!(postgres.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&postgres.stderr);
+    assert!(err.contains("serves SQLite only"), "{err}");
 }
 
 #[test]
