@@ -280,11 +280,21 @@ impl App {
 
     /// Applies the migrations of core and the enabled plugins to the PostgreSQL
     /// database at `url` (blocking; not from async code), isolating the declared
-    /// tenant tables for `serving_role`. Until `DATABASE_URL=postgres://` serves,
-    /// this is how the schema reaches PostgreSQL and is checked there.
-    pub fn migrate_postgres(&self, url: &str, serving_role: &str) -> Result<Vec<Migration>> {
+    /// tenant tables and granting the system and tenant roles what they may do.
+    /// Until `DATABASE_URL=postgres://` serves, this is how the schema reaches
+    /// PostgreSQL and is checked there.
+    pub fn migrate_postgres(
+        &self,
+        url: &str,
+        system_role: &str,
+        tenant_role: &str,
+    ) -> Result<Vec<Migration>> {
         let conn = crate::storage::postgres::bind::PgConn::connect(url)?;
-        crate::storage::postgres::migrate::run(&conn, &self.migrations, &self.tenant_tables, serving_role)
+        let roles = crate::storage::postgres::roles::Roles {
+            system: system_role,
+            tenant: tenant_role,
+        };
+        crate::storage::postgres::migrate::run(&conn, &self.migrations, &self.tenant_tables, &roles)
     }
 
     fn create_database_folder(&self) -> Result<()> {

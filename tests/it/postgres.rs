@@ -6,30 +6,61 @@ use postgres::{Client, NoTls};
 
 use crate::harness::TestApp;
 
-/// A fresh database and a serving role on the test cluster, as URLs.
-fn database() -> Option<(String, String)> {
+/// A fresh database on the test cluster, its owner (a non-superuser, as in a
+/// least-privilege setup), and the system and tenant roles.
+struct Database {
+    owner_url: String,
+    system: String,
+    tenant: String,
+    url_as: Box<dyn Fn(&str) -> String>,
+}
+
+fn database() -> Option<Database> {
     let cluster = plinth_test_pg::cluster()?;
     let name = cluster.unique_name("schema");
-    let role = format!("app_{name}");
+    let (owner, system, tenant) = (
+        format!("{name}_owner"),
+        format!("{name}_system"),
+        format!("{name}_tenant"),
+    );
     let mut admin = Client::connect(&cluster.admin_url(), NoTls).expect("admin");
+    for role in [&owner, &system, &tenant] {
+        admin
+            .batch_execute(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS"))
+            .expect("role");
+    }
     admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .batch_execute(&format!("CREATE DATABASE {name} OWNER {owner}"))
         .expect("database");
-    admin
-        .batch_execute(&format!("CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS"))
-        .expect("role");
-    Some((cluster.url(&name), role))
+    // PostgreSQL 15: only the schema's owner (or a grantee) may create in `public`.
+    Client::connect(&cluster.url(&name), NoTls)
+        .and_then(|mut c| c.batch_execute(&format!("ALTER SCHEMA public OWNER TO {owner}")))
+        .expect("schema owner");
+    let template = cluster.url_as("ROLE", &name);
+    let url_as = Box::new(move |role: &str| template.replace("ROLE", role));
+    Some(Database {
+        owner_url: url_as(&owner),
+        system,
+        tenant,
+        url_as,
+    })
 }
 
 #[test]
 fn every_shipped_migration_applies_on_postgresql_with_tenant_tables_under_forced_rls() {
-    let Some((url, role)) = database() else { return };
+    let Some(d) = database() else { return };
     let (app, _dir) = TestApp::builder().builtins().build();
-    let applied = app.migrate_postgres(&url, &role).expect("migrate");
+    let applied = app
+        .migrate_postgres(&d.owner_url, &d.system, &d.tenant)
+        .expect("migrate");
     assert_eq!(applied.len(), app.migrations().len());
-    assert!(app.migrate_postgres(&url, &role).expect("again").is_empty());
+    assert!(
+        app.migrate_postgres(&d.owner_url, &d.system, &d.tenant)
+            .expect("again")
+            .is_empty()
+    );
 
-    let mut db = Client::connect(&url, NoTls).expect("connect");
+    let mut db = Client::connect(&d.owner_url, NoTls).expect("connect");
     let tenant_tables: Vec<(String, bool, bool)> = db
         .query(
             "SELECT relname::text, relrowsecurity, relforcerowsecurity FROM pg_class
@@ -81,14 +112,21 @@ fn every_shipped_migration_applies_on_postgresql_with_tenant_tables_under_forced
             "{name} is security_invoker: {options:?}"
         );
     }
-    // The serving role is neither superuser nor exempt from row-level security.
-    let row = db
-        .query_one(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
-            &[&role],
-        )
-        .expect("role");
-    assert!(!row.get::<_, bool>(0) && !row.get::<_, bool>(1));
+    // No role Plinth serves with is superuser or exempt from row-level security.
+    let owner = d.owner_url["postgres://".len()..]
+        .split('@')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    for role in [&owner, &d.system, &d.tenant] {
+        let row = db
+            .query_one(
+                "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
+                &[role],
+            )
+            .expect("role");
+        assert!(!row.get::<_, bool>(0) && !row.get::<_, bool>(1), "{role}");
+    }
     // The ledgers' database-side rules hold there too.
     db.batch_execute(
         "INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES ('o', 'O', 'o', 'now', 'now');
@@ -115,4 +153,92 @@ fn every_shipped_migration_applies_on_postgresql_with_tenant_tables_under_forced
         .expect("append");
     let tamper = db.batch_execute("UPDATE audit_log SET action = 'y' WHERE id = 'a1'");
     assert!(format!("{tamper:?}").contains("append-only"), "{tamper:?}");
+}
+
+#[test]
+fn each_role_reaches_only_what_its_sqlite_pool_reaches() {
+    let Some(d) = database() else { return };
+    let (app, _dir) = TestApp::builder().builtins().build();
+    app.migrate_postgres(&d.owner_url, &d.system, &d.tenant)
+        .expect("migrate");
+    let mut owner = Client::connect(&d.owner_url, NoTls).expect("owner");
+    // Two orgs with a member each, written by the root (the owner).
+    owner
+        .batch_execute(
+            "INSERT INTO users (id, email, name, password_hash, created_at, updated_at)
+                 VALUES ('ua', 'a@x.test', 'A', 'secret-hash', 'now', 'now'),
+                        ('ub', 'b@x.test', 'B', 'secret-hash', 'now', 'now');
+             INSERT INTO organizations (id, name, slug, created_at, updated_at)
+                 VALUES ('oa', 'A', 'a', 'now', 'now'), ('ob', 'B', 'b', 'now', 'now');
+             INSERT INTO tenant_memberships (id, org_id, user_id, role, created_at, updated_at)
+                 VALUES ('ma', 'oa', 'ua', 'owner', 'now', 'now'), ('mb', 'ob', 'ub', 'owner', 'now', 'now');
+             INSERT INTO audit_log (id, at, action, org_id, details)
+                 VALUES ('la', 'now', 'x', 'oa', '{}'), ('lb', 'now', 'x', 'ob', '{}');",
+        )
+        .expect("root writes across orgs");
+    let count = |c: &mut Client, org: Option<&str>, sql: &str| -> Result<i64, postgres::Error> {
+        let mut tx = c.transaction()?;
+        if let Some(org) = org {
+            tx.batch_execute(&format!("SET LOCAL plinth.org = '{org}'"))?;
+        }
+        let n = tx.query_one(sql, &[])?.get(0);
+        tx.commit()?;
+        Ok(n)
+    };
+    assert_eq!(
+        count(&mut owner, None, "SELECT count(*) FROM tenant_memberships").expect("root"),
+        2
+    );
+
+    let mut tenant = Client::connect(&(d.url_as)(&d.tenant), NoTls).expect("tenant");
+    let a = Some("oa");
+    for (sql, expected) in [
+        ("SELECT count(*) FROM org", 1),
+        ("SELECT count(*) FROM organizations", 1),
+        ("SELECT count(*) FROM memberships", 1),
+        ("SELECT count(*) FROM org_users", 1),
+        ("SELECT count(*) FROM org_audit_log", 1),
+        ("SELECT count(*) FROM plan_catalog", 1),
+    ] {
+        assert_eq!(count(&mut tenant, a, sql).expect(sql), expected, "{sql}");
+    }
+    assert_eq!(
+        count(&mut tenant, None, "SELECT count(*) FROM org_users").expect("unbound"),
+        0
+    );
+    // Never a password hash, never the system tables.
+    for refused in [
+        "SELECT count(password_hash) FROM users",
+        "SELECT count(*) FROM sessions",
+        "SELECT count(*) FROM billing_customers",
+        "SELECT count(*) FROM jobs",
+    ] {
+        let err = count(&mut tenant, a, refused).expect_err(refused);
+        assert!(
+            format!("{err:?}").contains("permission denied"),
+            "{refused}: {err:?}"
+        );
+    }
+    // Appending to the shared logs is allowed, as on SQLite.
+    tenant
+        .batch_execute(
+            "BEGIN; SET LOCAL plinth.org = 'oa';
+             INSERT INTO jobs (id, kind, payload, status, max_attempts, run_at, created_at, updated_at)
+                 VALUES ('j', 'k', '{}', 'queued', 3, 0, 'now', 'now');
+             INSERT INTO audit_log (id, at, action, org_id, details) VALUES ('lc', 'now', 'y', 'oa', '{}');
+             COMMIT;",
+        )
+        .expect("append");
+
+    let mut system = Client::connect(&(d.url_as)(&d.system), NoTls).expect("system");
+    assert_eq!(
+        count(&mut system, None, "SELECT count(*) FROM users").expect("users"),
+        2
+    );
+    assert_eq!(
+        count(&mut system, None, "SELECT count(*) FROM audit_log").expect("audit"),
+        3
+    );
+    let err = count(&mut system, None, "SELECT count(*) FROM tenant_memberships").expect_err("tenant table");
+    assert!(format!("{err:?}").contains("permission denied"), "{err:?}");
 }

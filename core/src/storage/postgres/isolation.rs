@@ -120,7 +120,7 @@ fn ddl(sql: &Sql<'_>, table: &TenantTable, role: &str) -> Result<Vec<String>> {
 }
 
 /// Names are spliced into DDL: only plain identifiers are accepted.
-fn identifier(name: &str) -> Result<()> {
+pub(crate) fn identifier(name: &str) -> Result<()> {
     if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(())
     } else {

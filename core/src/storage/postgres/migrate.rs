@@ -4,6 +4,7 @@
 //! record; then the isolation of the declared tenant tables.
 
 use super::bind::PgConn;
+use super::roles::Roles;
 use crate::error::Result;
 use crate::params;
 use crate::storage::isolation::TenantTable;
@@ -14,13 +15,13 @@ use crate::storage::sql::Sql;
 const MIGRATION_LOCK: i64 = 0x706c_696e_7468;
 
 /// Applies every pending migration; returns what was applied. What applied before
-/// a failing migration stays applied, as on SQLite. `serving_role` is the role
-/// the tenant statements run as (it receives the tenant tables' privileges).
+/// a failing migration stays applied, as on SQLite. Then the tenant tables'
+/// isolation and every role's privileges are brought up to date.
 pub fn run(
     conn: &PgConn,
     set: &[Migration],
     tenant_tables: &[TenantTable],
-    serving_role: &str,
+    roles: &Roles<'_>,
 ) -> Result<Vec<Migration>> {
     let sql = Sql::of(conn);
     sql.batch("BEGIN")?;
@@ -38,7 +39,8 @@ pub fn run(
             }
             tracing::info!(migration = %m.id(), "applied migration");
         }
-        super::isolation::install(&sql, tenant_tables, serving_role)?;
+        super::isolation::install(&sql, tenant_tables, roles.tenant)?;
+        super::roles::grant(&sql, roles)?;
         Ok(Ok(pending))
     })();
     match outcome {
@@ -83,6 +85,14 @@ mod tests {
         Some((cluster.url(&name), role))
     }
 
+    /// The one role of these tests serves as system and tenant role alike.
+    fn roles(role: &str) -> Roles<'_> {
+        Roles {
+            system: role,
+            tenant: role,
+        }
+    }
+
     fn set() -> Vec<Migration> {
         vec![
             // SQLite's text would fail here (STRICT): PostgreSQL runs its own.
@@ -106,7 +116,7 @@ mod tests {
                 let (url, role) = (url.clone(), role.clone());
                 std::thread::spawn(move || {
                     let conn = PgConn::connect(&url).expect("connect");
-                    run(&conn, &set(), &tables, &role).map(|applied| applied.len())
+                    run(&conn, &set(), &tables, &roles(&role)).map(|applied| applied.len())
                 })
             })
             .collect();
@@ -156,10 +166,13 @@ mod tests {
             m(1, "CREATE TABLE a (x BIGINT)", None),
             m(2, "CREATE TABLE b (x BIGINT); THIS IS NOT SQL", None),
         ];
-        let err = run(&conn, &broken, &[], &role).expect_err("fails");
+        let err = run(&conn, &broken, &[], &roles(&role)).expect_err("fails");
         assert!(err.to_string().contains("gadgets/0002"), "{err}");
         let sql = Sql::of(&conn);
         assert!(sql.has_table("a").expect("a") && !sql.has_table("b").expect("b"));
-        assert_eq!(run(&conn, &broken[..1], &[], &role).expect("again").len(), 0);
+        assert_eq!(
+            run(&conn, &broken[..1], &[], &roles(&role)).expect("again").len(),
+            0
+        );
     }
 }

@@ -11,3 +11,4 @@ pub(crate) mod dialect;
 pub(crate) mod isolation;
 pub(crate) mod migrate;
 pub(crate) mod pool;
+pub(crate) mod roles;
