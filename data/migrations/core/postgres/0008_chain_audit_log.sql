@@ -41,6 +41,25 @@ CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
 
+-- Where the next entry attaches, for any writer: the tenant role sees only its
+-- org's entries, so the head is read with the owner's rights (SECURITY DEFINER),
+-- and under a transaction-scoped lock, so that concurrent writers take turns
+-- instead of forking the chain (SQLite's single writer gives this for free).
+CREATE FUNCTION audit_chain_head(OUT seq BIGINT, OUT hash TEXT) LANGUAGE plpgsql
+    SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('plinth.audit_chain'));
+    SELECT a.seq, a.hash INTO seq, hash FROM audit_log a WHERE a.seq IS NOT NULL ORDER BY a.seq DESC LIMIT 1;
+    IF NOT FOUND THEN
+        SELECT n.seq, n.hash INTO seq, hash FROM audit_anchor n WHERE n.id = 1;
+        IF NOT FOUND THEN
+            seq := 0;
+            hash := repeat('0', 64);
+        END IF;
+    END IF;
+END
+$$;
+
 -- The bound org's part of the audit log.
 CREATE VIEW org_audit_log WITH (security_invoker = true) AS
     SELECT a.id, a.at, a.actor_id, a.action, a.target_type, a.target_id, a.org_id, p.ip, p.user_agent, a.details,
