@@ -466,45 +466,19 @@ pub fn archive_before(conn: &impl Handle, cutoff: &str, file: &std::path::Path) 
 #[cfg(test)]
 mod postgres_tests {
     use super::*;
-    use crate::storage::isolation::CORE_TENANT_TABLES;
-    use crate::storage::migrations::core_migrations;
     use crate::storage::postgres::bind::PgConn;
-    use crate::storage::postgres::roles::Roles;
 
     /// Writers of several orgs appending at once, each as the tenant role in its
     /// own transaction: one chain, every entry in it, verified.
     #[test]
     fn concurrent_writers_on_postgresql_keep_one_unbroken_chain() {
-        let Some(cluster) = plinth_test_pg::cluster() else {
+        let Some(db) = crate::storage::postgres::testing::core_database("audit") else {
             return;
         };
-        let name = cluster.unique_name("audit");
-        let (system, tenant) = (format!("{name}_system"), format!("{name}_tenant"));
-        let admin = PgConn::connect(&cluster.admin_url()).expect("admin");
-        let admin = Sql::of(&admin);
-        admin.batch(&format!("CREATE DATABASE {name}")).expect("database");
-        for role in [&system, &tenant] {
-            admin
-                .batch(&format!("CREATE ROLE {role} LOGIN NOBYPASSRLS"))
-                .expect("role");
-        }
-        let owner = PgConn::connect(&cluster.url(&name)).expect("owner");
-        let roles = Roles {
-            system: &system,
-            tenant: &tenant,
-        };
-        crate::storage::postgres::migrate::run(
-            &owner,
-            &core_migrations().expect("core"),
-            CORE_TENANT_TABLES,
-            &roles,
-        )
-        .expect("migrate");
-
         let (writers, each) = (6, 15);
         let threads: Vec<_> = (0..writers)
             .map(|_| {
-                let url = cluster.url_as(&tenant, &name);
+                let url = db.tenant_url.clone();
                 std::thread::spawn(move || {
                     let conn = PgConn::connect(&url).expect("tenant").tenant();
                     let org = Uuid::now_v7();
@@ -520,7 +494,7 @@ mod postgres_tests {
         for thread in threads {
             thread.join().expect("writer");
         }
-        let verdict = verify(&owner).expect("verify");
+        let verdict = verify(&db.owner).expect("verify");
         assert_eq!(verdict.broken, None);
         assert_eq!(verdict.checked, writers * each);
     }

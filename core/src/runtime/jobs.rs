@@ -22,7 +22,7 @@ use crate::params;
 use crate::runtime::metrics::Metrics;
 use crate::storage::db::Db;
 use crate::storage::db::{now_millis, now_rfc3339};
-use crate::storage::sql::{Handle, Sql};
+use crate::storage::sql::{Handle, Sql, ToSql};
 
 /// Retries never wait longer than this, however many attempts failed.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
@@ -229,24 +229,34 @@ struct Claimed {
     attempts: u32,
 }
 
-fn claim(conn: &Sql<'_>, kinds: &str) -> Result<Option<Claimed>> {
-    let row = conn.query_opt(
+/// The claim statement for `kinds` handled kinds (one cached statement per count).
+fn claim_sql(kinds: usize) -> String {
+    let placeholders: Vec<String> = (0..kinds).map(|i| format!("?{}", i + 3)).collect();
+    // SKIP LOCKED: on PostgreSQL two workers would otherwise pick the same row
+    // under READ COMMITTED (SQLite's single writer needs no lock; the facade
+    // drops the clause there).
+    format!(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2
              WHERE id = (SELECT id FROM jobs
-                         WHERE status = 'queued' AND run_at <= ?1
-                           AND kind IN (SELECT value FROM json_each(?3))
-                         ORDER BY run_at, id LIMIT 1)
+                         WHERE status = 'queued' AND run_at <= ?1 AND kind IN ({})
+                         ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING id, kind, payload, attempts",
-        params![now_millis(), now_rfc3339(), kinds],
-        |r| {
-            Ok((
-                r.get::<String>(0)?,
-                r.get::<String>(1)?,
-                r.get::<String>(2)?,
-                r.get::<u32>(3)?,
-            ))
-        },
-    )?;
+        placeholders.join(", ")
+    )
+}
+
+fn claim(conn: &Sql<'_>, sql: &str, kinds: &[String]) -> Result<Option<Claimed>> {
+    let (now, at) = (now_millis(), now_rfc3339());
+    let mut values: Vec<&dyn ToSql> = vec![&now, &at];
+    values.extend(kinds.iter().map(|k| k as &dyn ToSql));
+    let row = conn.query_opt(sql, &values, |r| {
+        Ok((
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<u32>(3)?,
+        ))
+    })?;
     let Some((id, kind, payload, attempts)) = row else {
         return Ok(None);
     };
@@ -301,9 +311,7 @@ impl Workers {
         let (stop, stop_rx) = watch::channel(false);
         let handlers: Arc<HashMap<String, JobHandler<H>>> =
             Arc::new(handlers.into_iter().map(|h| (h.kind.clone(), h)).collect());
-        let kinds: Arc<str> = serde_json::to_string(&handlers.keys().collect::<Vec<_>>())
-            .unwrap_or_else(|_| "[]".into())
-            .into();
+        let kinds: Arc<[String]> = handlers.keys().cloned().collect();
         let tasks = if handlers.is_empty() {
             Vec::new()
         } else {
@@ -343,19 +351,20 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 async fn worker<H: JobHost>(
     platform: H,
     handlers: Arc<HashMap<String, JobHandler<H>>>,
-    kinds: Arc<str>,
+    kinds: Arc<[String]>,
     poll: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     let wake = platform.jobs().wake.clone();
+    let claim_sql: Arc<str> = claim_sql(kinds.len()).into();
     loop {
         if *stop.borrow() {
             return;
         }
         let db = platform.db().clone();
-        let k = kinds.clone();
+        let (k, sql) = (kinds.clone(), claim_sql.clone());
         let claimed = db
-            .call(move |conn| claim(conn, &k))
+            .call(move |conn| claim(conn, &sql, &k))
             .await
             .inspect_err(|e| tracing::error!(error = %e, "could not claim a job"))
             .ok()
@@ -418,5 +427,62 @@ async fn run_one<H: JobHost>(platform: &H, handlers: &HashMap<String, JobHandler
     };
     if let Err(e) = result {
         tracing::error!(job = %id, error = %e, "could not record a job's outcome; it will run again after a restart");
+    }
+}
+
+#[cfg(test)]
+mod postgres_tests {
+    use super::*;
+    use crate::storage::postgres::bind::PgConn;
+    use std::collections::HashSet;
+
+    /// Workers claiming at once from one queue on PostgreSQL, each job once.
+    #[test]
+    fn concurrent_claims_on_postgresql_hand_each_job_to_one_worker() {
+        let Some(db) = crate::storage::postgres::testing::core_database("jobs") else {
+            return;
+        };
+        let jobs = Jobs::new(3, Duration::from_millis(10));
+        let owner = Sql::of(&db.owner);
+        let total = 200;
+        for i in 0..total {
+            jobs.enqueue(
+                &owner,
+                if i % 2 == 0 { "a" } else { "b" },
+                &serde_json::json!({ "i": i }),
+            )
+            .expect("enqueue");
+        }
+        jobs.enqueue(&owner, "unhandled", &Value::Null).expect("enqueue");
+        let kinds: Arc<[String]> = vec!["a".to_string(), "b".to_string()].into();
+        let sql: Arc<str> = claim_sql(kinds.len()).into();
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, kinds, sql) = (db.system_url.clone(), kinds.clone(), sql.clone());
+                std::thread::spawn(move || {
+                    let conn = PgConn::connect(&url).expect("system role");
+                    let mut mine = Vec::new();
+                    while let Some(job) = claim(&Sql::of(&conn), &sql, &kinds).expect("claim") {
+                        mine.push(job.id);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let claimed: Vec<String> = workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect();
+        let distinct: HashSet<&String> = claimed.iter().collect();
+        assert_eq!(claimed.len(), total, "every handled job claimed");
+        assert_eq!(distinct.len(), total, "and none twice");
+        let queued: i64 = owner
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE status = 'queued'",
+                params![],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(queued, 1, "the unhandled kind stays queued");
     }
 }

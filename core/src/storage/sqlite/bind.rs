@@ -52,9 +52,23 @@ impl From<r2d2::Error> for Error {
     }
 }
 
+/// `sql` in SQLite's dialect: row locks (`FOR UPDATE [SKIP LOCKED]`, which
+/// PostgreSQL's concurrent writers need) are implied by SQLite's single writer
+/// and are not SQLite syntax. Written in capitals by convention.
+fn dialect(sql: &str) -> std::borrow::Cow<'_, str> {
+    if sql.contains(" FOR UPDATE") {
+        std::borrow::Cow::Owned(
+            sql.replace(" FOR UPDATE SKIP LOCKED", "")
+                .replace(" FOR UPDATE", ""),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(sql)
+    }
+}
+
 pub(crate) fn execute(conn: &Conn, sql: &str, params: &[Param<'_>]) -> Result<usize> {
     Ok(conn
-        .prepare_cached(sql)?
+        .prepare_cached(&dialect(sql))?
         .execute(rusqlite::params_from_iter(params.iter()))?)
 }
 
@@ -65,7 +79,7 @@ pub(crate) fn query(
     params: &[Param<'_>],
     mut each: impl FnMut(&Row<'_>) -> Result<bool>,
 ) -> Result<()> {
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&dialect(sql))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
     while let Some(row) = rows.next()? {
         if !each(&Row::sqlite(row))? {
