@@ -374,10 +374,15 @@ pub fn query(
             values.push(value);
         }
     }
-    sql.push_str(" ORDER BY a.id DESC LIMIT ?");
-    let limit = limit.map_or(-1, i64::from);
+    sql.push_str(" ORDER BY a.id DESC");
+    // No limit is no LIMIT clause (SQLite's `LIMIT -1` is an error on PostgreSQL).
+    if limit.is_some() {
+        sql.push_str(" LIMIT ?");
+    }
     let mut params: Vec<&dyn ToSql> = values.iter().map(|v| v as &dyn ToSql).collect();
-    params.push(&limit);
+    if let Some(limit) = &limit {
+        params.push(limit);
+    }
     conn.query_each(&sql, &params, |r| {
         each(AuditRow {
             id: r.get(0)?,
