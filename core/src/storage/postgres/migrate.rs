@@ -70,19 +70,10 @@ mod tests {
         }
     }
 
-    /// A fresh database and a serving role, as the superuser; `None` without PostgreSQL.
+    /// A fresh database (the superuser's URL) and a serving role.
     fn database() -> Option<(String, String)> {
-        let cluster = plinth_test_pg::cluster()?;
-        let name = cluster.unique_name("migrate");
-        let role = format!("app_{name}");
-        let admin = PgConn::connect(&cluster.admin_url()).expect("admin");
-        Sql::of(&admin)
-            .batch(&format!("CREATE DATABASE {name}"))
-            .expect("database");
-        Sql::of(&admin)
-            .batch(&format!("CREATE ROLE {role} LOGIN NOBYPASSRLS"))
-            .expect("role");
-        Some((cluster.url(&name), role))
+        let (url, _, role) = crate::storage::postgres::testing::empty_database("migrate")?;
+        Some((url, role))
     }
 
     /// The one role of these tests serves as system and tenant role alike.

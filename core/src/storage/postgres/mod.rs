@@ -23,6 +23,21 @@ pub(crate) mod testing {
     use crate::storage::migrations::core_migrations;
     use crate::storage::sql::Sql;
 
+    /// An empty database of the test cluster and a login role to serve with:
+    /// (the superuser's URL of it, the role, the role's URL of it).
+    pub(crate) fn empty_database(prefix: &str) -> Option<(String, String, String)> {
+        let cluster = plinth_test_pg::cluster()?;
+        let name = cluster.unique_name(prefix);
+        let role = format!("{name}_app");
+        let admin = PgConn::connect(&cluster.admin_url()).expect("admin");
+        let admin = Sql::of(&admin);
+        admin.batch(&format!("CREATE DATABASE {name}")).expect("database");
+        admin
+            .batch(&format!("CREATE ROLE {role} LOGIN NOBYPASSRLS"))
+            .expect("role");
+        Some((cluster.url(&name), cluster.url_as(&role, &name), role))
+    }
+
     pub(crate) struct CoreDatabase {
         pub owner: PgConn,
         pub system_url: String,

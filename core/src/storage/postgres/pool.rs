@@ -119,24 +119,15 @@ mod tests {
     /// A database with an isolated `gadgets` table; the owner's and the tenant
     /// role's pools.
     fn pools() -> Option<(PgDb, PgDb)> {
-        let cluster = plinth_test_pg::cluster()?;
-        let name = cluster.unique_name("pool");
-        let role = format!("app_{name}");
-        let admin = PgConn::connect(&cluster.admin_url()).expect("admin");
-        Sql::of(&admin)
-            .batch(&format!("CREATE DATABASE {name}"))
-            .expect("database");
-        Sql::of(&admin)
-            .batch(&format!("CREATE ROLE {role} LOGIN NOBYPASSRLS"))
-            .expect("role");
-        let owner = PgDb::open(&cluster.url(&name), 2, false);
+        let (url, role_url, role) = super::super::testing::empty_database("pool")?;
+        let owner = PgDb::open(&url, 2, false);
         owner
             .transaction(None, |sql| {
                 sql.batch("CREATE TABLE tenant_gadgets (id TEXT PRIMARY KEY, org_id TEXT NOT NULL)")?;
                 super::super::isolation::install(sql, &[TenantTable::new("gadgets")], &role)
             })
             .expect("schema");
-        Some((owner, PgDb::open(&cluster.url_as(&role, &name), 1, true)))
+        Some((owner, PgDb::open(&role_url, 1, true)))
     }
 
     fn count(db: &PgDb, org: Option<Uuid>) -> i64 {
