@@ -11,6 +11,15 @@
 //! columns the database fills itself, columns that may not change, and whether rows
 //! may be written or deleted through the view at all.
 
+use crate::error::{Error, Result};
+
+/// Tenant tables are named with this prefix and reached only through their views.
+pub const TENANT_PREFIX: &str = "tenant_";
+
+/// Shared logs a tenant connection may append to (they hold no tenant's secrets
+/// and are read only through views or by core), on every engine.
+pub(crate) const SHARED_LOGS: [&str; 4] = ["jobs", "audit_log", "audit_personal", "mail_outbox"];
+
 /// Whether (and how) tenant code may write a table's rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Writes {
@@ -77,7 +86,7 @@ impl TenantTable {
 
     /// The base table holding the rows.
     pub fn table(&self) -> String {
-        format!("{}{}", crate::storage::db::TENANT_PREFIX, self.name)
+        format!("{TENANT_PREFIX}{}", self.name)
     }
 
     /// Whether an update may change `column` (primary-key columns never do: they
@@ -86,6 +95,45 @@ impl TenantTable {
         !self.generated.contains(&column)
             && !self.immutable.contains(&column)
             && self.updatable.is_none_or(|cols| cols.contains(&column))
+    }
+}
+
+/// Checks what an engine read of a declared table's columns before DDL is built
+/// from them: the table exists, has `org_id`, and every name is plain.
+pub(crate) fn check_columns<'a>(
+    table: &TenantTable,
+    columns: impl IntoIterator<Item = &'a str>,
+) -> Result<()> {
+    identifier(table.name)?;
+    let mut any = false;
+    let mut org_id = false;
+    for column in columns {
+        identifier(column)?;
+        any = true;
+        org_id |= column == "org_id";
+    }
+    if !any {
+        return Err(Error::internal(format!(
+            "tenant table `{}` is declared but `{}` does not exist: a migration must create it",
+            table.name,
+            table.table()
+        )));
+    }
+    if !org_id {
+        return Err(Error::internal(format!(
+            "`{}` has no org_id column",
+            table.table()
+        )));
+    }
+    Ok(())
+}
+
+/// Names are spliced into DDL: only plain identifiers are accepted.
+pub(crate) fn identifier(name: &str) -> Result<()> {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(Error::internal(format!("`{name}` is not a plain identifier")))
     }
 }
 

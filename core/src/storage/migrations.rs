@@ -103,11 +103,7 @@ impl Migration {
     ) -> Result<Vec<Migration>, MigrationError> {
         for (file_name, sql) in postgres {
             let (version, _) = parse_file_name(file_name)?;
-            let twin = set
-                .iter_mut()
-                .find(|m| m.version == version)
-                .ok_or_else(|| MigrationError::Unpaired(file_name.to_string()))?;
-            twin.postgres = Some(Cow::Borrowed(sql));
+            pair(&mut set, version, file_name, Cow::Borrowed(sql))?;
         }
         Ok(set)
     }
@@ -132,11 +128,8 @@ impl Migration {
         let postgres = dir.join("postgres");
         if postgres.is_dir() {
             for pg in Self::read_dir(owner, &postgres)? {
-                let twin = out
-                    .iter_mut()
-                    .find(|m| m.version == pg.version)
-                    .ok_or_else(|| MigrationError::Unpaired(format!("{:04}_{}.sql", pg.version, pg.name)))?;
-                twin.postgres = Some(pg.sql);
+                let file_name = format!("{:04}_{}.sql", pg.version, pg.name);
+                pair(&mut out, pg.version, &file_name, pg.sql)?;
             }
         }
         Ok(out)
@@ -233,6 +226,22 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0008_chain_audit_log.sql",
         ]
     )?)
+}
+
+/// Gives the migration of `version` in `set` its PostgreSQL text; a PostgreSQL
+/// file without a portable twin is refused.
+fn pair(
+    set: &mut [Migration],
+    version: u32,
+    file_name: &str,
+    sql: Cow<'static, str>,
+) -> Result<(), MigrationError> {
+    let twin = set
+        .iter_mut()
+        .find(|m| m.version == version)
+        .ok_or_else(|| MigrationError::Unpaired(file_name.to_string()))?;
+    twin.postgres = Some(sql);
+    Ok(())
 }
 
 fn parse_file_name(file_name: &str) -> Result<(u32, String), MigrationError> {
@@ -341,8 +350,23 @@ pub fn plan(conn: &Sql<'_>, set: &[Migration]) -> Result<Vec<Migration>> {
     Ok(pending)
 }
 
+/// Plans and applies the pending migrations of `set` in the caller's transaction,
+/// each in a savepoint with its record. `Err`: nothing may be applied (a refused
+/// plan). `Ok(Err)`: a migration failed, leaving no trace; those before it are
+/// applied and the caller commits them.
+pub(crate) fn apply_pending(tx: &Sql<'_>, set: &[Migration]) -> Result<Result<Vec<Migration>>> {
+    let pending = plan(tx, set)?;
+    for m in &pending {
+        if let Err(e) = apply(tx, m) {
+            return Ok(Err(e));
+        }
+        tracing::info!(migration = %m.id(), "applied migration");
+    }
+    Ok(Ok(pending))
+}
+
 /// One migration and its record in a savepoint: both or neither.
-pub(crate) fn apply(tx: &Sql<'_>, m: &Migration) -> Result<()> {
+fn apply(tx: &Sql<'_>, m: &Migration) -> Result<()> {
     tx.savepoint(|tx| {
         tx.batch(m.sql_on(tx.engine())).map_err(|e| {
             Error::from(MigrationError::Failed {

@@ -15,9 +15,9 @@
 //! Regenerated at every migration run inside its transaction (`CREATE OR REPLACE`,
 //! `DROP POLICY IF EXISTS`), so a column added later reaches the view and grants.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::params;
-use crate::storage::isolation::{TenantTable, Writes};
+use crate::storage::isolation::{TenantTable, Writes, check_columns, identifier};
 use crate::storage::sql::Sql;
 
 /// The transaction-local setting holding the bound org.
@@ -43,7 +43,6 @@ pub(crate) fn install(sql: &Sql<'_>, tables: &[TenantTable], role: &str) -> Resu
 
 /// The statements isolating one table.
 fn ddl(sql: &Sql<'_>, table: &TenantTable, role: &str) -> Result<Vec<String>> {
-    identifier(table.name)?;
     let base = table.table();
     let columns: Vec<(String, bool)> = sql.query_all(
         "SELECT a.attname::text, EXISTS (
@@ -56,18 +55,7 @@ fn ddl(sql: &Sql<'_>, table: &TenantTable, role: &str) -> Result<Vec<String>> {
         params![base],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if columns.is_empty() {
-        return Err(Error::internal(format!(
-            "tenant table `{}` is declared but `{base}` does not exist: a migration must create it",
-            table.name
-        )));
-    }
-    if !columns.iter().any(|(c, _)| c == "org_id") {
-        return Err(Error::internal(format!("`{base}` has no org_id column")));
-    }
-    for (c, _) in &columns {
-        identifier(c)?;
-    }
+    check_columns(table, columns.iter().map(|(c, _)| c.as_str()))?;
     let name = table.name;
     let all: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
     let mut out = vec![
@@ -117,15 +105,6 @@ fn ddl(sql: &Sql<'_>, table: &TenantTable, role: &str) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// Names are spliced into DDL: only plain identifiers are accepted.
-pub(crate) fn identifier(name: &str) -> Result<()> {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        Ok(())
-    } else {
-        Err(Error::internal(format!("`{name}` is not a plain identifier")))
-    }
 }
 
 #[cfg(test)]

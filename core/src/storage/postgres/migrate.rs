@@ -8,7 +8,7 @@ use super::roles::Roles;
 use crate::error::Result;
 use crate::params;
 use crate::storage::isolation::TenantTable;
-use crate::storage::migrations::{Migration, apply, plan};
+use crate::storage::migrations::{Migration, apply_pending};
 use crate::storage::sql::Sql;
 
 /// The advisory lock every migration run takes ("plinth" in ASCII).
@@ -32,13 +32,10 @@ pub fn run(
             params![MIGRATION_LOCK],
             |_| Ok(()),
         )?;
-        let pending = plan(&sql, set)?;
-        for m in &pending {
-            if let Err(e) = apply(&sql, m) {
-                return Ok(Err(e));
-            }
-            tracing::info!(migration = %m.id(), "applied migration");
-        }
+        let pending = match apply_pending(&sql, set)? {
+            Ok(pending) => pending,
+            failed => return Ok(failed),
+        };
         super::isolation::install(&sql, tenant_tables, roles.tenant)?;
         super::roles::grant(&sql, roles)?;
         Ok(Ok(pending))

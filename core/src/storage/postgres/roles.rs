@@ -14,6 +14,7 @@
 
 use crate::error::Result;
 use crate::params;
+use crate::storage::isolation::{SHARED_LOGS, identifier};
 use crate::storage::sql::Sql;
 
 /// The roles the pools log in as.
@@ -22,10 +23,6 @@ pub(crate) struct Roles<'a> {
     pub system: &'a str,
     pub tenant: &'a str,
 }
-
-/// Tables the tenant role may append to (and read back what it appended, for
-/// `RETURNING`): SQLite's tenant authorizer allows INSERT into these.
-const APPEND_ONLY: [&str; 4] = ["jobs", "audit_log", "audit_personal", "mail_outbox"];
 
 /// Per core table the tenant role reads through a view: who it may see.
 const TENANT_READS: [(&str, &str); 4] = [
@@ -44,7 +41,7 @@ const TENANT_READS: [(&str, &str); 4] = [
 /// Grants every role what it may do; idempotent.
 pub(crate) fn grant(sql: &Sql<'_>, roles: &Roles<'_>) -> Result<()> {
     for role in [roles.system, roles.tenant] {
-        super::isolation::identifier(role)?;
+        identifier(role)?;
         sql.batch(&format!("GRANT USAGE ON SCHEMA public TO {role}"))?;
     }
     let (system, tenant) = (roles.system, roles.tenant);
@@ -59,7 +56,7 @@ pub(crate) fn grant(sql: &Sql<'_>, roles: &Roles<'_>) -> Result<()> {
     let owner: String = sql.query_one("SELECT current_user::text", params![], |r| r.get(0))?;
     let mut out = Vec::new();
     for table in &tables {
-        super::isolation::identifier(table)?;
+        identifier(table)?;
         out.push(format!("REVOKE ALL ON {table} FROM {system}, {tenant}"));
         out.push(format!(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {system}"
@@ -74,7 +71,7 @@ pub(crate) fn grant(sql: &Sql<'_>, roles: &Roles<'_>) -> Result<()> {
         |r| r.get(0),
     )?;
     for table in &tenant_tables {
-        super::isolation::identifier(table)?;
+        identifier(table)?;
         out.push(format!("DROP POLICY IF EXISTS plinth_root ON {table}"));
         out.push(format!(
             "CREATE POLICY plinth_root ON {table} TO {owner} USING (true) WITH CHECK (true)"
@@ -121,7 +118,7 @@ fn core_grants(owner: &str, roles: &Roles<'_>, tables: &[String]) -> Vec<String>
         "GRANT SELECT (id, email, name, email_verified_at) ON users TO {tenant}"
     ));
     out.push(format!("GRANT SELECT ON org_users, org_audit_log TO {tenant}"));
-    for table in APPEND_ONLY {
+    for table in SHARED_LOGS {
         out.push(format!("GRANT INSERT ON {table} TO {tenant}"));
         out.push(format!("DROP POLICY IF EXISTS plinth_append ON {table}"));
     }

@@ -26,6 +26,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::Result;
 use crate::storage::changes::{Changes, Noted};
+use crate::storage::isolation::{SHARED_LOGS, TENANT_PREFIX};
 use crate::storage::sql::Sql;
 use crate::storage::sqlite::group_commit::Queue;
 
@@ -33,12 +34,6 @@ use crate::storage::sqlite::group_commit::Queue;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a free pooled connection.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Tenant tables are named with this prefix and reached only through their views.
-pub const TENANT_PREFIX: &str = "tenant_";
-/// Tables a tenant connection may append to directly (they hold no tenant's secrets
-/// and are read only through views or by core).
-const TENANT_APPEND_ONLY: [&str; 4] = ["jobs", "audit_log", "audit_personal", "mail_outbox"];
 
 /// Which rules a connection runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -299,7 +294,7 @@ fn authorize_tenant(ctx: AuthContext<'_>, views: &HashSet<String>, cascade: bool
         return Authorization::Allow;
     }
     match ctx.action {
-        AuthAction::Insert { table_name } if TENANT_APPEND_ONLY.contains(&table_name) => Authorization::Allow,
+        AuthAction::Insert { table_name } if SHARED_LOGS.contains(&table_name) => Authorization::Allow,
         // Appending to the audit chain reads where it ends, and nothing else.
         AuthAction::Read {
             table_name: "audit_log",

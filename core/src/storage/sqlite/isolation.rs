@@ -7,9 +7,9 @@
 //! dropped and created again; what matches is left alone, so an unchanged schema
 //! costs a few catalog reads and no schema change.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::params;
-use crate::storage::isolation::{TenantTable, Writes};
+use crate::storage::isolation::{TenantTable, Writes, check_columns};
 use crate::storage::sql::Sql;
 
 const GUARD: &str =
@@ -50,7 +50,6 @@ pub(crate) fn install(sql: &Sql<'_>, tables: &[TenantTable]) -> Result<usize> {
 }
 
 fn columns(sql: &Sql<'_>, table: &TenantTable) -> Result<Vec<Column>> {
-    identifier(table.name)?;
     let columns = sql.query_all(
         "SELECT name, \"notnull\", dflt_value, pk FROM pragma_table_info(?1) ORDER BY cid",
         params![table.table()],
@@ -63,32 +62,8 @@ fn columns(sql: &Sql<'_>, table: &TenantTable) -> Result<Vec<Column>> {
             })
         },
     )?;
-    if columns.is_empty() {
-        return Err(Error::internal(format!(
-            "tenant table `{}` is declared but `{}` does not exist: a migration must create it",
-            table.name,
-            table.table()
-        )));
-    }
-    if !columns.iter().any(|c| c.name == "org_id") {
-        return Err(Error::internal(format!(
-            "`{}` has no org_id column",
-            table.table()
-        )));
-    }
-    for c in &columns {
-        identifier(&c.name)?;
-    }
+    check_columns(table, columns.iter().map(|c| c.name.as_str()))?;
     Ok(columns)
-}
-
-/// Names are spliced into DDL: only plain identifiers are accepted.
-fn identifier(name: &str) -> Result<()> {
-    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        Ok(())
-    } else {
-        Err(Error::internal(format!("`{name}` is not a plain identifier")))
-    }
 }
 
 fn quoted(text: &str) -> String {

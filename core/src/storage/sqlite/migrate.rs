@@ -6,7 +6,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior};
 use super::db::write_gate;
 use crate::error::{Error, Result};
 use crate::storage::isolation::TenantTable;
-use crate::storage::migrations::{Migration, apply, plan};
+use crate::storage::migrations::{Migration, apply_pending};
 use crate::storage::sql::Sql;
 
 /// Applies every pending migration, each in its own savepoint together with its
@@ -22,18 +22,9 @@ pub fn run(conn: &Connection, set: &[Migration], tenant_tables: &[TenantTable]) 
     let _turn = gate.lock();
     let tx = begin_waiting(conn)?;
     let sql = Sql::of(&tx);
-    let pending = plan(&sql, set)?;
-    let mut failure = None;
-    for m in &pending {
-        if let Err(e) = apply(&sql, m) {
-            failure = Some(e);
-            break;
-        }
-        tracing::info!(migration = %m.id(), "applied migration");
-    }
-    let isolated = match failure {
-        Some(e) => Err(e),
-        None => super::isolation::install(&sql, tenant_tables).map(|_| pending),
+    let isolated = match apply_pending(&sql, set)? {
+        Ok(pending) => super::isolation::install(&sql, tenant_tables).map(|_| pending),
+        Err(e) => Err(e),
     };
     // What applied before a failure stays applied (each migration is whole).
     tx.commit()?;
