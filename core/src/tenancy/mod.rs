@@ -590,12 +590,7 @@ pub mod bound {
     }
 }
 
-impl crate::storage::sql::sealed::Raw for BoundConn {
-    #[allow(private_interfaces)]
-    fn raw(&self, inside: crate::storage::sql::sealed::Inside) -> crate::storage::sql::Engine<'_> {
-        self.0.raw(inside)
-    }
-}
+crate::storage::sql::sealed::raw_engine!(BoundConn, Sqlite);
 
 #[cfg(test)]
 mod tests {
