@@ -193,20 +193,17 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
         Command::CreateAdmin { email, name } => {
             migrate(&app)?;
             let password = read_admin_password()?;
-            create_admin(&app, &email, &name, &password)
+            plinth_core::storage::db::off_runtime(|| create_admin(&app, &email, &name, &password))
         }
         Command::Backup { path } => {
-            plinth_core::storage::backup::backup(&app.platform().config().database_path, &path)?;
+            plinth_core::storage::backup::backup(sqlite_file(&app)?, &path)?;
             println!("backup written to {}", path.display());
             Ok(())
         }
         Command::Restore { path } => {
-            plinth_core::storage::backup::restore(&path, &app.platform().config().database_path)?;
-            println!(
-                "restored {} from {}",
-                app.platform().config().database_path.display(),
-                path.display()
-            );
+            let db = sqlite_file(&app)?;
+            plinth_core::storage::backup::restore(&path, db)?;
+            println!("restored {} from {}", db.display(), path.display());
             Ok(())
         }
         Command::Audit { command } => {
@@ -323,6 +320,16 @@ fn read_admin_password() -> Result<String, Error> {
         .read_line(&mut line)
         .map_err(Error::internal)?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// The SQLite file `backup` and `restore` work on; PostgreSQL has its own tools.
+fn sqlite_file(app: &App) -> Result<&std::path::Path, Error> {
+    app.platform().config().sqlite_path().ok_or_else(|| {
+        Error::invalid(
+            "DATABASE_URL",
+            "plinth backup and restore copy a SQLite file; on PostgreSQL use pg_dump and pg_restore",
+        )
+    })
 }
 
 fn create_admin(app: &App, email: &str, name: &str, password: &str) -> Result<(), Error> {

@@ -364,7 +364,7 @@ pub fn query(
     let mut sql = String::from(
         "SELECT a.id, a.seq, a.at, a.actor_id, a.action, a.target_type, a.target_id, a.org_id,
                 coalesce(p.ip, a.ip), coalesce(p.user_agent, a.user_agent), a.details, p.data
-         FROM audit_log a LEFT JOIN audit_personal p ON p.entry_id = a.id WHERE 1",
+         FROM audit_log a LEFT JOIN audit_personal p ON p.entry_id = a.id WHERE 1 = 1",
     );
     let mut values: Vec<&str> = Vec::new();
     for (condition, value) in conditions {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Development fallbacks. Production refuses every one of them.
@@ -54,8 +54,9 @@ impl fmt::Debug for Secret {
 pub struct Config {
     /// `PLINTH_ENV`: `development` (default) or `production`.
     pub env: Environment,
-    /// `DATABASE_URL`: `sqlite://PATH`; default `sqlite://plinth.db` in the working directory.
-    pub database_path: PathBuf,
+    /// `DATABASE_URL`: `sqlite://PATH` (default `sqlite://plinth.db` in the working
+    /// directory) or `postgres://USER:PASS@HOST:PORT/DB`.
+    pub database: Database,
     /// `SECRET_KEY`: keys hashes of single-use tokens and other server-side secrets.
     pub secret_key: Secret,
     /// `JWT_SECRET`: signs access tokens (HS256).
@@ -143,6 +144,33 @@ pub struct Config {
     pub audit_archive_dir: PathBuf,
 }
 
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// One SQLite file, served by one process.
+    Sqlite(PathBuf),
+    Postgres(Postgres),
+}
+
+/// A PostgreSQL database and the roles Plinth serves it with.
+///
+/// The URL's role owns the schema (it migrates, and serves core's cross-tenant
+/// reads); requests run as two roles without superuser or BYPASSRLS, each on its
+/// own pool: `PLINTH_PG_SYSTEM_ROLE` (non-tenant data) and `PLINTH_PG_TENANT_ROLE`
+/// (tenant data, under row-level security), by default `<database>_system` and
+/// `<database>_tenant`. Their passwords are `PLINTH_PG_SYSTEM_PASSWORD` and
+/// `PLINTH_PG_TENANT_PASSWORD`, by default derived from `SECRET_KEY`, so a
+/// migration that creates the roles and the servers that log in as them agree
+/// without more configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Postgres {
+    pub url: Secret,
+    pub system_role: Option<String>,
+    pub tenant_role: Option<String>,
+    pub system_password: Option<Secret>,
+    pub tenant_password: Option<Secret>,
+}
+
 /// Why the configuration was refused: every problem found, not only the first.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .problems.join("\n  - "))]
@@ -184,18 +212,36 @@ impl Config {
         };
         let production = env == Environment::Production;
 
-        let database_path = match get("DATABASE_URL") {
-            None => PathBuf::from("plinth.db"),
+        let database = match get("DATABASE_URL") {
+            None => Database::Sqlite(PathBuf::from("plinth.db")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(Postgres {
+                    url: Secret::new(url),
+                    system_role: get("PLINTH_PG_SYSTEM_ROLE"),
+                    tenant_role: get("PLINTH_PG_TENANT_ROLE"),
+                    system_password: get("PLINTH_PG_SYSTEM_PASSWORD").map(Secret::new),
+                    tenant_password: get("PLINTH_PG_TENANT_PASSWORD").map(Secret::new),
+                })
+            }
             Some(url) => match parse_database_url(&url) {
-                Ok(path) => path,
+                Ok(path) => Database::Sqlite(path),
                 Err(msg) => {
                     problems.push(msg);
-                    PathBuf::from("plinth.db")
+                    Database::Sqlite(PathBuf::from("plinth.db"))
                 }
             },
         };
         if production && get("DATABASE_URL").is_none() {
-            problems.push("DATABASE_URL is required in production (sqlite://PATH)".into());
+            problems.push("DATABASE_URL is required in production (sqlite://PATH or postgres://...)".into());
+        }
+        let database_path = match &database {
+            Database::Sqlite(path) => Some(path.clone()),
+            Database::Postgres(_) => None,
+        };
+        if database_path.is_none() && get("PLINTH_BACKUP_DIR").is_some() {
+            problems.push(
+                "PLINTH_BACKUP_DIR: scheduled backups copy a SQLite file; on PostgreSQL back up with the server's own tools (pg_dump, base backups)".into(),
+            );
         }
 
         let mut secret = |name: &str, dev_default: &str| -> Secret {
@@ -346,7 +392,8 @@ impl Config {
             .map(PathBuf::from)
             .unwrap_or_else(|| {
                 database_path
-                    .parent()
+                    .as_deref()
+                    .and_then(Path::parent)
                     .map(|p| p.join("audit-archive"))
                     .unwrap_or_else(|| PathBuf::from("audit-archive"))
             });
@@ -377,7 +424,7 @@ impl Config {
         }
         Ok(Config {
             env,
-            database_path,
+            database,
             secret_key,
             jwt_secret,
             stripe_secret_key,
@@ -421,6 +468,14 @@ impl Config {
         })
     }
 
+    /// The SQLite file, when the data lives in one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.database {
+            Database::Sqlite(path) => Some(path),
+            Database::Postgres(_) => None,
+        }
+    }
+
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
     }
@@ -433,16 +488,14 @@ impl Config {
 
 /// Accepts `sqlite://PATH`, `sqlite:PATH` and `sqlite:///ABSOLUTE/PATH`.
 fn parse_database_url(url: &str) -> Result<PathBuf, String> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(
-            "DATABASE_URL: this build serves SQLite only (sqlite://PATH); PostgreSQL serving is in progress"
-                .into(),
-        );
-    }
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| format!("DATABASE_URL must look like sqlite://PATH, not `{url}`"))?;
+        .ok_or_else(|| {
+            format!(
+                "DATABASE_URL must look like sqlite://PATH or postgres://USER:PASS@HOST:PORT/DB, not `{url}`"
+            )
+        })?;
     let path = rest.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
         return Err(
@@ -462,7 +515,7 @@ mod tests {
         let config = Config::from_vars(Vec::<(String, String)>::new()).expect("defaults");
         assert_eq!(config.env, Environment::Development);
         assert_eq!(config.addr.to_string(), "127.0.0.1:8000");
-        assert_eq!(config.database_path, PathBuf::from("plinth.db"));
+        assert_eq!(config.database, Database::Sqlite(PathBuf::from("plinth.db")));
     }
 
     #[test]
@@ -504,8 +557,33 @@ mod tests {
             parse_database_url("sqlite:///abs/x.db"),
             Ok(PathBuf::from("/abs/x.db"))
         );
-        assert!(parse_database_url("postgres://x").is_err_and(|e| e.contains("SQLite only")));
         assert!(parse_database_url("sqlite::memory:").is_err());
+        assert!(parse_database_url("mysql://x").is_err_and(|e| e.contains("postgres://")));
+    }
+
+    #[test]
+    fn a_postgres_url_names_its_roles_and_refuses_file_backups() {
+        let config = Config::from_vars([
+            ("DATABASE_URL", "postgresql://plinth:pw@db:5432/app"),
+            ("PLINTH_PG_TENANT_ROLE", "app_rls"),
+        ])
+        .expect("config");
+        let Database::Postgres(pg) = &config.database else {
+            panic!("not PostgreSQL: {:?}", config.database);
+        };
+        assert_eq!(pg.tenant_role.as_deref(), Some("app_rls"));
+        assert_eq!(pg.system_role, None);
+        assert_eq!(config.sqlite_path(), None);
+        assert!(
+            !format!("{config:?}").contains("pw@"),
+            "the URL's password is a secret"
+        );
+        let err = Config::from_vars([
+            ("DATABASE_URL", "postgres://plinth@db/app"),
+            ("PLINTH_BACKUP_DIR", "/backups"),
+        ])
+        .expect_err("refused");
+        assert!(err.problems.iter().any(|p| p.contains("pg_dump")), "{err}");
     }
 
     #[test]

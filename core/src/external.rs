@@ -357,9 +357,8 @@ async fn invoke(
             .and_then(|u| Uuid::parse_str(u).ok());
         let answer_bytes = match binding {
             Some((org, user, role)) => {
-                let mut conn = platform.tenancy().bind(org).conn()?;
                 // An error answer rolls back whatever the plugin wrote.
-                return crate::storage::db::transaction(&mut conn, write, |tx| {
+                return platform.tenancy().bind(org).transaction(write, |tx| {
                     let ctx = HostCtx {
                         plugin: plugin.name(),
                         platform: &platform,

@@ -52,19 +52,17 @@ pub struct SeedReport {
 /// to each org in turn.
 pub struct SeedContext<'a> {
     tx: Sql<'a>,
-    org: crate::storage::db::OrgCell,
+    binding: &'a crate::storage::db::Rebind<'a>,
 }
 
 impl<'a> SeedContext<'a> {
-    pub(crate) fn new(tx: Sql<'a>, org: crate::storage::db::OrgCell) -> Self {
-        SeedContext { tx, org }
+    pub(crate) fn new(tx: Sql<'a>, binding: &'a crate::storage::db::Rebind<'a>) -> Self {
+        SeedContext { tx, binding }
     }
 
     /// Binds the seed's connection to `org` for the statements that follow.
-    pub fn bind(&self, org: Uuid) {
-        if let Ok(mut cell) = self.org.lock() {
-            *cell = Some(org.to_string());
-        }
+    pub fn bind(&self, org: Uuid) -> Result<()> {
+        (self.binding)(Some(org))
     }
 
     /// The seed's transaction, through the facade.
@@ -79,14 +77,6 @@ impl<'a> SeedContext<'a> {
             crate::params![DEMO_ORG.1],
             |r| r.get(0),
         )
-    }
-}
-
-impl Drop for SeedContext<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut cell) = self.org.lock() {
-            *cell = None;
-        }
     }
 }
 
@@ -110,11 +100,11 @@ fn org_by_slug(
         |r| r.get(0),
     )?;
     if let Some(id) = existing {
-        ctx.bind(id);
+        ctx.bind(id)?;
         return Ok((id, false));
     }
     let id = Uuid::now_v7();
-    ctx.bind(id);
+    ctx.bind(id)?;
     bound::create_org(ctx, id, name, slug)?;
     report.orgs_created += 1;
     Ok((id, true))

@@ -28,7 +28,6 @@ use crate::runtime::events::EventBusBuilder;
 use crate::runtime::jobs::{Jobs, Workers};
 use crate::seed::SeedContext;
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
-use crate::storage::db::in_transaction;
 use crate::storage::isolation::{CORE_TENANT_TABLES, TenantTable};
 use crate::storage::migrations::{self, Migration};
 use crate::tenancy::Unlimited;
@@ -242,12 +241,13 @@ impl App {
     /// Claims the database for this server: one `plinth serve` per SQLite file, and
     /// `plinth restore` refuses while it is held. Taken before migrating, so a
     /// second server started at the same moment stops at once, naming the lock.
+    /// On PostgreSQL there is nothing to claim: several servers may share it.
     pub fn claim_database(&mut self) -> Result<()> {
-        if self.server_lock.is_none() {
+        if self.server_lock.is_none()
+            && let Some(path) = self.platform.config().sqlite_path()
+        {
             self.create_database_folder()?;
-            self.server_lock = Some(crate::storage::backup::lock_server(
-                &self.platform.config().database_path,
-            )?);
+            self.server_lock = Some(crate::storage::backup::lock_server(path)?);
         }
         Ok(())
     }
@@ -270,12 +270,35 @@ impl App {
         &self.migrations
     }
 
-    /// Applies pending migrations (blocking). Creates the database file and its
-    /// folder when missing.
+    /// Applies pending migrations (blocking). On SQLite, creates the database file
+    /// and its folder when missing; on PostgreSQL, creates the serving roles when
+    /// missing and the URL's role may (see `storage::postgres::logins`).
     pub fn migrate(&self) -> Result<Vec<Migration>> {
-        self.create_database_folder()?;
-        let conn = self.platform.root().conn()?;
-        migrations::run(&conn, &self.migrations, &self.tenant_tables)
+        crate::storage::db::off_runtime(|| self.migrate_here())
+    }
+
+    fn migrate_here(&self) -> Result<Vec<Migration>> {
+        match self.platform.postgres_logins() {
+            Some(logins) => {
+                let conn = crate::storage::postgres::bind::PgConn::connect_with(&logins.owner)?;
+                crate::storage::postgres::migrate::run_serving(
+                    &conn,
+                    &self.migrations,
+                    &self.tenant_tables,
+                    logins,
+                )
+            }
+            None => {
+                self.create_database_folder()?;
+                let sqlite = self
+                    .platform
+                    .root()
+                    .sqlite()
+                    .ok_or_else(|| Error::internal("no SQLite pool"))?;
+                let conn = sqlite.conn()?;
+                migrations::run(&conn, &self.migrations, &self.tenant_tables)
+            }
+        }
     }
 
     /// Applies the migrations of core and the enabled plugins to the PostgreSQL
@@ -302,7 +325,7 @@ impl App {
             .platform
             .db()
             .path()
-            .parent()
+            .and_then(std::path::Path::parent)
             .filter(|p| !p.as_os_str().is_empty())
         {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -318,28 +341,27 @@ impl App {
     /// Seeds demo or load-test data in one transaction (blocking).
     pub fn seed(&self, options: &SeedOptions) -> Result<SeedReport> {
         refuse_in_production(self.platform.config().is_production())?;
-        let mut conn = self.platform.root().conn()?;
-        let cell = conn.org_cell();
-        in_transaction(&mut conn, |tx| {
-            let ctx = SeedContext::new(*tx, cell);
-            let report = seed_core(&ctx, options)?;
-            for plugin in &self.enabled {
-                plugin.seed(&ctx, options)?;
-            }
-            Ok(report)
+        crate::storage::db::off_runtime(|| {
+            self.platform.root().write_rebinding(|tx, rebind| {
+                let ctx = SeedContext::new(*tx, rebind);
+                let report = seed_core(&ctx, options)?;
+                for plugin in &self.enabled {
+                    plugin.seed(&ctx, options)?;
+                }
+                Ok(report)
+            })
         })
     }
 
     /// Walks the audit chain (blocking).
     pub fn verify_audit(&self) -> Result<crate::audit::Verification> {
-        let conn = self.platform.root().conn()?;
-        crate::audit::verify(&conn)
+        crate::storage::db::off_runtime(|| self.platform.root().blocking(|conn| crate::audit::verify(conn)))
     }
 
     /// Archives audit entries older than `days` to a new NDJSON file in the archive
     /// folder and prunes them (blocking). Returns how many moved and where.
     pub fn archive_audit(&self, days: u32) -> Result<(usize, std::path::PathBuf)> {
-        archive_audit(&self.platform, days)
+        crate::storage::db::off_runtime(|| archive_audit(&self.platform, days))
     }
 
     /// Serves HTTP on `acceptor` until `shutdown` resolves, then lets in-flight
@@ -354,12 +376,8 @@ impl App {
         let config = platform.config().clone();
         self.claim_database()?;
         let _lock = self.server_lock.take();
-        if let Some(dir) = config.backup_dir.clone() {
-            let (db, every, keep) = (
-                config.database_path.clone(),
-                config.backup_interval,
-                config.backup_keep,
-            );
+        if let (Some(dir), Some(db)) = (config.backup_dir.clone(), config.sqlite_path()) {
+            let (db, every, keep) = (db.to_path_buf(), config.backup_interval, config.backup_keep);
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(every);
                 ticks.tick().await;
@@ -378,16 +396,18 @@ impl App {
                 }
             });
         }
-        let mut checkpointer = crate::storage::db::Checkpointer::new(platform.db().clone());
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(250));
-            loop {
-                ticks.tick().await;
-                if let Err(e) = checkpointer.tick().await {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+        if let Some(sqlite) = platform.db().sqlite() {
+            let mut checkpointer = crate::storage::sqlite::db::Checkpointer::new(sqlite.clone());
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(std::time::Duration::from_millis(250));
+                loop {
+                    ticks.tick().await;
+                    if let Err(e) = checkpointer.tick().await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
                 }
-            }
-        });
+            });
+        }
         let recovered = platform
             .db()
             .call(|conn| crate::runtime::jobs::recover(conn))
@@ -504,8 +524,9 @@ fn archive_audit(platform: &Platform, days: u32) -> Result<(usize, std::path::Pa
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(Error::internal)?;
     let file = dir.join(format!("audit-{}.ndjson", uuid::Uuid::now_v7()));
-    let mut conn = platform.root().conn()?;
-    let n = in_transaction(&mut conn, |tx| crate::audit::archive_before(tx, &cutoff, &file))?;
+    let n = platform
+        .root()
+        .write_blocking(|tx| crate::audit::archive_before(tx, &cutoff, &file))?;
     if n == 0 {
         let _ = std::fs::remove_file(&file);
     }

@@ -319,7 +319,7 @@ async fn stats_agree_with_the_database() {
     let (status, stats) = acme.send("GET", "stranger", "/api/admin/stats", None).await;
     assert_eq!(status, StatusCode::OK);
     let conn = acme.app.conn();
-    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect("count") };
+    let count = |sql: &str| -> i64 { conn.query_row(sql, args![], |r| r.get(0)).expect("count") };
     assert_eq!(stats["users"], count("SELECT count(*) FROM users"));
     assert_eq!(
         stats["verified_users"],
@@ -365,28 +365,28 @@ async fn stats_agree_with_the_database() {
 }
 
 /// Every text value of every table, for scanning.
-fn scan(conn: &rusqlite::Connection, needle: &str) -> Vec<String> {
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows");
+fn scan(conn: &crate::harness::TestConn, needle: &str) -> Vec<String> {
+    let columns = match conn.engine() {
+        plinth_core::storage::EngineKind::Sqlite => {
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'"
+        }
+        plinth_core::storage::EngineKind::Postgres => {
+            "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c
+             JOIN pg_tables t ON t.tablename = c.table_name AND t.schemaname = c.table_schema
+             WHERE c.table_schema = current_schema()"
+        }
+    };
+    let columns: Vec<(String, String)> = conn
+        .query_all(columns, args![], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("columns");
     let mut hits = Vec::new();
-    for table in tables {
-        let columns: Vec<String> = conn
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .expect("prepare")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        for column in columns {
+    {
+        for (table, column) in columns {
             let n: i64 = conn
                 .query_row(
                     &format!("SELECT count(*) FROM {table} WHERE CAST({column} AS TEXT) LIKE ?1"),
-                    [format!("%{needle}%")],
+                    args![format!("%{needle}%")],
                     |r| r.get(0),
                 )
                 .expect("scan");
@@ -424,7 +424,7 @@ async fn erasure_leaves_no_personal_data_and_keeps_the_chain() {
     let entries: i64 = conn
         .query_row(
             "SELECT count(*) FROM audit_log WHERE actor_id = ?1 OR target_id = ?1",
-            [user.to_string()],
+            args![user.to_string()],
             |r| r.get(0),
         )
         .expect("count");
@@ -461,15 +461,21 @@ async fn the_audit_chain_reveals_edits_and_deletions_made_behind_its_back() {
     let total = report["checked"].as_i64().expect("checked");
     assert!(total >= 6, "{report}");
     let conn = acme.app.conn();
-    let edit = conn.execute("UPDATE audit_log SET details = '{}' WHERE seq = 3", []);
+    let edit = conn.execute("UPDATE audit_log SET details = '{}' WHERE seq = 3", args![]);
     assert!(edit.is_err(), "the trigger refuses updates");
-    assert!(conn.execute("DELETE FROM audit_log WHERE seq = 3", []).is_err());
+    assert!(
+        conn.execute("DELETE FROM audit_log WHERE seq = 3", args![])
+            .is_err()
+    );
 
     // What someone with the sqlite3 shell could do: drop the guards, edit a row.
-    conn.execute_batch("DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;")
-        .expect("drop");
-    conn.execute("UPDATE audit_log SET action = 'auth.logout' WHERE seq = 3", [])
-        .expect("tamper");
+    conn.drop_trigger("audit_log_no_update", "audit_log");
+    conn.drop_trigger("audit_log_no_delete", "audit_log");
+    conn.execute(
+        "UPDATE audit_log SET action = 'auth.logout' WHERE seq = 3",
+        args![],
+    )
+    .expect("tamper");
     let (_, report) = acme
         .send("GET", "stranger", "/api/admin/audit-logs/verify", None)
         .await;
@@ -478,10 +484,7 @@ async fn the_audit_chain_reveals_edits_and_deletions_made_behind_its_back() {
     assert_eq!(report["checked"], 2);
     let cli = crate::cli::plinth(
         &["audit", "verify"],
-        &[(
-            "DATABASE_URL",
-            &format!("sqlite://{}", acme.app.db_path().display()),
-        )],
+        &[("DATABASE_URL", &acme.app.database_url())],
     );
     assert!(!cli.status.success());
     assert!(
@@ -495,9 +498,8 @@ async fn the_audit_chain_reveals_edits_and_deletions_made_behind_its_back() {
 async fn a_deleted_audit_entry_is_reported_missing() {
     let acme = Acme::start().await;
     let conn = acme.app.conn();
-    conn.execute_batch("DROP TRIGGER audit_log_no_delete;")
-        .expect("drop");
-    conn.execute("DELETE FROM audit_log WHERE seq = 2", [])
+    conn.drop_trigger("audit_log_no_delete", "audit_log");
+    conn.execute("DELETE FROM audit_log WHERE seq = 2", args![])
         .expect("delete");
     let (_, report) = acme
         .send("GET", "stranger", "/api/admin/audit-logs/verify", None)
@@ -512,7 +514,7 @@ async fn archiving_anchors_the_chain_and_new_entries_continue_it() {
     let before: i64 = acme
         .app
         .conn()
-        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM audit_log", args![], |r| r.get(0))
         .expect("count");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let dir = acme.app.dir.path().join("archive");
@@ -604,7 +606,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 
 /// Fills the audit log with `n` entries straight into the file.
 pub fn fill_audit_log(path: &std::path::Path, n: u32) {
-    let mut conn = plinth_core::storage::db::open_connection(path).expect("open");
+    let mut conn = plinth_core::storage::sqlite::db::open_connection(path).expect("open");
     let tx = conn.transaction().expect("tx");
     {
         let mut stmt = tx

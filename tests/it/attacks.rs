@@ -34,21 +34,33 @@ const FINGERPRINTED: [&str; 16] = [
     "SELECT * FROM tenant_usage_totals",
     "SELECT * FROM tenant_invoices",
     "SELECT * FROM tenant_activity",
-    "SELECT name FROM sqlite_master",
     "SELECT * FROM billing_counters",
+    "SCHEMA",
 ];
 
-pub fn fingerprint(conn: &rusqlite::Connection) -> String {
+pub fn fingerprint(conn: &crate::harness::TestConn) -> String {
     let mut hasher = Sha256::new();
     for sql in FINGERPRINTED {
-        let mut stmt = conn.prepare(&format!("{sql} ORDER BY 1")).expect(sql);
-        let columns = stmt.column_count();
-        let mut rows = stmt.query([]).expect("query");
-        while let Some(row) = rows.next().expect("row") {
-            for i in 0..columns {
-                let v: rusqlite::types::Value = row.get(i).expect("value");
-                hasher.update(format!("{v:?}|").as_bytes());
+        let sql = match (sql, conn.engine()) {
+            ("SCHEMA", plinth_core::storage::EngineKind::Sqlite) => "SELECT name FROM sqlite_master",
+            ("SCHEMA", plinth_core::storage::EngineKind::Postgres) => {
+                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema()"
             }
+            (sql, _) => sql,
+        };
+        let rows: Vec<String> = conn
+            .query_all(&format!("{sql} ORDER BY 1"), args![], |row| {
+                let mut line = String::new();
+                for i in 0..row.len() {
+                    let v: plinth_core::storage::sql::Value = row.get(i)?;
+                    line.push_str(&format!("{v:?}|"));
+                }
+                Ok(line)
+            })
+            .expect(sql);
+        for line in rows {
+            hasher.update(line.as_bytes());
             hasher.update(b"\n");
         }
         hasher.update(sql.as_bytes());

@@ -72,7 +72,7 @@ pub fn outbox_token(app: &TestApp, email: &str, page: &str) -> Option<String> {
         .conn()
         .query_row(
             "SELECT text_body FROM mail_outbox WHERE to_address = ?1 ORDER BY id DESC LIMIT 1",
-            [email],
+            args![email],
             |r| r.get(0),
         )
         .ok()?;
@@ -85,7 +85,7 @@ pub fn outbox_token_path(app: &TestApp, email: &str, prefix: &str) -> Option<Str
         .conn()
         .query_row(
             "SELECT text_body FROM mail_outbox WHERE to_address = ?1 ORDER BY id DESC LIMIT 1",
-            [email],
+            args![email],
             |r| r.get(0),
         )
         .ok()?;
@@ -112,11 +112,7 @@ fn token_in(text: &str, page: &str) -> Option<String> {
 
 fn audit_actions(app: &TestApp) -> Vec<String> {
     app.conn()
-        .prepare("SELECT action FROM audit_log ORDER BY id")
-        .expect("prepare")
-        .query_map([], |r| r.get(0))
-        .expect("query")
-        .collect::<Result<_, _>>()
+        .query_all("SELECT action FROM audit_log ORDER BY id", args![], |r| r.get(0))
         .expect("rows")
 }
 
@@ -171,15 +167,15 @@ async fn a_newcomer_registers_verifies_over_smtp_and_logs_in() {
         app.conn()
             .query_row(
                 "SELECT sent_at IS NOT NULL AND text_body = '' FROM mail_outbox",
-                [],
-                |r| r.get::<_, bool>(0),
+                args![],
+                |r| r.get::<bool>(0),
             )
             .unwrap_or(false)
     })
     .await;
     let stored: String = app
         .conn()
-        .query_row("SELECT hash FROM user_tokens", [], |r| r.get(0))
+        .query_row("SELECT hash FROM user_tokens", args![], |r| r.get(0))
         .expect("hash");
     assert_ne!(stored, token, "tokens are stored hashed");
 
@@ -202,7 +198,7 @@ async fn without_smtp_mail_is_kept_in_the_outbox() {
     register(&app, "dev@example.com").await;
     let (subject, sent): (String, Option<String>) = app
         .conn()
-        .query_row("SELECT subject, sent_at FROM mail_outbox", [], |r| {
+        .query_row("SELECT subject, sent_at FROM mail_outbox", args![], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .expect("outbox row");
@@ -211,7 +207,7 @@ async fn without_smtp_mail_is_kept_in_the_outbox() {
     assert!(outbox_token(&app, "dev@example.com", "verify-email").is_some());
     let jobs: i64 = app
         .conn()
-        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM jobs", args![], |r| r.get(0))
         .expect("count");
     assert_eq!(jobs, 0, "nothing to deliver without SMTP");
 }
@@ -242,7 +238,7 @@ async fn registration_validates_every_field_at_once() {
     );
     let users: i64 = app
         .conn()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM users", args![], |r| r.get(0))
         .expect("count");
     assert_eq!(users, 0);
 }
@@ -273,7 +269,7 @@ async fn registering_a_taken_email_looks_the_same_and_warns_its_owner() {
         .conn()
         .query_row(
             "SELECT count(*) FROM users WHERE email = 'taken@example.com'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("count");
@@ -282,7 +278,7 @@ async fn registering_a_taken_email_looks_the_same_and_warns_its_owner() {
         .conn()
         .query_row(
             "SELECT subject FROM mail_outbox WHERE to_address = 'taken@example.com' ORDER BY id DESC LIMIT 1",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("mail");
@@ -500,7 +496,7 @@ async fn refresh_rotates_and_reuse_revokes_the_session() {
     );
     let reason: String = app
         .conn()
-        .query_row("SELECT revoked_reason FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT revoked_reason FROM sessions", args![], |r| r.get(0))
         .expect("session");
     assert_eq!(reason, "refresh_token_reuse");
     let forged = post(
@@ -810,7 +806,7 @@ async fn an_expired_reset_link_is_refused() {
     app.conn()
         .execute(
             "UPDATE user_tokens SET expires_at = 0 WHERE purpose = 'password_reset'",
-            [],
+            args![],
         )
         .expect("expire");
     let resp = post(
@@ -958,7 +954,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(resp.status(), StatusCode::OK);
     let ip: String = untrusted
         .conn()
-        .query_row("SELECT ip FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT ip FROM sessions", args![], |r| r.get(0))
         .expect("ip");
     assert_eq!(ip, "127.0.0.1");
 
@@ -977,7 +973,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         .expect("request");
     let ip: String = trusted
         .conn()
-        .query_row("SELECT ip FROM sessions", [], |r| r.get(0))
+        .query_row("SELECT ip FROM sessions", args![], |r| r.get(0))
         .expect("ip");
     assert_eq!(ip, "203.0.113.9", "the nearest untrusted hop");
 }
@@ -989,7 +985,7 @@ async fn old_password_hashes_are_upgraded_at_login() {
     // What an older release with weaker parameters would have stored.
     let weak = plinth_core::identity::passwords::hash_with_params(PASSWORD, 8192, 1, 1).expect("hash");
     app.conn()
-        .execute("UPDATE users SET password_hash = ?1", [&weak])
+        .execute("UPDATE users SET password_hash = ?1", args![&weak])
         .expect("downgrade");
     assert_eq!(
         login(&app, "old@example.com", PASSWORD).await.status(),
@@ -997,7 +993,7 @@ async fn old_password_hashes_are_upgraded_at_login() {
     );
     let stored: String = app
         .conn()
-        .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+        .query_row("SELECT password_hash FROM users", args![], |r| r.get(0))
         .expect("hash");
     assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
     assert!(plinth_core::identity::passwords::verify(PASSWORD, &stored));
@@ -1108,7 +1104,7 @@ async fn a_reset_ends_every_other_outstanding_link_of_the_account() {
         .query_row(
             "SELECT count(*) FROM user_tokens t JOIN users u ON u.id = t.user_id
              WHERE u.email = 'twice@example.com' AND t.used_at IS NULL",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("count");

@@ -56,7 +56,7 @@ async fn a_backup_taken_under_write_load_restores_consistently() {
     let restored_dir = tempfile::tempdir().expect("dir");
     let restored = restored_dir.path().join("plinth.db");
     plinth_core::storage::backup::restore(&dest, &restored).expect("restore");
-    let conn = plinth_core::storage::db::open_connection(&restored).expect("open");
+    let conn = plinth_core::storage::sqlite::db::open_connection(&restored).expect("open");
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
@@ -135,7 +135,8 @@ fn the_cli_backs_up_and_restores() {
         &[("DATABASE_URL", &fresh_url)],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = plinth_core::storage::db::open_connection(&fresh.path().join("plinth.db")).expect("open");
+    let conn =
+        plinth_core::storage::sqlite::db::open_connection(&fresh.path().join("plinth.db")).expect("open");
     let users: i64 = conn
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
         .expect("count");

@@ -129,7 +129,9 @@ async fn wait_status(acme: &Acme, status: &str) -> Value {
 fn inbox_count(acme: &Acme) -> i64 {
     acme.app
         .conn()
-        .query_row("SELECT count(*) FROM billing_webhook_events", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM billing_webhook_events", args![], |r| {
+            r.get(0)
+        })
         .expect("count")
 }
 
@@ -244,7 +246,7 @@ async fn checkout_and_portal_create_stripe_sessions_for_admins_only() {
         .conn()
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action IN ('billing.checkout_started', 'billing.portal_opened')",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("audit");
@@ -299,7 +301,7 @@ async fn lifecycle_trial_active_past_due_canceled_through_webhooks() {
         .conn()
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action = 'subscription.changed'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("audit");
@@ -309,7 +311,7 @@ async fn lifecycle_trial_active_past_due_canceled_through_webhooks() {
         .conn()
         .query_row(
             "SELECT count(*) FROM billing_webhook_events WHERE processed_at IS NOT NULL",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("inbox");
@@ -349,8 +351,8 @@ async fn duplicate_and_out_of_order_deliveries_change_nothing() {
     eventually("the stale event is processed", || async {
         conn.query_row(
             "SELECT outcome FROM billing_webhook_events WHERE id = 'evt_old'",
-            [],
-            |r| r.get::<_, Option<String>>(0),
+            args![],
+            |r| r.get::<Option<String>>(0),
         )
         .ok()
         .flatten()
@@ -360,7 +362,7 @@ async fn duplicate_and_out_of_order_deliveries_change_nothing() {
     let outcome: String = conn
         .query_row(
             "SELECT outcome FROM billing_webhook_events WHERE id = 'evt_old'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("outcome");
@@ -424,7 +426,7 @@ async fn bad_stale_or_missing_signatures_are_refused_and_nothing_is_stored() {
         .conn()
         .query_row(
             "SELECT count(*) FROM jobs WHERE kind = 'billing.webhook'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("jobs");
@@ -466,8 +468,8 @@ async fn a_stripe_outage_fails_fast_on_requests_and_jobs_retry_until_it_ends() {
     eventually("a failed attempt is recorded", || async {
         conn.query_row(
             "SELECT last_error FROM billing_webhook_events WHERE id = 'evt_out'",
-            [],
-            |r| r.get::<_, Option<String>>(0),
+            args![],
+            |r| r.get::<Option<String>>(0),
         )
         .ok()
         .flatten()
@@ -484,7 +486,7 @@ async fn a_stripe_outage_fails_fast_on_requests_and_jobs_retry_until_it_ends() {
     let (attempts, processed): (i64, Option<String>) = conn
         .query_row(
             "SELECT attempts, processed_at FROM billing_webhook_events WHERE id = 'evt_out'",
-            [],
+            args![],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("inbox");
@@ -493,7 +495,7 @@ async fn a_stripe_outage_fails_fast_on_requests_and_jobs_retry_until_it_ends() {
     let linked: String = conn
         .query_row(
             "SELECT org_id FROM billing_customers WHERE customer_id = 'cus_out'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("customer linked");
@@ -545,7 +547,7 @@ async fn usage_is_recorded_once_per_key_reported_once_and_blocked_past_the_quota
     let rows: i64 = acme
         .app
         .conn()
-        .query_row("SELECT count(*) FROM tenant_usage_events", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM tenant_usage_events", args![], |r| r.get(0))
         .expect("rows");
     assert_eq!(rows, 2);
 
@@ -571,8 +573,8 @@ async fn usage_is_recorded_once_per_key_reported_once_and_blocked_past_the_quota
     eventually("reports fail during the outage", || async {
         conn.query_row(
             "SELECT count(*) FROM jobs WHERE kind = 'billing.report_usage' AND attempts > 0",
-            [],
-            |r| r.get::<_, i64>(0),
+            args![],
+            |r| r.get::<i64>(0),
         )
         .unwrap_or(0)
             == 5
@@ -582,8 +584,8 @@ async fn usage_is_recorded_once_per_key_reported_once_and_blocked_past_the_quota
     eventually("every usage event is reported", || async {
         conn.query_row(
             "SELECT count(*) FROM tenant_usage_events WHERE reported_at IS NOT NULL",
-            [],
-            |r| r.get::<_, i64>(0),
+            args![],
+            |r| r.get::<i64>(0),
         )
         .unwrap_or(0)
             == 5
@@ -718,7 +720,7 @@ async fn local_mode_issues_numbered_immutable_invoices_at_period_end() {
     let changed = acme
         .app
         .conn()
-        .execute("UPDATE tenant_invoices SET total = 1 WHERE id = ?1", [id]);
+        .execute("UPDATE tenant_invoices SET total = 1 WHERE id = ?1", args![id]);
     assert!(changed.is_err(), "a finalized invoice was changed");
 
     // Cancel at period end, then the close moves the org to the default plan.
@@ -932,10 +934,10 @@ async fn sync_plans_puts_the_paid_catalogue_on_sale_in_stripe_once() {
     assert_eq!(mock.calls("POST", "/v1/prices").len(), 2);
 
     // Clearing a price and syncing again reuses the product and makes a new price.
-    let conn = rusqlite::Connection::open(dir.path().join("plinth.db")).expect("db");
+    let conn = crate::harness::TestConn::open(dir.path());
     conn.execute(
         "UPDATE billing_plans SET stripe_price_id = NULL, price_cents = 3900 WHERE id = 'pro'",
-        [],
+        args![],
     )
     .expect("clear");
     let (ok, resync, err) = plinth_cli(&["billing", "sync-plans"], stripe_vars.clone()).await;
@@ -945,7 +947,7 @@ async fn sync_plans_puts_the_paid_catalogue_on_sale_in_stripe_once() {
     let audited: i64 = conn
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action = 'billing.plan_synced'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("count");

@@ -129,10 +129,19 @@ fn invalid_values_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DATABASE_URL must look like sqlite://PATH"), "{err}");
     assert!(err.contains("PLINTH_ENV"), "{err}");
-    let postgres = plinth(&["migrate"], &[("DATABASE_URL", "postgres://x")]);
-    assert_eq!(postgres.status.code(), Some(2));
+    // A PostgreSQL URL whose server does not answer: a clear failure, no panic.
+    let port = free_port().to_string();
+    let url = format!("postgres://nobody@127.0.0.1:{port}/plinth");
+    let postgres = plinth(&["migrate"], &[("DATABASE_URL", url.as_str())]);
+    assert_eq!(postgres.status.code(), Some(1));
     let err = String::from_utf8_lossy(&postgres.stderr);
-    assert!(err.contains("serves SQLite only"), "{err}");
+    assert!(
+        err.contains("error connecting to server") && err.contains("refused"),
+        "{err}"
+    );
+    let backup = plinth(&["backup", "x.db"], &[("DATABASE_URL", url.as_str())]);
+    let err = String::from_utf8_lossy(&backup.stderr);
+    assert!(err.contains("pg_dump"), "{err}");
 }
 
 #[test]
@@ -253,7 +262,8 @@ fn seed_demo_creates_the_demo_accounts_and_production_refuses_it() {
     let url = db_url(dir.path());
     let out = plinth(&["seed", "--demo"], &[("DATABASE_URL", &url)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
+    let conn =
+        plinth_core::storage::sqlite::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
     let emails: Vec<String> = conn
         .prepare("SELECT email FROM users ORDER BY email")
         .expect("prepare")
@@ -291,7 +301,8 @@ fn seed_creates_synthetic_tenant_accounts() {
         &[("DATABASE_URL", &url)],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
+    let conn =
+        plinth_core::storage::sqlite::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
     let n: i64 = conn
         .query_row(
             "SELECT count(*) FROM users WHERE email LIKE '%.load.test'",
@@ -354,7 +365,8 @@ fn create_admin_creates_staff_and_enforces_the_password_policy() {
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
+    let conn =
+        plinth_core::storage::sqlite::db::open_connection(&dir.path().join("plinth.db")).expect("conn");
     let (email, staff, hash): (String, bool, String) = conn
         .query_row(
             "SELECT email, is_platform_admin, password_hash FROM users",

@@ -167,7 +167,7 @@ fn start_writers(
 }
 
 fn missing(db: &std::path::Path, ids: &[(Write, String)]) -> (Vec<(Write, String)>, String) {
-    let conn = plinth_core::storage::db::open_connection(db).expect("open");
+    let conn = plinth_core::storage::sqlite::db::open_connection(db).expect("open");
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .expect("check");
@@ -250,7 +250,7 @@ async fn acknowledged_writes_survive_sigkill_mid_load() {
             .status(),
         StatusCode::OK
     );
-    let conn = plinth_core::storage::db::open_connection(&db).expect("open");
+    let conn = plinth_core::storage::sqlite::db::open_connection(&db).expect("open");
     crate::harness::eventually("every stored webhook event is processed", || async {
         conn.query_row(
             "SELECT count(*) FROM billing_webhook_events WHERE processed_at IS NULL",
@@ -353,9 +353,11 @@ async fn concurrent_read_then_write_transactions_never_fail_busy() {
     }
     let n: i64 = app
         .conn()
-        .query_row("SELECT processed FROM widgets WHERE id = 'counter'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT processed FROM widgets WHERE id = 'counter'",
+            args![],
+            |r| r.get(0),
+        )
         .expect("count");
     assert_eq!(n, 400, "no lost update");
 }
@@ -469,7 +471,8 @@ async fn logs_of_a_production_run_hold_no_secret_or_token() {
         .await
         .expect("invite");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let conn = plinth_core::storage::db::open_connection(&dir.path().join("plinth.db")).expect("open");
+    let conn =
+        plinth_core::storage::sqlite::db::open_connection(&dir.path().join("plinth.db")).expect("open");
     let mails: Vec<String> = conn
         .prepare("SELECT text_body FROM mail_outbox")
         .expect("prepare")

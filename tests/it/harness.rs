@@ -6,10 +6,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use plinth_core::storage::sql::{Row, Sql, ToSql};
 use plinth_core::{App, Config, Plugin};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// Parameters for [`TestConn`], as `params!` is for the facade (`Sync`, since
+/// each statement runs on a thread of its own).
+macro_rules! args {
+    () => { &[] as &[&(dyn plinth_core::storage::sql::ToSql + Sync)] };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &(dyn plinth_core::storage::sql::ToSql + Sync)),+] as &[&(dyn plinth_core::storage::sql::ToSql + Sync)] };
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -52,9 +60,22 @@ impl TestApp {
         db_path(self.dir.path())
     }
 
-    /// A configured connection to the app's database, for assertions.
-    pub fn conn(&self) -> rusqlite::Connection {
-        plinth_core::storage::db::open_connection(&self.db_path()).expect("open database")
+    /// The `DATABASE_URL` of the app's database, for the command line.
+    pub fn database_url(&self) -> String {
+        database_url(self.dir.path())
+    }
+
+    /// An unrestricted connection to the app's database (either engine), for
+    /// assertions through core's SQL facade.
+    pub fn conn(&self) -> TestConn {
+        TestConn::open(self.dir.path())
+    }
+
+    /// The SQLite file's own connection, for what only SQLite has (pragmas,
+    /// `sqlite_master`, query plans); tests calling it run on SQLite only.
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        assert!(!on_postgres(), "a SQLite-only check ran on PostgreSQL");
+        plinth_core::storage::sqlite::db::open_connection(&self.db_path()).expect("open database")
     }
 
     /// Stops the server gracefully and waits for it; returns the folder so that a
@@ -90,14 +111,114 @@ impl Drop for TestApp {
     }
 }
 
+/// The database of a test app through core's facade, on either engine: the
+/// methods tests assert with, each one statement (or one transaction) on its own
+/// thread (PostgreSQL's synchronous client cannot run on an async test's thread).
+pub struct TestConn(plinth_core::storage::db::Db);
+
+impl TestConn {
+    pub fn open(dir: &Path) -> Self {
+        let config = Config::from_vars(base_vars(dir)).expect("test config");
+        TestConn(plinth_core::storage::db::Db::open_root(&config).expect("open database"))
+    }
+
+    pub fn engine(&self) -> plinth_core::storage::EngineKind {
+        self.0.engine()
+    }
+
+    fn run<T: Send>(
+        &self,
+        f: impl FnOnce(&Sql<'_>) -> plinth_core::Result<T> + Send,
+    ) -> plinth_core::Result<T> {
+        plinth_core::storage::db::off_runtime(|| self.0.blocking(f))
+    }
+
+    pub fn query_row<T: Send>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: impl FnOnce(&Row<'_>) -> plinth_core::Result<T> + Send,
+    ) -> plinth_core::Result<T> {
+        self.run(|c| c.query_one(sql, &unsync(params), f))
+    }
+
+    pub fn query_all<T: Send>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: impl FnMut(&Row<'_>) -> plinth_core::Result<T> + Send,
+    ) -> plinth_core::Result<Vec<T>> {
+        self.run(|c| c.query_all(sql, &unsync(params), f))
+    }
+
+    pub fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> plinth_core::Result<usize> {
+        self.run(|c| c.execute(sql, &unsync(params)))
+    }
+
+    /// What someone with a database shell could do to a guard of ours.
+    pub fn drop_trigger(&self, name: &str, table: &str) {
+        let sql = match self.engine() {
+            plinth_core::storage::EngineKind::Sqlite => format!("DROP TRIGGER {name}"),
+            plinth_core::storage::EngineKind::Postgres => format!("DROP TRIGGER {name} ON {table}"),
+        };
+        self.execute(&sql, args![]).expect("drop trigger");
+    }
+}
+
+fn unsync<'a>(params: &[&'a (dyn ToSql + Sync)]) -> Vec<&'a dyn ToSql> {
+    params.iter().map(|p| *p as &dyn ToSql).collect()
+}
+
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("plinth.db")
+}
+
+/// Whether this run of the suite serves from PostgreSQL (`PLINTH_TEST_ENGINE=postgres`,
+/// set by `engines::the_whole_suite_passes_on_postgresql`), else SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("PLINTH_TEST_ENGINE").is_ok_and(|e| e == "postgres")
+}
+
+/// The database of the app in `dir`: its SQLite file, or on PostgreSQL a fresh
+/// database of the test cluster owned by a role that is not superuser but may
+/// create roles (Plinth's migration creates its serving roles with it). Kept in
+/// the folder, so an app started again in it finds the same data.
+pub fn database_url(dir: &Path) -> String {
+    if !on_postgres() {
+        return format!("sqlite://{}", db_path(dir).display());
+    }
+    let file = dir.join("postgres.url");
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return url;
+    }
+    // The synchronous client cannot run on an async test's thread.
+    let url = std::thread::scope(|s| s.spawn(create_database).join()).expect("database created");
+    std::fs::write(&file, &url).expect("remember the database");
+    url
+}
+
+fn create_database() -> String {
+    let cluster = plinth_test_pg::cluster().expect("PLINTH_TEST_ENGINE=postgres needs PostgreSQL");
+    let name = cluster.unique_name("it");
+    let owner = format!("{name}_owner");
+    let mut admin = postgres::Client::connect(&cluster.admin_url(), postgres::NoTls).expect("admin");
+    for statement in [
+        format!("CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE"),
+        format!("CREATE DATABASE {name} OWNER {owner}"),
+    ] {
+        admin.batch_execute(&statement).expect("database");
+    }
+    // PostgreSQL 15: only the schema's owner (or a grantee) may create in `public`.
+    postgres::Client::connect(&cluster.url(&name), postgres::NoTls)
+        .and_then(|mut c| c.batch_execute(&format!("ALTER SCHEMA public OWNER TO {owner}")))
+        .expect("schema owner");
+    cluster.url_as(&owner, &name)
 }
 
 /// The variables every test app starts with: fast job polling and retries, quiet logs.
 pub fn base_vars(dir: &Path) -> Vec<(String, String)> {
     [
-        ("DATABASE_URL", format!("sqlite://{}", db_path(dir).display())),
+        ("DATABASE_URL", database_url(dir)),
         (
             "PLINTH_LOG",
             std::env::var("TEST_LOG").unwrap_or_else(|_| "off".to_string()),

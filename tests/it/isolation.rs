@@ -2,12 +2,12 @@
 //! org-bound handle, for every tenant table the schema holds; and one test per
 //! pitfall the prototype hit (see ARCHITECTURE.md).
 
+use plinth_core::storage::EngineKind;
 use reqwest::StatusCode;
-use rusqlite::Connection;
 use serde_json::json;
 
 use crate::acme::Acme;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, TestConn};
 
 /// Tables with an `org_id` column that are not tenant tables, and why.
 /// audit_log: written by core for every area, read by tenants through `org_audit_log`.
@@ -23,20 +23,23 @@ const APPEND_ONLY: [&str; 2] = ["tenant_usage_events", "tenant_invoices"];
 const DERIVED: [&str; 1] = ["tenant_usage_totals"];
 
 /// Every table carrying `org_id`, from the schema itself.
-fn tables_with_org_id(conn: &Connection) -> Vec<String> {
-    conn.prepare(
-        "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
-         WHERE m.type = 'table' AND p.name = 'org_id' ORDER BY m.name",
-    )
-    .expect("prepare")
-    .query_map([], |r| r.get(0))
-    .expect("query")
-    .collect::<Result<_, _>>()
-    .expect("rows")
+fn tables_with_org_id(conn: &TestConn) -> Vec<String> {
+    let sql = match conn.engine() {
+        EngineKind::Sqlite => {
+            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND p.name = 'org_id' ORDER BY m.name"
+        }
+        EngineKind::Postgres => {
+            "SELECT c.table_name::text FROM information_schema.columns c
+             JOIN pg_tables t ON t.tablename = c.table_name AND t.schemaname = c.table_schema
+             WHERE c.table_schema = current_schema() AND c.column_name = 'org_id' ORDER BY 1"
+        }
+    };
+    conn.query_all(sql, args![], |r| r.get(0)).expect("tables")
 }
 
 /// The tenant tables (base tables behind views).
-pub fn tenant_tables(conn: &Connection) -> Vec<String> {
+pub fn tenant_tables(conn: &TestConn) -> Vec<String> {
     tables_with_org_id(conn)
         .into_iter()
         .filter(|t| !SHARED_WITH_ORG_ID.contains(&t.as_str()))
@@ -47,8 +50,8 @@ fn view_of(table: &str) -> String {
     table.strip_prefix("tenant_").expect("tenant prefix").to_string()
 }
 
-fn count(conn: &Connection, sql: &str, org: &str) -> i64 {
-    conn.query_row(sql, [org], |r| r.get(0)).expect("count")
+fn count(conn: &TestConn, sql: &str, org: &str) -> i64 {
+    conn.query_row(sql, args![org], |r| r.get(0)).expect("count")
 }
 
 /// Acme and Globex each with rows in every tenant table.
@@ -128,15 +131,17 @@ async fn every_table_with_org_id_is_a_tenant_table_behind_a_view_with_guards() {
         let is_view: bool = conn
             .query_row(
                 "SELECT count(*) = 1 FROM sqlite_master WHERE type = 'view' AND name = ?1",
-                [&view],
+                args![&view],
                 |r| r.get(0),
             )
             .expect("view");
         assert!(is_view, "{table} has no view {view}");
         let sql: String = conn
-            .query_row("SELECT sql FROM sqlite_master WHERE name = ?1", [&view], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = ?1",
+                args![&view],
+                |r| r.get(0),
+            )
             .expect("view sql");
         assert!(
             sql.contains("org_id = current_org()"),
@@ -147,7 +152,7 @@ async fn every_table_with_org_id_is_a_tenant_table_behind_a_view_with_guards() {
             let body: String = conn
                 .query_row(
                     "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1",
-                    [&trigger],
+                    args![&trigger],
                     |r| r.get(0),
                 )
                 .unwrap_or_else(|_| panic!("{view} lacks its {op} trigger"));
@@ -165,7 +170,7 @@ async fn every_table_with_org_id_is_a_tenant_table_behind_a_view_with_guards() {
             .query_row(
                 "SELECT count(*) = 1 FROM pragma_foreign_key_list(?1)
                  WHERE \"from\" = 'org_id' AND \"table\" = 'organizations' AND on_delete = 'CASCADE'",
-                [table],
+                args![table],
                 |r| r.get(0),
             )
             .expect("fk");
@@ -270,7 +275,7 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
     let globex_membership: String = conn
         .query_row(
             "SELECT id FROM tenant_memberships WHERE org_id = ?1",
-            [&globex],
+            args![&globex],
             |r| r.get(0),
         )
         .expect("id");
@@ -302,7 +307,7 @@ async fn writes_through_the_bound_handle_cannot_touch_another_org() {
     let role: String = conn
         .query_row(
             "SELECT role FROM tenant_memberships WHERE org_id = ?1",
-            [&globex],
+            args![&globex],
             |r| r.get(0),
         )
         .expect("role");
@@ -459,7 +464,7 @@ async fn the_bundled_sqlite_is_built_without_stat4() {
         .conn()
         .query_row(
             "SELECT count(*) FROM pragma_compile_options WHERE compile_options LIKE 'ENABLE_STAT4%'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("options");
@@ -472,11 +477,11 @@ async fn every_kind_of_connection_knows_current_org() {
     let app = TestApp::builder().builtins().spawn().await;
     let tool = app.conn();
     let unbound: Option<String> = tool
-        .query_row("SELECT current_org()", [], |r| r.get(0))
+        .query_row("SELECT current_org()", args![], |r| r.get(0))
         .expect("function");
     assert_eq!(unbound, None);
     let n: i64 = tool
-        .query_row("SELECT count(*) FROM memberships", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM memberships", args![], |r| r.get(0))
         .expect("view");
     assert_eq!(n, 0);
     let system = app

@@ -2,12 +2,12 @@
 
 use serde_json::json;
 
-use crate::harness::{TestApp, db_path, eventually};
+use crate::harness::{TestApp, eventually};
 use crate::widgets::Widgets;
 
 fn job_state(app: &TestApp) -> (String, i64, Option<String>) {
     app.conn()
-        .query_row("SELECT status, attempts, last_error FROM jobs", [], |r| {
+        .query_row("SELECT status, attempts, last_error FROM jobs", args![], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .expect("one job")
@@ -31,7 +31,7 @@ async fn an_event_enqueues_a_job_that_runs() {
     eventually("the job is done", || async { job_state(&app).0 == "done" }).await;
     let processed: i64 = app
         .conn()
-        .query_row("SELECT processed FROM widgets", [], |r| r.get(0))
+        .query_row("SELECT processed FROM widgets", args![], |r| r.get(0))
         .expect("row");
     assert_eq!(processed, 1);
 }
@@ -74,9 +74,11 @@ async fn a_panicking_job_fails_without_killing_its_worker() {
     create_widget(&app, json!({"name": "after"})).await;
     eventually("the single worker still runs jobs", || async {
         app.conn()
-            .query_row("SELECT processed FROM widgets WHERE name = 'after'", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT processed FROM widgets WHERE name = 'after'",
+                args![],
+                |r| r.get::<i64>(0),
+            )
             .unwrap_or(0)
             == 1
     })
@@ -89,13 +91,16 @@ async fn jobs_interrupted_by_a_crash_run_after_restart() {
     let dir = app.stop().await;
 
     // What a process killed mid-job leaves behind: a row that says running.
-    let conn = plinth_core::storage::db::open_connection(&db_path(dir.path())).expect("conn");
-    conn.execute("INSERT INTO widgets (id, name) VALUES ('w-crash', 'crash')", [])
-        .expect("widget");
+    let conn = crate::harness::TestConn::open(dir.path());
+    conn.execute(
+        "INSERT INTO widgets (id, name) VALUES ('w-crash', 'crash')",
+        args![],
+    )
+    .expect("widget");
     conn.execute(
         "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
          VALUES ('01900000-0000-7000-8000-000000000001', 'widgets.process', '{\"id\":\"w-crash\"}', 'running', 1, 5, 0, 'x', 'x')",
-        [],
+        args![],
     )
     .expect("job");
     drop(conn);
@@ -112,9 +117,11 @@ async fn jobs_interrupted_by_a_crash_run_after_restart() {
     assert_eq!(job_state(&restarted).1, 2, "the interrupted attempt counts");
     let processed: i64 = restarted
         .conn()
-        .query_row("SELECT processed FROM widgets WHERE id = 'w-crash'", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT processed FROM widgets WHERE id = 'w-crash'",
+            args![],
+            |r| r.get(0),
+        )
         .expect("row");
     assert_eq!(processed, 1);
 }
@@ -124,11 +131,11 @@ async fn jobs_interrupted_by_a_crash_run_after_restart() {
 async fn jobs_of_a_disabled_plugin_stay_queued() {
     let app = TestApp::builder().plugin(Widgets::default()).spawn().await;
     let dir = app.stop().await;
-    let conn = plinth_core::storage::db::open_connection(&db_path(dir.path())).expect("conn");
+    let conn = crate::harness::TestConn::open(dir.path());
     conn.execute(
         "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
          VALUES ('j2', 'widgets.process', '{}', 'queued', 0, 5, 0, 'x', 'x')",
-        [],
+        args![],
     )
     .expect("job");
     let app = TestApp::builder()

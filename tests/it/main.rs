@@ -1,6 +1,9 @@
 //! End-to-end tests: a real server on an ephemeral port over a fresh SQLite file in a
 //! temporary folder, driven over real HTTP. One test binary keeps link time down.
 
+// First: its `args!` macro serves every module after it.
+#[macro_use]
+mod harness;
 mod acme;
 mod admin;
 mod attacks;
@@ -13,7 +16,6 @@ mod cli;
 mod external;
 mod flags;
 mod hardening;
-mod harness;
 mod isolation;
 mod jobs;
 mod migrations;

@@ -38,7 +38,7 @@ async fn a_disabled_plugins_routes_404_and_vanish_from_the_spec() {
         .conn()
         .query_row(
             "SELECT count(*) FROM sqlite_master WHERE name = 'widgets'",
-            [],
+            args![],
             |r| r.get(0),
         )
         .expect("count");
@@ -93,7 +93,7 @@ fn plugin_listing_reports_state_and_contents() {
 
 #[tokio::test]
 async fn seeding_runs_each_enabled_plugins_part_idempotently() {
-    let (app, _dir) = TestApp::builder().plugin(Widgets::default()).build();
+    let (app, dir) = TestApp::builder().plugin(Widgets::default()).build();
     app.migrate().expect("migrate");
     let options = plinth_core::seed::SeedOptions {
         demo: true,
@@ -103,15 +103,17 @@ async fn seeding_runs_each_enabled_plugins_part_idempotently() {
     assert_eq!(first.users_created, 5);
     let second = app.seed(&options).expect("seed again");
     assert_eq!(second.users_created, 0);
-    let conn = plinth_core::storage::db::open_connection(app.platform().db().path()).expect("conn");
+    let conn = crate::harness::TestConn::open(dir.path());
     let widgets: i64 = conn
-        .query_row("SELECT count(*) FROM widgets", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM widgets", args![], |r| r.get(0))
         .expect("count");
     assert_eq!(widgets, 1);
     let staff: String = conn
-        .query_row("SELECT email FROM users WHERE is_platform_admin = 1", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT email FROM users WHERE is_platform_admin = 1",
+            args![],
+            |r| r.get(0),
+        )
         .expect("staff");
     assert_eq!(staff, "staff@plinth.test");
 }

@@ -52,7 +52,7 @@ async fn malformed_json_is_a_400_problem_and_writes_nothing() {
     problem(resp, 400).await;
     let n: i64 = app
         .conn()
-        .query_row("SELECT count(*) FROM widgets", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM widgets", args![], |r| r.get(0))
         .expect("count");
     assert_eq!(n, 0);
 }
@@ -87,7 +87,7 @@ async fn a_conflict_rolls_back_the_whole_transaction() {
     // The event published inside the refused transaction enqueued nothing.
     let jobs: i64 = app
         .conn()
-        .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+        .query_row("SELECT count(*) FROM jobs", args![], |r| r.get(0))
         .expect("count");
     assert_eq!(jobs, 1, "only the first widget's job exists");
 }

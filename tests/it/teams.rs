@@ -806,7 +806,7 @@ async fn deleting_an_org_removes_all_its_tenant_data_in_one_go() {
         let left: i64 = conn
             .query_row(
                 &format!("SELECT count(*) FROM {table} WHERE org_id = ?1"),
-                [acme.org.to_string()],
+                args![acme.org.to_string()],
                 |r| r.get(0),
             )
             .expect("count");
@@ -815,7 +815,7 @@ async fn deleting_an_org_removes_all_its_tenant_data_in_one_go() {
     let globex_left: i64 = conn
         .query_row(
             "SELECT count(*) FROM tenant_memberships WHERE org_id = ?1",
-            [acme.globex.to_string()],
+            args![acme.globex.to_string()],
             |r| r.get(0),
         )
         .expect("count");
@@ -823,7 +823,7 @@ async fn deleting_an_org_removes_all_its_tenant_data_in_one_go() {
     let audited: i64 = conn
         .query_row(
             "SELECT count(*) FROM audit_log WHERE action = 'org.deleted' AND org_id = ?1",
-            [acme.org.to_string()],
+            args![acme.org.to_string()],
             |r| r.get(0),
         )
         .expect("count");

@@ -162,10 +162,13 @@ impl OpsApi {
                 let mut jobs: Vec<(&str, i64)> = jobs.into_iter().collect();
                 jobs.sort();
                 let db = self.platform.db();
-                let size = |suffix: &str| {
-                    let mut path = db.path().as_os_str().to_owned();
-                    path.push(suffix);
-                    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+                let sizes = {
+                    let db = db.clone();
+                    tokio::task::spawn_blocking(move || db.sizes())
+                        .await
+                        .map_err(crate::error::Error::from)
+                        .and_then(|r| r)
+                        .unwrap_or_default()
                 };
                 let figures = [
                     ("users", users.0),
@@ -176,8 +179,8 @@ impl OpsApi {
                     ("orgs_suspended", orgs.1),
                     ("memberships", orgs.2),
                     ("uptime_seconds", self.platform.uptime().as_secs() as i64),
-                    ("database_bytes", size("")),
-                    ("wal_bytes", size("-wal")),
+                    ("database_bytes", sizes.0),
+                    ("wal_bytes", sizes.1),
                 ];
                 // Both pools that write: system and tenant.
                 let (system, tenant) = (db.group_commits(), self.platform.tenancy().pool().group_commits());

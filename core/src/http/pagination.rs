@@ -7,6 +7,10 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_LIMIT: u32 = 20;
 pub const MAX_LIMIT: u32 = 100;
+/// Sorts after every id (lowercase hex UUIDs) under any collation: the cursor of a
+/// newest-first first page. A letter, not punctuation such as `~`, which the
+/// linguistic collations of many PostgreSQL databases ignore.
+pub const AFTER_EVERY_ID: &str = "g";
 
 /// A validated page request.
 #[derive(Debug, Clone, Copy)]

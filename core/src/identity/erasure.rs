@@ -12,7 +12,6 @@ use crate::identity::users;
 use crate::params;
 use crate::platform::Platform;
 use crate::runtime::events::Event;
-use crate::storage::db::in_transaction;
 
 /// Erases `user` in one transaction, on core's root connection:
 /// - refuses while they are the last owner of an org (ownership must move first);
@@ -26,8 +25,7 @@ pub async fn erase_user(platform: &Platform, user: Uuid, actor: Uuid, client: &C
     let client = client.clone();
     let root = platform.root().clone();
     let orgs = tokio::task::spawn_blocking(move || {
-        let mut conn = root.conn()?;
-        in_transaction(&mut conn, |tx| {
+        root.write_blocking(|tx| {
             let account = users::get(tx, user)?.ok_or_else(|| Error::NotFound("no such user".into()))?;
             let sole_owner: Vec<String> = tx.query_all(
                 "SELECT o.slug FROM tenant_memberships m JOIN organizations o ON o.id = m.org_id

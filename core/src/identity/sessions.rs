@@ -237,9 +237,12 @@ pub struct SessionRow {
 pub fn list(conn: &impl Handle, user: Uuid, limit: u32, cursor: Option<Uuid>) -> Result<Vec<SessionRow>> {
     let conn = &Sql::from(conn);
     let now = now_millis();
-    let cursor = cursor.map(|c| c.to_string()).unwrap_or_else(|| "~".into());
+    let cursor = cursor
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| crate::http::pagination::AFTER_EVERY_ID.into());
     conn.query_all(
-        "SELECT id, created_at, last_used_at, ip, user_agent, min(expires_at, idle_expires_at)
+        "SELECT id, created_at, last_used_at, ip, user_agent,
+                CASE WHEN expires_at < idle_expires_at THEN expires_at ELSE idle_expires_at END
          FROM sessions
          WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 AND idle_expires_at > ?2 AND id < ?3
          ORDER BY id DESC LIMIT ?4",

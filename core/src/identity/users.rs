@@ -214,10 +214,10 @@ pub fn search(conn: &impl Handle, search: &UserSearch, limit: u32, after: Option
     conn.query_all(
         "SELECT id, email, name, email_verified_at IS NOT NULL, is_platform_admin, disabled_at IS NOT NULL, created_at
          FROM users
-         WHERE (?1 IS NULL OR email LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\')
-           AND (?2 IS NULL OR (email_verified_at IS NOT NULL) = ?2)
-           AND (?3 IS NULL OR (disabled_at IS NOT NULL) = ?3)
-           AND (?4 IS NULL OR is_platform_admin = ?4)
+         WHERE (email LIKE ?1 ESCAPE '\\' OR lower(name) LIKE ?1 ESCAPE '\\' OR ?1 IS NULL)
+           AND ((email_verified_at IS NOT NULL) = ?2 OR ?2 IS NULL)
+           AND ((disabled_at IS NOT NULL) = ?3 OR ?3 IS NULL)
+           AND (is_platform_admin = ?4 OR ?4 IS NULL)
            AND id > ?5
          ORDER BY id LIMIT ?6",
         params![

@@ -17,12 +17,8 @@ use crate::runtime::events::EventBus;
 use crate::runtime::jobs::{self, JobHost, Jobs};
 use crate::runtime::mail::Mailer;
 use crate::runtime::metrics::Metrics;
-use crate::storage::changes::Changes;
-use crate::storage::db::{Db, Kind};
+use crate::storage::db::{Db, Pools};
 use crate::tenancy::{Entitlements, Tenancy};
-
-/// Root connections serve migrations, seeding and membership lookups only.
-const ROOT_POOL_SIZE: u32 = 4;
 
 #[derive(Clone)]
 pub struct Platform {
@@ -33,6 +29,8 @@ struct Inner {
     config: Config,
     db: Db,
     root: Db,
+    /// How a PostgreSQL deployment logs in (`None` on SQLite), for migrating.
+    logins: Option<crate::storage::postgres::logins::Logins>,
     tenancy: Tenancy,
     events: EventBus,
     jobs: Jobs,
@@ -52,16 +50,13 @@ impl Platform {
         entitlements: Arc<dyn Entitlements>,
         feature_flags: Option<Arc<dyn FeatureFlags>>,
     ) -> Result<Self> {
-        let changes = Arc::new(Changes::default());
-        let db = Db::open(
-            &config.database_path,
-            config.db_pool_size,
-            Kind::System,
-            changes.clone(),
-        );
-        let root = Db::open(&config.database_path, ROOT_POOL_SIZE, Kind::Root, changes.clone());
-        let tenant_pool = Db::open(&config.database_path, config.db_pool_size, Kind::Tenant, changes);
-        let tenancy = Tenancy::new(root.clone(), tenant_pool, entitlements);
+        let Pools {
+            root,
+            system: db,
+            tenant,
+            logins,
+        } = Pools::open(&config)?;
+        let tenancy = Tenancy::new(root.clone(), tenant, entitlements);
         let identity = Identity::new(&config);
         let mailer = Mailer::new(&config)?;
         let metrics = Metrics::new();
@@ -73,6 +68,7 @@ impl Platform {
                 config,
                 db,
                 root,
+                logins,
                 tenancy,
                 events,
                 jobs,
@@ -98,6 +94,10 @@ impl Platform {
     /// Core's unrestricted handle: migrations and cross-tenant reads of tenancy.
     pub(crate) fn root(&self) -> &Db {
         &self.inner.root
+    }
+
+    pub(crate) fn postgres_logins(&self) -> Option<&crate::storage::postgres::logins::Logins> {
+        self.inner.logins.as_ref()
     }
 
     /// Organizations, memberships, the tenant context and org-bound handles.

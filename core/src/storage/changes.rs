@@ -3,7 +3,9 @@
 //!
 //! Explicit invalidation at every write site is easy to forget in one place (a new
 //! admin action, an erasure, a cascade). Instead every pooled connection carries an
-//! engine hook (SQLite's update hook, `storage::sqlite::hooks`) that notes which watched tables its statements changed, rows
+//! engine hook (SQLite's update hook, `storage::sqlite::hooks`; on PostgreSQL
+//! statement triggers, `storage::postgres::notes`) that notes which watched
+//! tables its statements changed, rows
 //! changed by triggers and foreign-key cascades included; when the connection goes
 //! back to its pool, after its transaction committed or rolled back, the noted
 //! tables are announced and their watchers run. Announcing after the commit is what
@@ -43,6 +45,15 @@ impl Changes {
 
     pub(crate) fn table(&self, name: &str) -> Option<Arc<Table>> {
         self.tables.read().get(name).cloned()
+    }
+
+    /// Runs every watcher: for when what changed cannot be known.
+    pub(crate) fn announce_all(&self) {
+        let noted = Noted::default();
+        for table in self.tables.read().values() {
+            noted.note(table.clone());
+        }
+        noted.announce();
     }
 }
 

@@ -109,10 +109,11 @@ impl Migration {
     }
 
     /// The text applied on `engine`.
-    pub fn sql_on(&self, engine: EngineKind) -> &str {
+    pub fn sql_on(&self, engine: EngineKind) -> Cow<'_, str> {
         match (engine, &self.postgres) {
-            (EngineKind::Postgres, Some(sql)) => sql,
-            _ => &self.sql,
+            (EngineKind::Postgres, Some(sql)) => Cow::Borrowed(sql),
+            (EngineKind::Postgres, None) => portable_on_postgres(&self.sql),
+            (EngineKind::Sqlite, _) => Cow::Borrowed(&self.sql),
         }
     }
 
@@ -368,7 +369,7 @@ pub(crate) fn apply_pending(tx: &Sql<'_>, set: &[Migration]) -> Result<Result<Ve
 /// One migration and its record in a savepoint: both or neither.
 fn apply(tx: &Sql<'_>, m: &Migration) -> Result<()> {
     tx.savepoint(|tx| {
-        tx.batch(m.sql_on(tx.engine())).map_err(|e| {
+        tx.batch(&m.sql_on(tx.engine())).map_err(|e| {
             Error::from(MigrationError::Failed {
                 owner: m.owner.to_string(),
                 version: m.version,
@@ -400,6 +401,21 @@ pub fn all_applied(conn: &Sql<'_>, set: &[Migration]) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// A migration written once for both engines, as PostgreSQL runs it: SQLite's
+/// `STRICT` table option goes (PostgreSQL's columns are strictly typed anyway)
+/// and `BLOB` columns are `BYTEA`. Anything else SQLite-only needs a PostgreSQL
+/// text of its own (`postgres/` beside the migration).
+fn portable_on_postgres(sql: &str) -> Cow<'_, str> {
+    if !sql.contains("STRICT") && !sql.contains("BLOB") {
+        return Cow::Borrowed(sql);
+    }
+    Cow::Owned(
+        sql.replace(") STRICT", ")")
+            .replace(")STRICT", ")")
+            .replace(" BLOB", " BYTEA"),
+    )
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 //! migration set in [`migrations`].
 
 pub mod changes;
+pub mod db;
 pub mod isolation;
 pub mod migrations;
 pub(crate) mod postgres;
 pub mod sql;
 pub mod sqlite;
 
-pub use sqlite::{backup, db};
+pub use sqlite::backup;
 
 /// The database engines Plinth runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,6 @@
 //! INSTEAD OF triggers refuse rows of another org. Membership lookups are cached in
 //! moka under (org, user) keys and dropped on every membership change.
 
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::identity::Principal;
 use crate::params;
 use crate::runtime::cache::Cache;
-use crate::storage::db::{Db, DbConn, PooledConnection, now_rfc3339};
+use crate::storage::db::{Db, now_rfc3339};
 pub use crate::storage::isolation::{TenantTable, Writes};
 use crate::storage::sql::{Handle, Row, Sql, is_unique_violation};
 
@@ -101,37 +100,6 @@ impl Entitlements for Unlimited {
     }
 }
 
-/// A tenant-pool connection bound to one org until dropped.
-pub struct BoundConn(PooledConnection);
-
-impl BoundConn {
-    fn new(conn: PooledConnection, org: Uuid) -> Self {
-        conn.bind(Some(org.to_string()));
-        BoundConn(conn)
-    }
-}
-
-impl Drop for BoundConn {
-    fn drop(&mut self) {
-        // Unbind before the connection goes back to the pool, so the next checkout
-        // never starts with this request's org.
-        self.0.bind(None);
-    }
-}
-
-impl Deref for BoundConn {
-    type Target = DbConn;
-    fn deref(&self) -> &DbConn {
-        &self.0
-    }
-}
-
-impl DerefMut for BoundConn {
-    fn deref_mut(&mut self) -> &mut DbConn {
-        &mut self.0
-    }
-}
-
 /// The only way tenant code reaches tenant data: a handle bound to one org.
 #[derive(Clone)]
 pub struct TenantDb {
@@ -144,15 +112,10 @@ impl TenantDb {
         self.org
     }
 
-    /// A bound connection (core only: the rest goes through the facade).
-    pub(crate) fn conn(&self) -> Result<BoundConn> {
-        Ok(BoundConn::new(self.pool.conn()?, self.org))
-    }
-
-    /// Runs `f` on a bound connection, for code already on a blocking thread.
+    /// Runs `f` on a connection bound to the org, for code already on a blocking
+    /// thread (on PostgreSQL, in a transaction: the binding lives in one).
     pub fn blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
-        let conn = self.conn()?;
-        f(&Sql::from(&conn))
+        self.pool.bound_blocking(self.org, f)
     }
 
     /// Reads (or single statements) on a bound connection, on the blocking pool.
@@ -165,6 +128,16 @@ impl TenantDb {
         tokio::task::spawn_blocking(move || db.blocking(f)).await?
     }
 
+    /// Runs `f` in a transaction on a bound connection, on this thread: committed
+    /// when it answers `(value, true)`, rolled back otherwise.
+    pub(crate) fn transaction<T>(
+        &self,
+        write: bool,
+        f: impl FnOnce(&Sql<'_>) -> Result<(T, bool)>,
+    ) -> Result<T> {
+        self.pool.transaction_in(Some(self.org), write, f)
+    }
+
     /// Deletes the bound org and, through foreign keys, every tenant row of it, in one
     /// transaction: `before` runs first in that transaction (publish, audit).
     pub async fn delete_org<F>(&self, before: F) -> Result<()>
@@ -172,28 +145,16 @@ impl TenantDb {
         F: FnOnce(&Sql<'_>) -> Result<()> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = db.conn()?;
-            let switch = conn.cascade_switch();
-            crate::storage::db::in_transaction(&mut conn, |tx| {
-                before(tx)?;
-                // Only this statement, on the bound org, may cascade into tenant tables.
-                let _on = switch.on();
-                tx.execute("DELETE FROM org", params![])?;
-                Ok(())
-            })
-        })
-        .await?
+        tokio::task::spawn_blocking(move || db.pool.delete_org(db.org, before)).await?
     }
 
-    /// [`Db::write`] on a bound connection: one savepoint of a group-committed
-    /// immediate transaction, answered once committed.
+    /// [`Db::write`] on a bound connection, answered once committed.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        crate::storage::sqlite::group_commit::write(&self.pool, Some(self.org), f).await
+        self.pool.write_in(Some(self.org), f).await
     }
 }
 
@@ -589,8 +550,6 @@ pub mod bound {
         Sql::from(conn).query_opt(&sql, params![user], member_row)
     }
 }
-
-crate::storage::sql::sealed::raw_engine!(BoundConn, Sqlite);
 
 #[cfg(test)]
 mod tests {

@@ -86,10 +86,6 @@ struct SystemInfo {
     plugins: Vec<PluginFigures>,
 }
 
-fn file_size(path: &std::path::Path) -> u64 {
-    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
 #[OpenApi(tag = "AdminTag::System")]
 impl MonitorApi {
     /// Platform stats
@@ -141,9 +137,10 @@ impl MonitorApi {
     #[oai(path = "/api/admin/system", method = "get", operation_id = "adminSystem")]
     async fn system(&self, _auth: StaffAuth) -> Result<Json<SystemInfo>> {
         let platform = &self.0.platform;
-        let path = platform.db().path().to_path_buf();
-        let mut wal = path.clone().into_os_string();
-        wal.push("-wal");
+        let sizes = {
+            let db = platform.db().clone();
+            tokio::task::spawn_blocking(move || db.sizes())
+        };
         let (counts, failures) = platform
             .db()
             .call(|conn| {
@@ -167,6 +164,7 @@ impl MonitorApi {
                 Ok((counts, failures))
             })
             .await?;
+        let (database_bytes, wal_bytes) = sizes.await.map_err(Error::from)??;
         let jobs: Vec<JobCount> = JobStatus::ALL
             .into_iter()
             .map(|status| JobCount {
@@ -177,9 +175,9 @@ impl MonitorApi {
         Ok(Json(SystemInfo {
             version: plinth_core::VERSION.into(),
             uptime_seconds: platform.uptime().as_secs(),
-            database_path: path.display().to_string(),
-            database_bytes: file_size(&path),
-            wal_bytes: file_size(std::path::Path::new(&wal)),
+            database_path: platform.db().describe(),
+            database_bytes: database_bytes.max(0) as u64,
+            wal_bytes: wal_bytes.max(0) as u64,
             pools: platform
                 .pools()
                 .into_iter()

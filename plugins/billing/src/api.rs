@@ -1453,7 +1453,7 @@ impl AdminBillingApi {
                 conn.query_all(
                     &format!(
                         "SELECT {EVENT_COLUMNS} FROM billing_webhook_events
-                         WHERE (?1 IS NULL OR (received_at, id) < (?1, ?2)) AND (?3 IS NULL OR type = ?3)
+                         WHERE ((received_at, id) < (?1, ?2) OR ?1 IS NULL) AND (type = ?3 OR ?3 IS NULL)
                            AND (?4 = 0 OR (processed_at IS NULL AND last_error IS NOT NULL))
                          ORDER BY received_at DESC, id DESC LIMIT ?5"
                     ),

@@ -101,7 +101,7 @@ fn from_row(r: &SqlRow<'_>) -> Result<Invoice> {
 /// The bound org's invoices, newest first (keyset on the time-ordered id).
 pub fn list(conn: &Sql<'_>, limit: u32, before: Option<Uuid>) -> Result<Vec<Invoice>> {
     conn.query_all(
-        &format!("SELECT {COLUMNS} FROM invoices WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2"),
+        &format!("SELECT {COLUMNS} FROM invoices WHERE id < ?1 OR ?1 IS NULL ORDER BY id DESC LIMIT ?2"),
         params![before, limit],
         from_row,
     )

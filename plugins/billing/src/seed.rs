@@ -79,7 +79,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions, shared: &Shared
     }
     catalog = plans::load(&sql)?;
     if let Some(acme) = ctx.demo_org()? {
-        ctx.bind(acme);
+        ctx.bind(acme)?;
         let now = OffsetDateTime::now_utc();
         let mut account = account::load(&sql, acme, &catalog, now)?;
         if !account.stored {

@@ -42,6 +42,21 @@ CREATE TRIGGER notes_delete INSTEAD OF DELETE ON notes BEGIN
 END;
 ";
 
+/// The same table on PostgreSQL: core generates the view and row-level security
+/// from `tenant_tables` there, so only the table and its index are written.
+const MIGRATION_POSTGRES: &str = "
+CREATE TABLE tenant_notes (
+    id TEXT PRIMARY KEY,
+    org_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    author_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL DEFAULT (to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')),
+    indexed_at TEXT
+);
+CREATE INDEX tenant_notes_org ON tenant_notes (org_id, id);
+";
+
 fn problem(status: u16, detail: &str) -> Value {
     json!({
         "status": status,
@@ -123,7 +138,7 @@ fn manifest() -> Vec<u8> {
             { "method": "GET", "path": "/hello", "scope": "user" }
         ],
         "jobs": ["index"],
-        "migrations": [{ "version": 1, "name": "create_notes", "sql": MIGRATION }],
+        "migrations": [{ "version": 1, "name": "create_notes", "sql": MIGRATION, "postgres": MIGRATION_POSTGRES }],
         "tenant_tables": ["notes"],
         "openapi": {
             "paths": {
@@ -281,7 +296,7 @@ fn index(h: *const Host, req: &Value) -> Result<Value, String> {
         h,
         json!({
             "op": "execute",
-            "sql": "UPDATE notes SET indexed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
+            "sql": "UPDATE notes SET indexed_at = CURRENT_TIMESTAMP WHERE id = ?1",
             "params": [id],
         }),
     )?;

@@ -93,7 +93,7 @@ pub(crate) fn seed(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<()> {
         return Ok(());
     };
     let sql = ctx.sql();
-    ctx.bind(acme);
+    ctx.bind(acme)?;
     let seeded = sql.exists("SELECT 1 FROM activity LIMIT 1", params![])?;
     if !seeded {
         record_activity(
@@ -187,7 +187,10 @@ impl ActivityApi {
         let items = tenant
             .db()
             .call(move |conn| {
-                let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
+                let before = page
+                    .after
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| plinth_core::http::pagination::AFTER_EVERY_ID.into());
                 let rows = conn.query_all(
                     "SELECT a.id, a.actor_id, u.name, a.action, a.summary, a.details, a.created_at
                      FROM activity a LEFT JOIN org_users u ON u.id = a.actor_id
@@ -271,12 +274,15 @@ impl ActivityApi {
         let items = tenant
             .db()
             .call(move |conn| {
-                let before = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
+                let before = page
+                    .after
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| plinth_core::http::pagination::AFTER_EVERY_ID.into());
                 let rows: Vec<AuditRow> = conn.query_all(
                     "SELECT id, at, actor_id, action, target_type, target_id, ip, user_agent, details
                      FROM org_audit_log
-                     WHERE id < ?1 AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor_id = ?3)
-                       AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)
+                     WHERE id < ?1 AND (action = ?2 OR ?2 IS NULL) AND (actor_id = ?3 OR ?3 IS NULL)
+                       AND (at >= ?4 OR ?4 IS NULL) AND (at < ?5 OR ?5 IS NULL)
                      ORDER BY id DESC LIMIT ?6",
                     params![before, action, actor, since, until, page.fetch()],
                     |r| {

@@ -247,7 +247,10 @@ impl InvitationsApi {
         let items = tenant
             .db()
             .call(move |conn| {
-                let after = page.after.map(|a| a.to_string()).unwrap_or_else(|| "~".into());
+                let after = page
+                    .after
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| plinth_core::http::pagination::AFTER_EVERY_ID.into());
                 let sql = format!(
                     "SELECT {COLUMNS} FROM invitations WHERE {OPEN} AND id < ?1 ORDER BY id DESC LIMIT ?2"
                 );

@@ -21,7 +21,8 @@ use crate::storage::sql::{Column, Param, Row};
 /// statements, by the facade's SQL text. Used from one thread at a time (a pooled
 /// connection on a blocking thread), hence the cells.
 pub(crate) struct PgConn {
-    client: RefCell<Client>,
+    /// Always `Some` but while being dropped (see `Drop`).
+    client: RefCell<Option<Client>>,
     statements: RefCell<HashMap<String, Statement>>,
     /// A tenant connection: statements that could change its role or its org
     /// binding are refused before they reach the server.
@@ -29,6 +30,9 @@ pub(crate) struct PgConn {
     /// Inside a transaction begun by [`PgConn::begin`] and not yet ended: a
     /// connection going back to its pool in this state is dropped, not reused.
     in_transaction: std::cell::Cell<bool>,
+    /// A statement that may have written ran since the change notes were last
+    /// taken (see [`PgConn::take_changes`]).
+    wrote: std::cell::Cell<bool>,
 }
 
 /// The engine's row, wrapped by the facade's [`Row`].
@@ -40,23 +44,52 @@ const STATEMENT_CACHE: usize = 256;
 impl PgConn {
     pub(crate) fn new(client: Client) -> Self {
         PgConn {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             statements: RefCell::new(HashMap::new()),
             tenant: false,
             in_transaction: std::cell::Cell::new(false),
+            wrote: std::cell::Cell::new(false),
         }
     }
 
+    /// The tables the committed writes on this connection changed since last
+    /// asked, as the statement triggers of [`super::notes`] recorded them; only
+    /// asks the server when a statement other than a SELECT ran.
+    pub(crate) fn take_changes(&self) -> Result<Vec<String>> {
+        if !self.wrote.replace(false) {
+            return Ok(Vec::new());
+        }
+        let rows = self.client()?.simple_query(super::notes::TAKE)?;
+        Ok(rows
+            .iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(super::notes::parse),
+                _ => None,
+            })
+            .unwrap_or_default())
+    }
+
+    fn note_statement(&self, sql: &str) {
+        let first = sql.trim_start().get(..6).unwrap_or_default();
+        if !first.eq_ignore_ascii_case("select") {
+            self.wrote.set(true);
+        }
+    }
+
+    fn client(&self) -> Result<std::cell::RefMut<'_, Client>> {
+        std::cell::RefMut::filter_map(self.client.borrow_mut(), Option::as_mut)
+            .map_err(|_| Error::internal("the PostgreSQL connection is closed"))
+    }
+
     pub(crate) fn begin(&self) -> Result<()> {
-        self.client.borrow_mut().batch_execute("BEGIN")?;
+        self.client()?.batch_execute("BEGIN")?;
         self.in_transaction.set(true);
         Ok(())
     }
 
     /// Commits (`true`) or rolls back the transaction begun by [`PgConn::begin`].
     pub(crate) fn end(&self, commit: bool) -> Result<()> {
-        self.client
-            .borrow_mut()
+        self.client()?
             .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })?;
         self.in_transaction.set(false);
         Ok(())
@@ -65,11 +98,11 @@ impl PgConn {
     /// Whether the connection can go back to its pool: open, and not inside a
     /// transaction (a closure that panicked mid-write).
     pub(crate) fn is_reusable(&self) -> bool {
-        !self.in_transaction.get() && !self.client.borrow().is_closed()
+        !self.in_transaction.get() && self.client.borrow().as_ref().is_some_and(|c| !c.is_closed())
     }
 
     pub(crate) fn ping(&self) -> Result<()> {
-        self.client.borrow_mut().simple_query("")?;
+        self.client()?.simple_query("")?;
         Ok(())
     }
 
@@ -82,7 +115,7 @@ impl PgConn {
     /// Binds the connection to `org` until the end of the current transaction.
     pub(crate) fn bind_org(&self, org: uuid::Uuid) -> Result<()> {
         // A setting takes no parameter; the id is formatted, never caller text.
-        Ok(self.client.borrow_mut().batch_execute(&format!(
+        Ok(self.client()?.batch_execute(&format!(
             "SET LOCAL {} = '{}'",
             super::isolation::ORG_SETTING,
             org.hyphenated()
@@ -94,6 +127,11 @@ impl PgConn {
         Ok(PgConn::new(Client::connect(url, postgres::NoTls)?))
     }
 
+    /// [`PgConn::connect`] with a parsed configuration.
+    pub(crate) fn connect_with(config: &postgres::Config) -> Result<Self> {
+        Ok(PgConn::new(config.connect(postgres::NoTls)?))
+    }
+
     fn statement(&self, sql: &str) -> Result<Statement> {
         if let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
@@ -103,13 +141,27 @@ impl PgConn {
                 "refused on a tenant connection (it could change the role or the org binding): {sql}"
             )));
         }
-        let statement = self.client.borrow_mut().prepare(&dialect::rewrite(sql))?;
+        let statement = self.client()?.prepare(&dialect::rewrite(sql))?;
         let mut cache = self.statements.borrow_mut();
         if cache.len() >= STATEMENT_CACHE {
             cache.clear();
         }
         cache.insert(sql.to_string(), statement.clone());
         Ok(statement)
+    }
+}
+
+/// The client closes its connection with a runtime of its own, which cannot start
+/// on an async runtime's thread (a pool dropped there at shutdown): such a drop
+/// happens on a thread of its own.
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let client = self.client.get_mut().take();
+            let _ = std::thread::Builder::new()
+                .name("plinth-pg-close".into())
+                .spawn(move || drop(client));
+        }
     }
 }
 
@@ -133,7 +185,14 @@ impl std::fmt::Display for PgFailure {
                 }
                 Ok(())
             }
-            None => write!(f, "{}", self.0),
+            None => {
+                // "error connecting to server" alone hides why (refused, timed out, auth).
+                write!(f, "{}", self.0)?;
+                if let Some(cause) = self.0.source() {
+                    write!(f, ": {cause}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -156,7 +215,8 @@ fn values<'p>(params: &'p [Param<'p>]) -> Vec<&'p (dyn PgToSql + Sync)> {
 
 pub(crate) fn execute(conn: &PgConn, sql: &str, params: &[Param<'_>]) -> Result<usize> {
     let statement = conn.statement(sql)?;
-    let n = conn.client.borrow_mut().execute(&statement, &values(params))?;
+    conn.note_statement(sql);
+    let n = conn.client()?.execute(&statement, &values(params))?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
@@ -169,7 +229,8 @@ pub(crate) fn query(
     mut each: impl FnMut(&Row<'_>) -> Result<bool>,
 ) -> Result<()> {
     let statement = conn.statement(sql)?;
-    let rows = conn.client.borrow_mut().query(&statement, &values(params))?;
+    conn.note_statement(sql);
+    let rows = conn.client()?.query(&statement, &values(params))?;
     for row in &rows {
         if !each(&Row::postgres(row))? {
             break;
@@ -182,7 +243,8 @@ pub(crate) fn batch(conn: &PgConn, sql: &str) -> Result<()> {
     if conn.tenant && refused_on_tenant(sql) {
         return Err(Error::internal(format!("refused on a tenant connection: {sql}")));
     }
-    Ok(conn.client.borrow_mut().batch_execute(sql)?)
+    conn.note_statement(sql);
+    Ok(conn.client()?.batch_execute(sql)?)
 }
 
 /// Whether `sql` could change a connection's role or settings (its org binding):
@@ -208,7 +270,7 @@ pub(crate) fn refused_on_tenant(sql: &str) -> bool {
 }
 
 pub(crate) fn has_table(conn: &PgConn, name: &str) -> Result<bool> {
-    let rows = conn.client.borrow_mut().query(
+    let rows = conn.client()?.query(
         "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relname = $1 AND n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'p')",
         &[&name],

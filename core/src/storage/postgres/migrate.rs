@@ -4,8 +4,9 @@
 //! record; then the isolation of the declared tenant tables.
 
 use super::bind::PgConn;
+use super::logins::{Login, Logins};
 use super::roles::Roles;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::params;
 use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::{Migration, apply_pending};
@@ -23,6 +24,27 @@ pub fn run(
     tenant_tables: &[TenantTable],
     roles: &Roles<'_>,
 ) -> Result<Vec<Migration>> {
+    run_with(conn, set, tenant_tables, roles, None)
+}
+
+/// [`run`] for a deployment: the serving roles are created first when missing
+/// (and the URL's role may create roles), under the same lock.
+pub(crate) fn run_serving(
+    conn: &PgConn,
+    set: &[Migration],
+    tenant_tables: &[TenantTable],
+    logins: &Logins,
+) -> Result<Vec<Migration>> {
+    run_with(conn, set, tenant_tables, &logins.roles(), Some(logins))
+}
+
+fn run_with(
+    conn: &PgConn,
+    set: &[Migration],
+    tenant_tables: &[TenantTable],
+    roles: &Roles<'_>,
+    logins: Option<&Logins>,
+) -> Result<Vec<Migration>> {
     let sql = Sql::of(conn);
     sql.batch("BEGIN")?;
     let outcome = (|| {
@@ -32,12 +54,16 @@ pub fn run(
             params![MIGRATION_LOCK],
             |_| Ok(()),
         )?;
+        if let Some(logins) = logins {
+            ensure_roles(&sql, logins)?;
+        }
         let pending = match apply_pending(&sql, set)? {
             Ok(pending) => pending,
             failed => return Ok(failed),
         };
         super::isolation::install(&sql, tenant_tables, roles.tenant)?;
         super::roles::grant(&sql, roles)?;
+        super::notes::install(&sql)?;
         Ok(Ok(pending))
     })();
     match outcome {
@@ -50,6 +76,52 @@ pub fn run(
             Err(e)
         }
     }
+}
+
+/// Creates each serving role that is missing, when the URL's role may; refuses
+/// to serve with a role that is superuser or bypasses row-level security. A
+/// derived password is set again on every run, so it follows `SECRET_KEY`.
+fn ensure_roles(sql: &Sql<'_>, logins: &Logins) -> Result<()> {
+    let (owner, may_create): (String, bool) = sql.query_one(
+        "SELECT rolname::text, rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    for login in [&logins.system, &logins.tenant] {
+        let Login {
+            role,
+            password,
+            configured,
+            ..
+        } = login;
+        let literal = format!("'{}'", password.expose().replace('\'', "''"));
+        let found: Option<(bool, bool)> = sql.query_opt(
+            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ?1",
+            params![role],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        match found {
+            None if may_create => sql.batch(&format!(
+                "CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {literal}"
+            ))?,
+            None => {
+                return Err(Error::internal(format!(
+                    "the role `{role}` does not exist and `{owner}` may not create roles: create it \
+                     (LOGIN NOSUPERUSER NOBYPASSRLS, see README \"Least-privilege roles\") or migrate with a role that has CREATEROLE"
+                )));
+            }
+            Some((superuser, bypass)) if superuser || bypass => {
+                return Err(Error::internal(format!(
+                    "the role `{role}` is a superuser or bypasses row-level security: Plinth does not serve requests with it"
+                )));
+            }
+            Some(_) if may_create && !configured => {
+                sql.batch(&format!("ALTER ROLE {role} WITH LOGIN PASSWORD {literal}"))?
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

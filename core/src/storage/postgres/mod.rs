@@ -2,14 +2,12 @@
 //! client. The only place in Plinth, with `storage::sqlite`, that names an engine
 //! crate.
 
-// Until `Db` opens PostgreSQL pools (DATABASE_URL=postgres://), only tests reach
-// parts of the engine.
-#![cfg_attr(not(test), allow(dead_code))]
-
 pub(crate) mod bind;
 pub(crate) mod dialect;
 pub(crate) mod isolation;
+pub(crate) mod logins;
 pub(crate) mod migrate;
+pub(crate) mod notes;
 pub(crate) mod pool;
 pub(crate) mod roles;
 

@@ -5,12 +5,16 @@
 //! Each pool logs in with its own URL (its own role), so a tenant pool's role is
 //! fixed at login: `RESET ROLE` on it returns to that same unprivileged role.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::bind::PgConn;
+use super::logins::Logins;
 use crate::error::Result;
+use crate::storage::changes::{Changes, Noted};
+use crate::storage::db::Kind;
 use crate::storage::sql::Sql;
 
 /// How long a checkout waits for a free connection before the request fails.
@@ -18,8 +22,9 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// r2d2 manager for one pool.
 pub(crate) struct Manager {
-    url: String,
+    config: postgres::Config,
     tenant: bool,
+    changes: Arc<Changes>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -36,7 +41,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = crate::error::Error;
 
     fn connect(&self) -> Result<PgConn> {
-        let conn = PgConn::connect(&self.url)?;
+        let conn = PgConn::connect_with(&self.config)?;
         Ok(if self.tenant { conn.tenant() } else { conn })
     }
 
@@ -44,8 +49,29 @@ impl r2d2::ManageConnection for Manager {
         conn.ping()
     }
 
+    /// Runs as every connection goes back to the pool: announces the tables its
+    /// committed writes changed (see [`super::notes`]) before its caller is
+    /// answered. A connection left inside a transaction is dropped, not reused.
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        !conn.is_reusable()
+        if !conn.is_reusable() {
+            return true;
+        }
+        match conn.take_changes() {
+            Ok(tables) => {
+                let noted = Noted::default();
+                for table in tables.iter().filter_map(|t| self.changes.table(t)) {
+                    noted.note(table);
+                }
+                noted.announce();
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a connection's change notes; dropping it");
+                // Unknown changes: announce every watched table rather than miss one.
+                self.changes.announce_all();
+                true
+            }
+        }
     }
 }
 
@@ -55,25 +81,61 @@ pub(crate) type Pooled = r2d2::PooledConnection<Manager>;
 #[derive(Clone)]
 pub(crate) struct PgDb {
     pool: r2d2::Pool<Manager>,
+    /// `postgres://HOST:PORT/DB`, without credentials, for operators' screens.
+    address: Arc<str>,
 }
 
 impl PgDb {
     /// Creates the pool without connecting: connections open on first use.
-    pub(crate) fn open(url: &str, size: u32, tenant: bool) -> Self {
+    pub(crate) fn open(config: postgres::Config, size: u32, tenant: bool, changes: Arc<Changes>) -> Self {
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(host)) => host.clone(),
+            Some(postgres::config::Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let address = format!(
+            "postgres://{host}:{port}/{}",
+            config.get_dbname().or(config.get_user()).unwrap_or_default()
+        )
+        .into();
         let manager = Manager {
-            url: url.to_string(),
+            config,
             tenant,
+            changes,
         };
         let pool = r2d2::Pool::builder()
             .max_size(size)
             .min_idle(Some(0))
             .connection_timeout(CHECKOUT_TIMEOUT)
             .build_unchecked(manager);
-        PgDb { pool }
+        PgDb { pool, address }
     }
 
-    fn conn(&self) -> Result<Pooled> {
+    /// The pool of one kind, logged in as its role.
+    pub(crate) fn login(logins: &Logins, kind: Kind, size: u32, changes: Arc<Changes>) -> Self {
+        let config = match kind {
+            Kind::Root => &logins.owner,
+            Kind::System => &logins.system.config,
+            Kind::Tenant => &logins.tenant.config,
+        };
+        PgDb::open(config.clone(), size, kind == Kind::Tenant, changes)
+    }
+
+    pub(crate) fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub(crate) fn conn(&self) -> Result<Pooled> {
         Ok(self.pool.get()?)
+    }
+
+    pub(crate) fn state(&self) -> r2d2::State {
+        self.pool.state()
+    }
+
+    pub(crate) fn max_size(&self) -> u32 {
+        self.pool.max_size()
     }
 
     /// Runs `f` outside a transaction (each statement on its own), on this thread.
@@ -89,14 +151,24 @@ impl PgDb {
         org: Option<Uuid>,
         f: impl FnOnce(&Sql<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.transaction_with(org, |sql| Ok((f(sql)?, true)))
+    }
+
+    /// [`PgDb::transaction`], committed only when `f` answers `(value, true)`.
+    pub(crate) fn transaction_with<T>(
+        &self,
+        org: Option<Uuid>,
+        f: impl FnOnce(&Sql<'_>) -> Result<(T, bool)>,
+    ) -> Result<T> {
         let conn = self.conn()?;
         conn.begin()?;
         let outcome = match org {
             Some(org) => conn.bind_org(org).and_then(|()| f(&Sql::of(&*conn))),
             None => f(&Sql::of(&*conn)),
         };
-        conn.end(outcome.is_ok())?;
-        outcome
+        let commit = matches!(outcome, Ok((_, true)));
+        conn.end(commit)?;
+        outcome.map(|(value, _)| value)
     }
 
     /// [`PgDb::transaction`] on the blocking pool.
@@ -120,14 +192,16 @@ mod tests {
     /// role's pools.
     fn pools() -> Option<(PgDb, PgDb)> {
         let (url, role_url, role) = super::super::testing::empty_database("pool")?;
-        let owner = PgDb::open(&url, 2, false);
+        let open =
+            |url: &str, size, tenant| PgDb::open(url.parse().expect("url"), size, tenant, Arc::default());
+        let owner = open(&url, 2, false);
         owner
             .transaction(None, |sql| {
                 sql.batch("CREATE TABLE tenant_gadgets (id TEXT PRIMARY KEY, org_id TEXT NOT NULL)")?;
                 super::super::isolation::install(sql, &[TenantTable::new("gadgets")], &role)
             })
             .expect("schema");
-        Some((owner, PgDb::open(&role_url, 1, true)))
+        Some((owner, open(&role_url, 1, true)))
     }
 
     fn count(db: &PgDb, org: Option<Uuid>) -> i64 {

@@ -62,6 +62,8 @@ pub(crate) fn grant(sql: &Sql<'_>, roles: &Roles<'_>) -> Result<()> {
             "GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {system}"
         ));
     }
+    // Readiness (`/readyz`) asks whether every migration is applied.
+    out.push(format!("GRANT SELECT ON plinth_migrations TO {system}"));
     // The tenant tables' own policy binds every role to current_org(); the owner
     // (root pool) reads across orgs, like SQLite's root connections.
     let tenant_tables: Vec<String> = sql.query_all(
@@ -130,7 +132,9 @@ fn core_grants(owner: &str, roles: &Roles<'_>, tables: &[String]) -> Vec<String>
     }
     // The catalogue is public: plans are not tenant data.
     if tables.iter().any(|t| t == "billing_plans") {
-        out.push(format!("GRANT SELECT ON billing_plans, plan_catalog TO {tenant}"));
+        out.push(format!(
+            "GRANT SELECT ON billing_plans, plan_catalog TO {tenant}, {system}"
+        ));
     }
     out
 }

@@ -13,7 +13,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
-use crate::storage::db::open_connection;
+use crate::storage::sqlite::db::open_connection;
 
 /// The lock file a serving process holds on its database.
 pub fn lock_path(db: &Path) -> PathBuf {

@@ -17,6 +17,7 @@ crate::storage::sql::sealed::raw_engine!(rusqlite::Connection, Sqlite);
 crate::storage::sql::sealed::raw_engine!(rusqlite::Transaction<'_>, Sqlite);
 crate::storage::sql::sealed::raw_engine!(super::db::DbConn, Sqlite);
 crate::storage::sql::sealed::raw_engine!(super::db::PooledConnection, Sqlite);
+crate::storage::sql::sealed::raw_engine!(super::db::BoundConn, Sqlite);
 
 /// The SQLite connection behind `handle`, for the engine's own work (checkpoints,
 /// tests); a handle of another engine is an internal error.

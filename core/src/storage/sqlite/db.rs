@@ -26,6 +26,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::Result;
 use crate::storage::changes::{Changes, Noted};
+use crate::storage::db::Kind;
 use crate::storage::isolation::{SHARED_LOGS, TENANT_PREFIX};
 use crate::storage::sql::Sql;
 use crate::storage::sqlite::group_commit::Queue;
@@ -34,14 +35,6 @@ use crate::storage::sqlite::group_commit::Queue;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a request waits for a free pooled connection.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which rules a connection runs under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Root,
-    System,
-    Tenant,
-}
 
 /// The org a connection is bound to; read by `current_org()` at execution time.
 pub type OrgCell = Arc<Mutex<Option<String>>>;
@@ -168,7 +161,7 @@ const WAL_FRAMES_SOFT_LIMIT: i64 = 16_384;
 /// pages. It waits for no reader (a backup could take seconds), so a long reader
 /// costs one such pause per limit of growth, not a stall.
 pub struct Checkpointer {
-    db: Db,
+    db: SqliteDb,
     /// Growth in frames between passes that hold writers back.
     limit: i64,
     /// The WAL size at which writers are next held back.
@@ -176,11 +169,11 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: SqliteDb) -> Self {
         Self::with_limit(db, WAL_FRAMES_SOFT_LIMIT)
     }
 
-    fn with_limit(db: Db, limit: i64) -> Self {
+    fn with_limit(db: SqliteDb, limit: i64) -> Self {
         Checkpointer {
             db,
             limit,
@@ -384,7 +377,7 @@ pub type PooledConnection = r2d2::PooledConnection<Manager>;
 
 /// A database handle; cheap to clone.
 #[derive(Clone)]
-pub struct Db {
+pub struct SqliteDb {
     pool: r2d2::Pool<Manager>,
     path: Arc<PathBuf>,
     kind: Kind,
@@ -392,7 +385,7 @@ pub struct Db {
     queue: Arc<Queue>,
 }
 
-impl Db {
+impl SqliteDb {
     /// Creates the pool without touching the file: connections open on first use, so
     /// commands that never need the database (printing the spec) never create it.
     /// Pools of one file share `changes`, so a commit through any of them is seen.
@@ -407,7 +400,7 @@ impl Db {
             .min_idle(Some(0))
             .connection_timeout(CHECKOUT_TIMEOUT)
             .build_unchecked(manager);
-        Db {
+        SqliteDb {
             pool,
             path: Arc::new(path.to_path_buf()),
             kind,
@@ -440,8 +433,15 @@ impl Db {
         self.kind
     }
 
+    /// A tenant-pool connection bound to `org` until dropped.
+    pub(crate) fn bound(&self, org: uuid::Uuid) -> Result<BoundConn> {
+        let conn = self.conn()?;
+        conn.bind(Some(org.to_string()));
+        Ok(BoundConn(conn))
+    }
+
     /// A pooled connection for core's synchronous code, tools and benches
-    /// (already on a blocking thread). Plugins use [`Db::blocking`].
+    /// (already on a blocking thread). Plugins use [`SqliteDb::blocking`].
     pub(crate) fn conn(&self) -> Result<PooledConnection> {
         Ok(self.pool.get()?)
     }
@@ -463,7 +463,7 @@ impl Db {
     }
 
     /// Runs work on a pooled connection on the blocking pool: reads, or single
-    /// statements (atomic on their own). Anything larger goes through [`Db::write`].
+    /// statements (atomic on their own). Anything larger goes through [`SqliteDb::write`].
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
@@ -485,10 +485,34 @@ impl Db {
         crate::storage::sqlite::group_commit::write(self, None, f).await
     }
 
-    /// [`Db::write`] for code already on a blocking thread.
+    /// [`SqliteDb::write`] for code already on a blocking thread.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         in_transaction(&mut conn, f)
+    }
+}
+
+/// A tenant-pool connection bound to one org until dropped.
+pub(crate) struct BoundConn(PooledConnection);
+
+impl Drop for BoundConn {
+    fn drop(&mut self) {
+        // Unbind before the connection goes back to the pool, so the next checkout
+        // never starts with this request's org.
+        self.0.bind(None);
+    }
+}
+
+impl Deref for BoundConn {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.0
+    }
+}
+
+impl DerefMut for BoundConn {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.0
     }
 }
 
@@ -543,44 +567,13 @@ pub fn transaction<T>(
     Ok(value)
 }
 
-/// `text` as a literal inside a LIKE pattern written with `ESCAPE '\'`: user input
-/// such as `%` or `_` then matches only itself, never "anything".
-pub fn like_literal(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 4);
-    for c in text.chars() {
-        if matches!(c, '\\' | '%' | '_') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Milliseconds since the Unix epoch: the one clock for stored timestamps that are
-/// compared in SQL (job schedules, expiries); human-facing times are RFC 3339 text.
-pub fn now_millis() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
-}
-
-/// The current time as RFC 3339 UTC text with milliseconds, the format of every
-/// stored `*_at` column (fixed width, so text order is time order).
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let millis = now
-        .replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
-        .unwrap_or(now);
-    millis
-        .format(time::macros::format_description!(
-            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-        ))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+
+    use crate::storage::db::like_literal;
 
     #[test]
     fn like_literals_match_wildcards_only_as_themselves() {
@@ -605,7 +598,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_wal_starts_over_under_a_write_load_that_never_pauses() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(
+        let db = SqliteDb::open(
             &dir.path().join("w.db"),
             4,
             Kind::Root,

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::storage::db::{Db, DbConn, async_write_gate, write_gate};
+use crate::storage::sqlite::db::{DbConn, SqliteDb as Db, async_write_gate, write_gate};
 
 /// The most writers committed together: bounds what one batch adds to a writer's wait.
 const MAX_BATCH: usize = 128;
