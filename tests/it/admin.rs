@@ -518,7 +518,7 @@ async fn archiving_anchors_the_chain_and_new_entries_continue_it() {
         .expect("count");
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let dir = acme.app.dir.path().join("archive");
-    let url = format!("sqlite://{}", acme.app.db_path().display());
+    let url = acme.app.database_url();
     let out = crate::cli::plinth(
         &["audit", "archive", "--older-than-days", "0"],
         &[

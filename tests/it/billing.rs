@@ -886,7 +886,7 @@ async fn plinth_cli(args: &[&str], vars: Vec<(String, String)>) -> (bool, String
 async fn sync_plans_puts_the_paid_catalogue_on_sale_in_stripe_once() {
     let mock = StripeMock::start().await;
     let dir = tempfile::tempdir().expect("dir");
-    let db = format!("sqlite://{}", dir.path().join("plinth.db").display());
+    let db = crate::harness::database_url(dir.path());
     let stripe_vars = vec![
         ("DATABASE_URL".to_string(), db.clone()),
         ("STRIPE_SECRET_KEY".to_string(), "sk_test_plinth".to_string()),
@@ -989,7 +989,7 @@ async fn sync_plans_puts_the_paid_catalogue_on_sale_in_stripe_once() {
 #[tokio::test]
 async fn sync_plans_without_a_stripe_key_says_so() {
     let dir = tempfile::tempdir().expect("dir");
-    let db = format!("sqlite://{}", dir.path().join("plinth.db").display());
+    let db = crate::harness::database_url(dir.path());
     let (ok, _, err) = plinth_cli(&["billing", "sync-plans"], vec![("DATABASE_URL".into(), db)]).await;
     assert!(!ok);
     assert!(err.contains("STRIPE_SECRET_KEY is not set"), "{err}");

@@ -155,6 +155,10 @@ impl TestConn {
         self.run(|c| c.execute(sql, &unsync(params)))
     }
 
+    pub fn has_table(&self, name: &str) -> bool {
+        self.run(|c| c.has_table(name)).expect("catalog")
+    }
+
     /// What someone with a database shell could do to a guard of ours.
     pub fn drop_trigger(&self, name: &str, table: &str) {
         let sql = match self.engine() {

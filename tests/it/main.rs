@@ -1,5 +1,7 @@
-//! End-to-end tests: a real server on an ephemeral port over a fresh SQLite file in a
-//! temporary folder, driven over real HTTP. One test binary keeps link time down.
+//! End-to-end tests: a real server on an ephemeral port over a fresh database (a
+//! SQLite file in a temporary folder, or with `PLINTH_TEST_ENGINE=postgres` a
+//! database of a throwaway PostgreSQL cluster), driven over real HTTP. One test
+//! binary keeps link time down; `engines` runs it again on PostgreSQL.
 
 // First: its `args!` macro serves every module after it.
 #[macro_use]
@@ -13,6 +15,7 @@ mod backup;
 mod billing;
 mod caches;
 mod cli;
+mod engines;
 mod external;
 mod flags;
 mod hardening;

@@ -276,7 +276,7 @@ impl Db {
                     super::sqlite::db::transaction(&mut conn, write, f)
                 }
             },
-            Pool::Postgres(db) => db.transaction_with(org, f),
+            Pool::Postgres(db) => db.transaction_with(org, write, f),
         }
     }
 
@@ -300,7 +300,7 @@ impl Db {
                 })
             }
             // Foreign-key cascades run as the table owner, outside row security.
-            Pool::Postgres(db) => db.transaction(Some(org), delete),
+            Pool::Postgres(db) => db.write_blocking(Some(org), delete),
         }
     }
 }
@@ -328,7 +328,7 @@ impl Db {
                 conn.bind(None);
                 outcome
             }
-            Pool::Postgres(db) => db.transaction(None, |tx| {
+            Pool::Postgres(db) => db.write_blocking(None, |tx| {
                 // Transaction-local (`true`): it ends with the seed's transaction.
                 let rebind = |org: Option<Uuid>| -> Result<()> {
                     tx.query_one(

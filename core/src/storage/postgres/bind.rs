@@ -87,6 +87,16 @@ impl PgConn {
         Ok(())
     }
 
+    /// Begins a transaction and takes the transaction-scoped advisory lock `key`,
+    /// in one round trip.
+    pub(crate) fn begin_writing(&self, key: i64) -> Result<()> {
+        // The key is a constant of ours, never caller text.
+        self.client()?
+            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))?;
+        self.in_transaction.set(true);
+        Ok(())
+    }
+
     /// Commits (`true`) or rolls back the transaction begun by [`PgConn::begin`].
     pub(crate) fn end(&self, commit: bool) -> Result<()> {
         self.client()?

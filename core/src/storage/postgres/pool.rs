@@ -17,6 +17,14 @@ use crate::storage::changes::{Changes, Noted};
 use crate::storage::db::Kind;
 use crate::storage::sql::Sql;
 
+/// The transaction-scoped advisory lock every write transaction takes first
+/// ("writer" in ASCII), so writers of one database take turns across every
+/// process, as SQLite's one writer does: what code reads in a write transaction
+/// is still true when it writes (counters, "at least one owner", seat limits,
+/// idempotency keys, the order of webhook deliveries). Reads and single
+/// statements outside `write` never wait for it.
+pub(crate) const WRITER_LOCK: i64 = 0x7772_6974_6572;
+
 /// How long a checkout waits for a free connection before the request fails.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -145,23 +153,40 @@ impl PgDb {
     }
 
     /// Runs `f` in one transaction, bound to `org` when given, on this thread:
-    /// committed when `f` answers `Ok`, rolled back otherwise.
+    /// committed when `f` answers `Ok`, rolled back otherwise. For reads and
+    /// single statements; work that reads what it then writes uses
+    /// [`PgDb::write_blocking`].
     pub(crate) fn transaction<T>(
         &self,
         org: Option<Uuid>,
         f: impl FnOnce(&Sql<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.transaction_with(org, |sql| Ok((f(sql)?, true)))
+        self.transaction_with(org, false, |sql| Ok((f(sql)?, true)))
     }
 
-    /// [`PgDb::transaction`], committed only when `f` answers `(value, true)`.
+    /// [`PgDb::transaction`] holding the writers' lock (see [`WRITER_LOCK`]).
+    pub(crate) fn write_blocking<T>(
+        &self,
+        org: Option<Uuid>,
+        f: impl FnOnce(&Sql<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction_with(org, true, |sql| Ok((f(sql)?, true)))
+    }
+
+    /// A transaction committed only when `f` answers `(value, true)`; `write`
+    /// takes the writers' lock first.
     pub(crate) fn transaction_with<T>(
         &self,
         org: Option<Uuid>,
+        write: bool,
         f: impl FnOnce(&Sql<'_>) -> Result<(T, bool)>,
     ) -> Result<T> {
         let conn = self.conn()?;
-        conn.begin()?;
+        if write {
+            conn.begin_writing(WRITER_LOCK)?;
+        } else {
+            conn.begin()?;
+        }
         let outcome = match org {
             Some(org) => conn.bind_org(org).and_then(|()| f(&Sql::of(&*conn))),
             None => f(&Sql::of(&*conn)),
@@ -171,14 +196,14 @@ impl PgDb {
         outcome.map(|(value, _)| value)
     }
 
-    /// [`PgDb::transaction`] on the blocking pool.
+    /// [`PgDb::write_blocking`] on the blocking pool.
     pub(crate) async fn write<T, F>(&self, org: Option<Uuid>, f: F) -> Result<T>
     where
         F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.transaction(org, f)).await?
+        tokio::task::spawn_blocking(move || db.write_blocking(org, f)).await?
     }
 }
 

@@ -53,8 +53,19 @@ pub(crate) fn grant(sql: &Sql<'_>, roles: &Roles<'_>) -> Result<()> {
         params![],
         |r| r.get(0),
     )?;
-    let owner: String = sql.query_one("SELECT current_user::text", params![], |r| r.get(0))?;
+    let (owner, database): (String, String) = sql.query_one(
+        "SELECT current_user::text, current_database()::text",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let mut out = Vec::new();
+    // No temporary tables, views or functions for the serving roles: SQL of a
+    // tenant handle must not shape its own schema (PUBLIC may create them by
+    // default; the owner keeps the right).
+    out.push(format!(
+        "REVOKE TEMPORARY ON DATABASE \"{}\" FROM PUBLIC, {system}, {tenant}",
+        database.replace('"', "\"\"")
+    ));
     for table in &tables {
         identifier(table)?;
         out.push(format!("REVOKE ALL ON {table} FROM {system}, {tenant}"));
