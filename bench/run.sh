@@ -9,6 +9,11 @@
 #   bench/run.sh                      # 3 runs of 10 s per endpoint
 #   RUNS=1 DURATION=5 bench/run.sh    # quicker
 #   SCALE=0 bench/run.sh              # skip the scale checks
+#   ENGINE=postgres bench/run.sh      # on PostgreSQL: a throwaway cluster on this
+#                                     # machine (synchronous_commit=off, the match
+#                                     # of SQLite's synchronous=NORMAL in WAL mode);
+#                                     # the scale checks are SQLite's
+#   bench/engines.sh                  # both engines, one after the other
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +22,8 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 SCALE=${SCALE:-1}
+ENGINE=${ENGINE:-sqlite}
+[ "$ENGINE" = sqlite ] || SCALE=0
 
 if ! command -v wrk > /dev/null; then
     echo "installing wrk" >&2
@@ -27,20 +34,59 @@ bin=target/release/plinth
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; rm -rf "$work"; }
+pg_stop=""
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
+    [ -z "$pg_stop" ] || $pg_stop > /dev/null 2>&1 || true
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# PostgreSQL: one cluster for the run, as the postgres user when run as root; its
+# owner role `plinth` may create roles (the migration creates the serving ones).
+if [ "$ENGINE" = postgres ]; then
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+    mkdir -p "$work/pg"
+    [ "$(id -u)" != 0 ] || chown postgres: "$work/pg"
+    as_pg "$pg_bin/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$work/pg/data" > /dev/null
+    pg_port=$(free_port)
+    as_pg "$pg_bin/pg_ctl" -w -D "$work/pg/data" -l "$work/pg/log" \
+        -o "-p $pg_port -k $work/pg -c listen_addresses=127.0.0.1 -c synchronous_commit=off -c max_connections=200" start > /dev/null
+    pg_stop="as_pg $pg_bin/pg_ctl -D $work/pg/data -m fast stop"
+    psql_admin() { psql -q -h 127.0.0.1 -p "$pg_port" -U postgres "$@"; }
+    psql_admin -c "CREATE ROLE plinth LOGIN CREATEROLE"
+fi
+
+# A fresh database named $1: its DATABASE_URL.
+new_db() {
+    if [ "$ENGINE" = postgres ]; then
+        psql_admin -c "CREATE DATABASE $1 OWNER plinth"
+        echo "postgres://plinth@127.0.0.1:$pg_port/$1"
+    else
+        echo "sqlite://$work/$1.db"
+    fi
+}
+
+# One number from database $1 (a URL) for query $2.
+db_scalar() {
+    case $1 in
+        postgres://*) psql -At "$1" -c "$2" ;;
+        *) python3 -c "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "${1#sqlite://}" "$2" ;;
+    esac
+}
 json_field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-# Starts plinth on database $1; sets base, pid, startup_ms.
+# Starts plinth on database $1 (a URL); sets base, pid, startup_ms.
 start_plinth() {
     local db=$1 port
     port=$(free_port)
     base="http://127.0.0.1:$port"
     local t0 t1
     t0=$(date +%s%N)
-    DATABASE_URL="sqlite://$db" PLINTH_LOG=warn PLINTH_ADDR="127.0.0.1:$port" \
+    DATABASE_URL="$db" PLINTH_LOG=warn PLINTH_ADDR="127.0.0.1:$port" \
         PLINTH_AUTH_RATE_PER_IP=100000 PLINTH_AUTH_RATE_PER_ACCOUNT=100000 \
         "$bin" serve > "$work/server-$port.log" 2>&1 &
     pid=$!
@@ -58,13 +104,13 @@ login() {
 seed() {
     local db=$1 orgs=$2 t0 t1
     t0=$(date +%s%N)
-    DATABASE_URL="sqlite://$db" PLINTH_LOG=warn "$bin" seed --demo --orgs "$orgs" --members 20 > /dev/null
+    DATABASE_URL="$db" PLINTH_LOG=warn "$bin" seed --demo --orgs "$orgs" --members 20 > /dev/null
     t1=$(date +%s%N)
     echo "seeded $orgs orgs x 20 members in $(( (t1 - t0) / 1000000 )) ms" >&2
 }
 
 # --- throughput against the ceiling ------------------------------------------------
-db="$work/bench.db"
+db=$(new_db bench)
 seed "$db" 10000
 start_plinth "$db"
 plinth_pid=$pid
@@ -120,7 +166,7 @@ for endpoint in me members flags usage mixed; do
 done
 echo "${results%,}}" > "$work/results.json"
 peak_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$plinth_pid/status")
-stored=$(python3 -c "import sqlite3; print(sqlite3.connect('$db').execute(\"SELECT count(*) FROM tenant_usage_events WHERE metric = 'bench_events'\").fetchone()[0])")
+stored=$(db_scalar "$db" "SELECT count(*) FROM tenant_usage_events WHERE metric = 'bench_events'")
 # Answered 201 to wrk, plus the one request that fetched the ceiling's body.
 acknowledged=$(cat "$work"/usage-plinth-*.txt | awk '/^acknowledged:/ {n += $2} END {print n + 1}')
 kill "$plinth_pid"; wait "$plinth_pid" 2> /dev/null || true
@@ -131,7 +177,7 @@ for _ in 1 2; do
 done
 
 echo
-echo "== Plinth vs the ceiling: wrk -t$THREADS -c$CONNS -d${DURATION}s, demo + 10,000 orgs x 20 members =="
+echo "== Plinth on $ENGINE vs the ceiling: wrk -t$THREADS -c$CONNS -d${DURATION}s, demo + 10,000 orgs x 20 members =="
 python3 bench/report.py "$work/results.json"
 echo "usage writes acknowledged (201, usage runs): $acknowledged; stored afterwards: $stored"
 echo "peak RSS of the server: $(( peak_rss_kb / 1024 )) MiB"
@@ -175,13 +221,13 @@ db.executemany("INSERT INTO audit_log (id, at, action, details, seq, prev_hash, 
 db.commit()
 PY
 }
-small="$work/small.db"
+small=$(new_db small)
 seed "$small" 100
-fill_audit "$small" 1000
+fill_audit "${small#sqlite://}" 1000
 read -r m_small a_small au_small <<< "$(measure "$small")"
-au_small_rows=$(python3 -c "import sqlite3; print(sqlite3.connect('$small').execute('SELECT count(*) FROM audit_log').fetchone()[0])")
+au_small_rows=$(db_scalar "$small" "SELECT count(*) FROM audit_log")
 read -r m_big a_big au_big <<< "$(measure "$db")"
-fill_audit "$db" 1000000
+fill_audit "${db#sqlite://}" 1000000
 read -r _ _ au_million <<< "$(measure "$db")"
 echo
 echo "== Scale (p50 ms; ratio = large / small) =="

@@ -92,6 +92,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Database tasks: copy a SQLite database into PostgreSQL.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy the SQLite database (DATABASE_URL) into an empty PostgreSQL database:
+    /// migrates it (creating the serving roles when the URL's role may), copies
+    /// every table in one transaction, then verifies the audit chain there.
+    Copy {
+        /// postgres://USER:PASS@HOST:PORT/DB of an empty database.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -261,6 +278,41 @@ async fn run(command: Command, config: Config) -> Result<(), Error> {
                 }
             }
             Ok(())
+        }
+        Command::Db {
+            command: DbCommand::Copy { to },
+        } => {
+            // The target gets this deployment's configuration (secrets, role
+            // settings), with its own URL.
+            let vars = std::env::vars()
+                .filter(|(k, _)| k != "DATABASE_URL")
+                .chain([("DATABASE_URL".to_string(), to)]);
+            let config = Config::from_vars(vars).map_err(|e| Error::BadRequest(e.to_string()))?;
+            let target = App::new(config, builtin_plugins(plinth_billing::Billing::new()))?;
+            let started = std::time::Instant::now();
+            let copied = app.copy_into(&target)?;
+            let rows: u64 = copied.iter().map(|(_, n)| n).sum();
+            for (table, n) in &copied {
+                println!("  {table:<28} {n:>9} rows");
+            }
+            println!(
+                "copied {rows} rows of {} tables in {:.1} s",
+                copied.len(),
+                started.elapsed().as_secs_f64()
+            );
+            let report = target.verify_audit()?;
+            match report.broken {
+                None => {
+                    println!(
+                        "audit log intact on the target: {} entries checked",
+                        report.checked
+                    );
+                    Ok(())
+                }
+                Some((seq, why)) => Err(Error::Conflict(format!(
+                    "the copied audit chain is broken at entry {seq}: {why}"
+                ))),
+            }
         }
         Command::Plugins => {
             if app.plugins().is_empty() {

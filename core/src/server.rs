@@ -353,6 +353,41 @@ impl App {
         })
     }
 
+    /// Copies this app's SQLite database into `target`'s PostgreSQL database
+    /// (blocking): refuses a target that holds anything, migrates both, then
+    /// copies every row in one transaction. Returns (table, rows) in copy order.
+    pub fn copy_into(&self, target: &App) -> Result<Vec<(String, u64)>> {
+        if self.platform.db().engine() != crate::storage::EngineKind::Sqlite {
+            return Err(Error::invalid(
+                "DATABASE_URL",
+                "plinth db copy reads a SQLite database (DATABASE_URL=sqlite://PATH)",
+            ));
+        }
+        if target.platform.db().engine() != crate::storage::EngineKind::Postgres {
+            return Err(Error::invalid("to", "the target must be a postgres:// URL"));
+        }
+        crate::storage::db::off_runtime(|| {
+            let relations = target
+                .platform
+                .root()
+                .blocking(crate::storage::postgres::copy::relations)?;
+            if relations > 0 {
+                return Err(Error::Conflict(format!(
+                    "the target database is not empty ({relations} tables, views or sequences): \
+                     plinth db copy fills an empty database only"
+                )));
+            }
+            self.migrate_here()?;
+            target.migrate_here()?;
+            self.platform.root().blocking(|source| {
+                target
+                    .platform
+                    .root()
+                    .write_blocking(|sql| crate::storage::postgres::copy::copy(source, sql))
+            })
+        })
+    }
+
     /// Walks the audit chain (blocking).
     pub fn verify_audit(&self) -> Result<crate::audit::Verification> {
         crate::storage::db::off_runtime(|| self.platform.root().blocking(|conn| crate::audit::verify(conn)))

@@ -201,7 +201,9 @@ pub fn database_url(dir: &Path) -> String {
     url
 }
 
-fn create_database() -> String {
+/// A fresh, empty database of the test cluster owned by a role that may create
+/// roles, as [`database_url`] makes for an app; its URL.
+pub fn create_database() -> String {
     let cluster = plinth_test_pg::cluster().expect("PLINTH_TEST_ENGINE=postgres needs PostgreSQL");
     let name = cluster.unique_name("it");
     let owner = format!("{name}_owner");

@@ -3,6 +3,7 @@
 //! crate.
 
 pub(crate) mod bind;
+pub(crate) mod copy;
 pub(crate) mod dialect;
 pub(crate) mod isolation;
 pub(crate) mod logins;

@@ -55,3 +55,76 @@ pub(crate) fn install(sql: &Sql<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::super::pool::PgDb;
+    use crate::storage::changes::Changes;
+
+    fn counter(changes: &Changes, table: &str) -> Arc<AtomicUsize> {
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        changes.watch(table, move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        count
+    }
+
+    #[test]
+    fn committed_writes_are_announced_once_per_table_rolled_back_ones_not_at_all() {
+        let Some((url, _, _)) = super::super::testing::empty_database("notes") else {
+            return;
+        };
+        let changes = Arc::new(Changes::default());
+        let db = PgDb::open(url.parse().expect("url"), 1, false, changes.clone());
+        db.transaction(None, |sql| {
+            sql.batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (id INTEGER PRIMARY KEY,
+                     parent INTEGER REFERENCES parent ON DELETE CASCADE);
+                 CREATE TABLE other (id INTEGER PRIMARY KEY)",
+            )?;
+            super::install(sql)
+        })
+        .expect("schema");
+        let (parents, children, others) = (
+            counter(&changes, "parent"),
+            counter(&changes, "child"),
+            counter(&changes, "other"),
+        );
+        let count = |c: &Arc<AtomicUsize>| c.load(Ordering::SeqCst);
+
+        db.transaction(None, |sql| {
+            sql.execute("INSERT INTO parent VALUES (1), (2)", crate::params![])?;
+            sql.execute("INSERT INTO child VALUES (1, 1)", crate::params![])?;
+            sql.execute("INSERT INTO child VALUES (2, 1)", crate::params![])
+        })
+        .expect("insert");
+        assert_eq!((count(&parents), count(&children), count(&others)), (1, 1, 0));
+
+        // A cascade changes `child` without naming it.
+        db.blocking(|sql| sql.execute("DELETE FROM parent WHERE id = 1", crate::params![]))
+            .expect("delete");
+        assert_eq!((count(&parents), count(&children)), (2, 2), "a cascade counts");
+
+        // Rolled back: nothing to announce.
+        let failed = db.transaction(None, |sql| {
+            sql.execute("INSERT INTO other VALUES (1)", crate::params![])?;
+            Err::<(), _>(crate::error::Error::Conflict("changed my mind".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(count(&others), 0, "a rolled-back write is not announced");
+
+        // Reads announce nothing.
+        db.blocking(|sql| {
+            sql.query_one("SELECT count(*) FROM child", crate::params![], |r| {
+                r.get::<i64>(0)
+            })
+        })
+        .expect("read");
+        assert_eq!((count(&parents), count(&children), count(&others)), (2, 2, 0));
+    }
+}
