@@ -50,7 +50,8 @@ if [ "$ENGINE" = postgres ]; then
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
     as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
     mkdir -p "$work/pg"
-    [ "$(id -u)" != 0 ] || chown postgres: "$work/pg"
+    # The postgres user must reach its folder inside this (private) one.
+    [ "$(id -u)" != 0 ] || { chmod a+x "$work"; chown postgres: "$work/pg"; }
     as_pg "$pg_bin/initdb" -A trust -U postgres -E UTF8 --locale=C -D "$work/pg/data" > /dev/null
     pg_port=$(free_port)
     as_pg "$pg_bin/pg_ctl" -w -D "$work/pg/data" -l "$work/pg/log" \

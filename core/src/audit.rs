@@ -488,8 +488,8 @@ mod postgres_tests {
                     let conn = PgConn::connect(&url).expect("tenant").tenant();
                     let org = Uuid::now_v7();
                     for _ in 0..each {
-                        conn.begin().expect("begin");
-                        conn.bind_org(org).expect("bind");
+                        conn.begin(&crate::storage::postgres::bind::bind_org_sql(org))
+                            .expect("begin");
                         record(&conn, &AuditEntry::new("test.write").org(org)).expect("record");
                         conn.end(true).expect("commit");
                     }

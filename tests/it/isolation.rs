@@ -382,6 +382,15 @@ async fn tenant_connections_reach_views_and_nothing_else() {
         "ATTACH DATABASE ':memory:' AS other",
         "PRAGMA foreign_keys = OFF",
         "PRAGMA writable_schema = ON",
+        // The role and the org binding are not the tenant SQL's to choose.
+        "SET ROLE postgres",
+        "RESET ROLE",
+        "SET LOCAL plinth.org = 'another'",
+        "SELECT set_config('plinth.org', 'another', true)",
+        "SELECT pg_catalog.SET_CONFIG('plinth.org', 'another', false)",
+        "RESET ALL",
+        "DISCARD ALL",
+        "DO $$ BEGIN PERFORM set_config('plinth.org', 'another', true); END $$",
     ];
     // PostgreSQL lets the tenant role read these tables (its views run with its
     // rights), and row-level security shows it the bound org's rows only.

@@ -2,11 +2,13 @@
 //! `/api/orgs/{org_id}/...` requests, and the org-bound database handle.
 //!
 //! Isolation does not depend on handlers remembering a WHERE clause. Tenant code gets
-//! a [`TenantDb`], whose connections come from the tenant pool (see `db`): bound to
-//! one org for the length of a checkout, and unbound again when returned. On such a
-//! connection only views are reachable, each filtering by `current_org()`, and their
-//! INSTEAD OF triggers refuse rows of another org. Membership lookups are cached in
-//! moka under (org, user) keys and dropped on every membership change.
+//! a [`TenantDb`], whose connections come from the tenant pool (see `storage::db`):
+//! bound to one org for the length of a checkout (SQLite) or of a transaction
+//! (PostgreSQL), and unbound after. There, SQL reaches tenant data only through
+//! views filtering by `current_org()`; SQLite's INSTEAD OF triggers, PostgreSQL's
+//! row-level security and check options refuse rows of another org. Membership
+//! lookups are cached in moka under (org, user) keys and dropped on every
+//! membership change.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -33,6 +33,8 @@ pub(crate) struct PgConn {
     /// A statement that may have written ran since the change notes were last
     /// taken (see [`PgConn::take_changes`]).
     wrote: std::cell::Cell<bool>,
+    /// Tables whose committed changes were read but not yet announced.
+    noted: RefCell<Vec<String>>,
 }
 
 /// The engine's row, wrapped by the facade's [`Row`].
@@ -49,6 +51,7 @@ impl PgConn {
             tenant: false,
             in_transaction: std::cell::Cell::new(false),
             wrote: std::cell::Cell::new(false),
+            noted: RefCell::new(Vec::new()),
         }
     }
 
@@ -56,10 +59,16 @@ impl PgConn {
     /// asked, as the statement triggers of [`super::notes`] recorded them; only
     /// asks the server when a statement other than a SELECT ran.
     pub(crate) fn take_changes(&self) -> Result<Vec<String>> {
-        if !self.wrote.replace(false) {
-            return Ok(Vec::new());
+        if self.wrote.replace(false) {
+            let taken = self.read_notes(super::notes::TAKE)?;
+            self.noted.borrow_mut().extend(taken);
         }
-        let rows = self.client()?.simple_query(super::notes::TAKE)?;
+        Ok(std::mem::take(&mut *self.noted.borrow_mut()))
+    }
+
+    /// Runs `sql` (ending with [`super::notes::TAKE`]) and reads the notes it answers.
+    fn read_notes(&self, sql: &str) -> Result<Vec<String>> {
+        let rows = self.client()?.simple_query(sql)?;
         Ok(rows
             .iter()
             .find_map(|m| match m {
@@ -81,26 +90,28 @@ impl PgConn {
             .map_err(|_| Error::internal("the PostgreSQL connection is closed"))
     }
 
-    pub(crate) fn begin(&self) -> Result<()> {
-        self.client()?.batch_execute("BEGIN")?;
+    /// Begins a transaction, then runs `prelude` (locks, the org binding) in the
+    /// same round trip.
+    pub(crate) fn begin(&self, prelude: &str) -> Result<()> {
         self.in_transaction.set(true);
-        Ok(())
-    }
-
-    /// Begins a transaction and takes the transaction-scoped advisory lock `key`,
-    /// in one round trip.
-    pub(crate) fn begin_writing(&self, key: i64) -> Result<()> {
-        // The key is a constant of ours, never caller text.
-        self.client()?
-            .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))?;
-        self.in_transaction.set(true);
+        self.client()?.batch_execute(&format!("BEGIN; {prelude}"))?;
         Ok(())
     }
 
     /// Commits (`true`) or rolls back the transaction begun by [`PgConn::begin`].
+    /// A committed transaction that wrote reads its change notes in the same round
+    /// trip as its COMMIT; a rolled-back one has none (they rolled back with it).
     pub(crate) fn end(&self, commit: bool) -> Result<()> {
-        self.client()?
-            .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })?;
+        if commit && self.wrote.replace(false) {
+            let taken = self.read_notes(&format!("COMMIT; {}", super::notes::TAKE))?;
+            self.noted.borrow_mut().extend(taken);
+        } else {
+            self.client()?
+                .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })?;
+            if !commit {
+                self.wrote.set(false);
+            }
+        }
         self.in_transaction.set(false);
         Ok(())
     }
@@ -120,16 +131,6 @@ impl PgConn {
     pub(crate) fn tenant(mut self) -> Self {
         self.tenant = true;
         self
-    }
-
-    /// Binds the connection to `org` until the end of the current transaction.
-    pub(crate) fn bind_org(&self, org: uuid::Uuid) -> Result<()> {
-        // A setting takes no parameter; the id is formatted, never caller text.
-        Ok(self.client()?.batch_execute(&format!(
-            "SET LOCAL {} = '{}'",
-            super::isolation::ORG_SETTING,
-            org.hyphenated()
-        ))?)
     }
 
     /// Connects to `url` without TLS (a local or private-network server).
@@ -176,6 +177,16 @@ impl Drop for PgConn {
 }
 
 crate::storage::sql::sealed::raw_engine!(PgConn, Postgres);
+
+/// The statement binding a transaction to `org`. A setting takes no parameter; the
+/// id is formatted, never caller text.
+pub(crate) fn bind_org_sql(org: uuid::Uuid) -> String {
+    format!(
+        "SET LOCAL {} = '{}'",
+        super::isolation::ORG_SETTING,
+        org.hyphenated()
+    )
+}
 
 /// The client's error with the server's words: `postgres::Error` alone displays as
 /// "db error", which says nothing in a log or a failed migration.

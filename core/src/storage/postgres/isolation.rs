@@ -158,11 +158,9 @@ mod tests {
     }
 
     fn in_org<T>(conn: &PgConn, org: Uuid, f: impl FnOnce(Sql<'_>) -> Result<T>) -> Result<T> {
-        let sql = Sql::of(conn);
-        sql.batch("BEGIN")?;
-        conn.bind_org(org)?;
-        let out = f(sql);
-        sql.batch(if out.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+        conn.begin(&super::super::bind::bind_org_sql(org))?;
+        let out = f(Sql::of(conn));
+        conn.end(out.is_ok())?;
         out
     }
 

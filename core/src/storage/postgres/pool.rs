@@ -10,20 +10,28 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::bind::PgConn;
+use super::bind::{PgConn, bind_org_sql};
 use super::logins::Logins;
 use crate::error::Result;
 use crate::storage::changes::{Changes, Noted};
 use crate::storage::db::Kind;
 use crate::storage::sql::Sql;
 
-/// The transaction-scoped advisory lock every write transaction takes first
-/// ("writer" in ASCII), so writers of one database take turns across every
-/// process, as SQLite's one writer does: what code reads in a write transaction
-/// is still true when it writes (counters, "at least one owner", seat limits,
-/// idempotency keys, the order of webhook deliveries). Reads and single
-/// statements outside `write` never wait for it.
-pub(crate) const WRITER_LOCK: i64 = 0x7772_6974_6572;
+/// The transaction-scoped advisory locks write transactions take first, so that
+/// writers take turns across every process as SQLite's one writer does: what code
+/// reads in a write transaction is still true when it writes (counters, "at least
+/// one owner", seat limits, idempotency keys, the order of webhook deliveries).
+///
+/// Two levels: a write bound to an org holds `WRITER_LOCK` shared and its org's
+/// lock (`ORG_WRITER_LOCKS`, hashtext of the id) exclusively, so writers of
+/// different orgs run side by side and writers of one org take turns; a write
+/// bound to no org (system and root work, which may span orgs: erasure, staff
+/// actions) holds `WRITER_LOCK` exclusively and so runs alone, as on SQLite.
+/// Always in that order, so the levels cannot deadlock. Reads and single
+/// statements outside `write` never wait for them.
+pub(crate) const WRITER_LOCK: i64 = 0x7772_6974_6572; // "writer"
+/// The class (first key) of the per-org locks of the two-key advisory lock space.
+const ORG_WRITER_LOCKS: i32 = 0x6f72_6773; // "orgs"
 
 /// How long a checkout waits for a free connection before the request fails.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -182,15 +190,19 @@ impl PgDb {
         f: impl FnOnce(&Sql<'_>) -> Result<(T, bool)>,
     ) -> Result<T> {
         let conn = self.conn()?;
-        if write {
-            conn.begin_writing(WRITER_LOCK)?;
-        } else {
-            conn.begin()?;
-        }
-        let outcome = match org {
-            Some(org) => conn.bind_org(org).and_then(|()| f(&Sql::of(&*conn))),
-            None => f(&Sql::of(&*conn)),
+        // One round trip: BEGIN, the writers' locks, the org binding.
+        let prelude = match (write, org) {
+            (false, None) => String::new(),
+            (false, Some(org)) => bind_org_sql(org),
+            (true, None) => format!("SELECT pg_advisory_xact_lock({WRITER_LOCK})"),
+            (true, Some(org)) => format!(
+                "SELECT pg_advisory_xact_lock_shared({WRITER_LOCK}); \
+                 SELECT pg_advisory_xact_lock({ORG_WRITER_LOCKS}, hashtext('{}')); {}",
+                org.hyphenated(),
+                bind_org_sql(org)
+            ),
         };
+        let outcome = conn.begin(&prelude).and_then(|()| f(&Sql::of(&*conn)));
         let commit = matches!(outcome, Ok((_, true)));
         conn.end(commit)?;
         outcome.map(|(value, _)| value)
@@ -269,6 +281,58 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(count(&tenant, Some(a)), 1);
+    }
+
+    /// Writers of different orgs run side by side; writers of one org, and a
+    /// writer bound to no org, wait for the one holding the org's turn.
+    #[test]
+    fn writers_take_turns_per_org_and_unbound_writers_run_alone() {
+        use std::sync::mpsc;
+        use std::time::{Duration, Instant};
+        let Some((url, _, _)) = super::super::testing::empty_database("locks") else {
+            return;
+        };
+        let db = PgDb::open(url.parse().expect("url"), 4, false, Arc::default());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (started, holding) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                db.write_blocking(Some(a), |_| {
+                    started.send(()).expect("started");
+                    released.recv().expect("release");
+                    Ok(())
+                })
+            })
+        };
+        holding.recv().expect("holding a's turn");
+        let timed = |org: Option<Uuid>| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                db.write_blocking(org, |_| Ok(())).expect("write");
+                t0.elapsed()
+            })
+        };
+        let other_org = timed(Some(b)).join().expect("b");
+        assert!(
+            other_org < Duration::from_secs(2),
+            "another org's writer waited {other_org:?}"
+        );
+        let (same_org, unbound) = (timed(Some(a)), timed(None));
+        std::thread::sleep(Duration::from_millis(300));
+        release.send(()).expect("release");
+        holder.join().expect("holder").expect("a's write");
+        let (same_org, unbound) = (same_org.join().expect("a"), unbound.join().expect("none"));
+        assert!(
+            same_org >= Duration::from_millis(300),
+            "a's second writer ran at once: {same_org:?}"
+        );
+        assert!(
+            unbound >= Duration::from_millis(300),
+            "an unbound writer ran at once: {unbound:?}"
+        );
     }
 
     #[test]
