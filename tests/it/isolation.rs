@@ -79,15 +79,23 @@ fn postgres_guards(conn: &TestConn, table: &str, view: &str) {
         .unwrap_or_else(|_| panic!("{table} has no view {view}"));
     assert!(definition.contains("current_org()"), "{view}: {definition}");
     assert!(options.contains("security_invoker=true"), "{view}: {options}");
-    let cascades: bool = conn
-        .query_row(
+    assert_deleted_with_its_org(conn, table);
+}
+
+/// The table's `org_id` references organizations ON DELETE CASCADE.
+fn assert_deleted_with_its_org(conn: &TestConn, table: &str) {
+    let sql = match conn.engine() {
+        EngineKind::Sqlite => {
+            "SELECT count(*) = 1 FROM pragma_foreign_key_list(?1)
+             WHERE \"from\" = 'org_id' AND \"table\" = 'organizations' AND on_delete = 'CASCADE'"
+        }
+        EngineKind::Postgres => {
             "SELECT count(*) = 1 FROM pg_constraint
              WHERE conrelid = CAST(?1 AS text)::regclass AND confrelid = 'organizations'::regclass
-               AND contype = 'f' AND confdeltype = 'c'",
-            args![table],
-            |r| r.get(0),
-        )
-        .expect("fk");
+               AND contype = 'f' AND confdeltype = 'c'"
+        }
+    };
+    let cascades: bool = conn.query_row(sql, args![table], |r| r.get(0)).expect("fk");
     assert!(
         cascades,
         "{table}.org_id must reference organizations ON DELETE CASCADE"
@@ -210,18 +218,7 @@ async fn every_table_with_org_id_is_a_tenant_table_behind_a_view_with_guards() {
             }
             assert!(body.contains("current_org()"), "{trigger} does not check the org");
         }
-        let cascades: bool = conn
-            .query_row(
-                "SELECT count(*) = 1 FROM pragma_foreign_key_list(?1)
-                 WHERE \"from\" = 'org_id' AND \"table\" = 'organizations' AND on_delete = 'CASCADE'",
-                args![table],
-                |r| r.get(0),
-            )
-            .expect("fk");
-        assert!(
-            cascades,
-            "{table}.org_id must reference organizations ON DELETE CASCADE"
-        );
+        assert_deleted_with_its_org(&conn, table);
     }
 }
 

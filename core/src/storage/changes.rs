@@ -79,3 +79,14 @@ impl Noted {
         }
     }
 }
+
+/// A watcher counting the announcements of `table` (tests of both engines' notes).
+#[cfg(test)]
+pub(crate) fn counter(changes: &Changes, table: &str) -> Arc<std::sync::atomic::AtomicUsize> {
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    changes.watch(table, move || {
+        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    count
+}

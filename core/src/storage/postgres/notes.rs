@@ -62,16 +62,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::super::pool::PgDb;
-    use crate::storage::changes::Changes;
-
-    fn counter(changes: &Changes, table: &str) -> Arc<AtomicUsize> {
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        changes.watch(table, move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        });
-        count
-    }
+    use crate::storage::changes::{Changes, counter};
 
     #[test]
     fn committed_writes_are_announced_once_per_table_rolled_back_ones_not_at_all() {

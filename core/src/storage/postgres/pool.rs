@@ -287,51 +287,55 @@ mod tests {
     /// writer bound to no org, wait for the one holding the org's turn.
     #[test]
     fn writers_take_turns_per_org_and_unbound_writers_run_alone() {
+        use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::mpsc;
-        use std::time::{Duration, Instant};
+        use std::time::Duration;
         let Some((url, _, _)) = super::super::testing::empty_database("locks") else {
             return;
         };
         let db = PgDb::open(url.parse().expect("url"), 4, false, Arc::default());
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let done = Arc::new(AtomicBool::new(false));
         let (started, holding) = mpsc::channel::<()>();
         let (release, released) = mpsc::channel::<()>();
         let holder = {
-            let db = db.clone();
+            let (db, done) = (db.clone(), done.clone());
             std::thread::spawn(move || {
                 db.write_blocking(Some(a), |_| {
                     started.send(()).expect("started");
                     released.recv().expect("release");
+                    done.store(true, Ordering::SeqCst);
                     Ok(())
                 })
             })
         };
         holding.recv().expect("holding a's turn");
-        let timed = |org: Option<Uuid>| {
-            let db = db.clone();
+        // Each writer answers whether a's first writer had finished when it got in.
+        let writer = |org: Option<Uuid>| {
+            let (db, done) = (db.clone(), done.clone());
+            let (tx, rx) = mpsc::channel();
             std::thread::spawn(move || {
-                let t0 = Instant::now();
-                db.write_blocking(org, |_| Ok(())).expect("write");
-                t0.elapsed()
-            })
+                let after = db.write_blocking(org, |_| Ok(done.load(Ordering::SeqCst)));
+                let _ = tx.send(after.expect("write"));
+            });
+            rx
         };
-        let other_org = timed(Some(b)).join().expect("b");
-        assert!(
-            other_org < Duration::from_secs(2),
-            "another org's writer waited {other_org:?}"
-        );
-        let (same_org, unbound) = (timed(Some(a)), timed(None));
-        std::thread::sleep(Duration::from_millis(300));
+        let other_org = writer(Some(b))
+            .recv_timeout(Duration::from_secs(5))
+            .expect("another org's writer runs while a holds its turn");
+        assert!(!other_org);
+        let (same_org, unbound) = (writer(Some(a)), writer(None));
+        std::thread::sleep(Duration::from_millis(200));
         release.send(()).expect("release");
         holder.join().expect("holder").expect("a's write");
-        let (same_org, unbound) = (same_org.join().expect("a"), unbound.join().expect("none"));
+        let timeout = Duration::from_secs(5);
         assert!(
-            same_org >= Duration::from_millis(300),
-            "a's second writer ran at once: {same_org:?}"
+            same_org.recv_timeout(timeout).expect("a"),
+            "a's second writer ran beside the first"
         );
         assert!(
-            unbound >= Duration::from_millis(300),
-            "an unbound writer ran at once: {unbound:?}"
+            unbound.recv_timeout(timeout).expect("none"),
+            "an unbound writer ran beside a's"
         );
     }
 

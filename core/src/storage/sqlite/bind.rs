@@ -5,7 +5,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use crate::error::{Error, Result};
-use crate::storage::sql::{Column, Engine, Handle, Param, Row, raw};
+use crate::storage::sql::{Column, Param, Row};
 
 /// The engine connection behind every facade handle.
 pub(crate) type Conn = rusqlite::Connection;
@@ -19,9 +19,11 @@ crate::storage::sql::sealed::raw_engine!(super::db::DbConn, Sqlite);
 crate::storage::sql::sealed::raw_engine!(super::db::PooledConnection, Sqlite);
 crate::storage::sql::sealed::raw_engine!(super::db::BoundConn, Sqlite);
 
-/// The SQLite connection behind `handle`, for the engine's own work (checkpoints,
-/// tests); a handle of another engine is an internal error.
-pub(crate) fn sqlite_of<H: Handle + ?Sized>(handle: &H) -> Result<&Conn> {
+/// The SQLite connection behind `handle`, for the engine's own tests; a handle of
+/// another engine is an internal error.
+#[cfg(test)]
+pub(crate) fn sqlite_of<H: crate::storage::sql::Handle + ?Sized>(handle: &H) -> Result<&Conn> {
+    use crate::storage::sql::{Engine, raw};
     match raw(handle) {
         Engine::Sqlite(conn) => Ok(conn),
         Engine::Postgres(_) => Err(Error::internal("a SQLite connection was expected")),

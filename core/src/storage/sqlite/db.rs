@@ -182,10 +182,7 @@ impl Checkpointer {
     }
 
     pub async fn tick(&mut self) -> Result<()> {
-        let (frames, _) = self
-            .db
-            .call(|conn| Ok(checkpoint(super::bind::sqlite_of(conn)?)?))
-            .await?;
+        let (frames, _) = self.db.wal_frames().await?;
         if frames < self.hold_at {
             // Started over since (or never grew): back to the first threshold.
             self.hold_at = self.hold_at.min(frames.max(0) + self.limit);
@@ -193,10 +190,7 @@ impl Checkpointer {
         }
         let _turn = async_write_gate(self.db.path()).lock_owned().await;
         let started = std::time::Instant::now();
-        let (frames, copied) = self
-            .db
-            .call(|conn| Ok(checkpoint(super::bind::sqlite_of(conn)?)?))
-            .await?;
+        let (frames, copied) = self.db.wal_frames().await?;
         self.hold_at = frames + self.limit;
         let held = started.elapsed();
         if held > Duration::from_millis(200) {
@@ -462,33 +456,10 @@ impl SqliteDb {
         self.pool.max_size()
     }
 
-    /// Runs work on a pooled connection on the blocking pool: reads, or single
-    /// statements (atomic on their own). Anything larger goes through [`SqliteDb::write`].
-    pub async fn call<T, F>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
+    /// The WAL's frames and how many are in the database, from the blocking pool.
+    async fn wal_frames(&self) -> Result<(i64, i64)> {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.blocking(f)).await?
-    }
-
-    /// Runs work in a `BEGIN IMMEDIATE` transaction on the blocking pool, group
-    /// committed with the other writers queued at the time (see
-    /// [`crate::storage::sqlite::group_commit`]): answered once committed; when `f` returns Err its
-    /// writes are rolled back (nothing half-written) and the others' stand.
-    pub async fn write<T, F>(&self, f: F) -> Result<T>
-    where
-        F: FnOnce(&Sql<'_>) -> Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        crate::storage::sqlite::group_commit::write(self, None, f).await
-    }
-
-    /// [`SqliteDb::write`] for code already on a blocking thread.
-    pub fn write_blocking<T>(&self, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        in_transaction(&mut conn, f)
+        tokio::task::spawn_blocking(move || Ok(checkpoint(&*db.conn()?)?)).await?
     }
 }
 
@@ -536,12 +507,6 @@ pub(crate) fn async_write_gate(path: &Path) -> Arc<tokio::sync::Mutex<()>> {
         std::sync::LazyLock::new(Mutex::default);
     let mut gates = GATES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     gates.entry(path.to_path_buf()).or_default().clone()
-}
-
-/// Runs `f` in an immediate transaction on any connection, after the writers of this
-/// process that came first.
-pub fn in_transaction<T>(conn: &mut Connection, f: impl FnOnce(&Sql<'_>) -> Result<T>) -> Result<T> {
-    transaction(conn, true, |tx| Ok((f(tx)?, true)))
 }
 
 /// Runs `f` in a transaction on any connection (an immediate one after this
@@ -615,7 +580,7 @@ mod tests {
             let (db, stop) = (db.clone(), stop.clone());
             writers.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    db.write(|tx| {
+                    crate::storage::sqlite::group_commit::write(&db, None, |tx| {
                         tx.execute("INSERT INTO t (blob) VALUES (zeroblob(3000))", crate::params![])?;
                         Ok(())
                     })
@@ -628,10 +593,7 @@ mod tests {
         let (mut largest, mut restarts, mut last) = (0, 0, 0);
         for _ in 0..150 {
             checkpointer.tick().await.expect("tick");
-            let (frames, _) = db
-                .call(|conn| Ok(checkpoint(crate::storage::sqlite::bind::sqlite_of(conn)?)?))
-                .await
-                .expect("frames");
+            let (frames, _) = db.wal_frames().await.expect("frames");
             if frames < last {
                 restarts += 1;
             }

@@ -20,17 +20,8 @@ pub(crate) fn install(conn: &Connection, changes: Arc<Changes>, noted: Arc<Noted
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::changes::Noted;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    fn counter(changes: &Changes, table: &str) -> Arc<AtomicUsize> {
-        let count = Arc::new(AtomicUsize::new(0));
-        let c = count.clone();
-        changes.watch(table, move || {
-            c.fetch_add(1, Ordering::SeqCst);
-        });
-        count
-    }
+    use crate::storage::changes::{Noted, counter};
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn changes_to_watched_tables_are_announced_once_per_announcement() {
