@@ -95,6 +95,9 @@ pub struct Config {
     pub job_backoff_base: Duration,
     /// `PLINTH_JOB_MAX_ATTEMPTS`: attempts before a job is dead, default 5.
     pub job_max_attempts: u32,
+    /// `PLINTH_JOB_LEASE_SECS`: a running job's lease, renewed while it runs; a
+    /// job whose lease ran out (its node died) runs again. Default 60.
+    pub job_lease: Duration,
     /// `PLINTH_SHUTDOWN_TIMEOUT_SECS`: how long in-flight requests may take to finish.
     pub shutdown_timeout: Duration,
     /// `PLINTH_METRICS_TOKEN`: when set, /metrics requires `Authorization: Bearer <token>`.
@@ -363,6 +366,7 @@ impl Config {
         let job_poll_interval = Duration::from_millis(number("PLINTH_JOB_POLL_MS", 1000, 10, 600_000));
         let job_backoff_base = Duration::from_millis(number("PLINTH_JOB_BACKOFF_MS", 2000, 1, 3_600_000));
         let job_max_attempts = number("PLINTH_JOB_MAX_ATTEMPTS", 5, 1, 100) as u32;
+        let job_lease = Duration::from_secs(number("PLINTH_JOB_LEASE_SECS", 60, 1, 86_400));
         let shutdown_timeout = Duration::from_secs(number("PLINTH_SHUTDOWN_TIMEOUT_SECS", 30, 1, 3600));
         let metrics_token = get("PLINTH_METRICS_TOKEN").map(Secret);
         let access_token_ttl = Duration::from_secs(number("PLINTH_ACCESS_TOKEN_TTL_SECS", 900, 30, 86_400));
@@ -443,6 +447,7 @@ impl Config {
             job_poll_interval,
             job_backoff_base,
             job_max_attempts,
+            job_lease,
             shutdown_timeout,
             metrics_token,
             access_token_ttl,

@@ -140,7 +140,7 @@ impl App {
         for plugin in &enabled {
             plugin.subscribe(bus.for_plugin(plugin.name()));
         }
-        let jobs = Jobs::new(config.job_max_attempts, config.job_backoff_base);
+        let jobs = Jobs::new(config.job_max_attempts, config.job_backoff_base).with_lease(config.job_lease);
         let entitlements = enabled
             .iter()
             .find_map(|p| p.entitlements())
@@ -411,6 +411,7 @@ impl App {
         let config = platform.config().clone();
         self.claim_database()?;
         let _lock = self.server_lock.take();
+        platform.start_change_listener()?;
         if let (Some(dir), Some(db)) = (config.backup_dir.clone(), config.sqlite_path()) {
             let (db, every, keep) = (db.to_path_buf(), config.backup_interval, config.backup_keep);
             tokio::spawn(async move {
@@ -443,10 +444,16 @@ impl App {
                 }
             });
         }
-        let recovered = platform
-            .db()
-            .call(|conn| crate::runtime::jobs::recover(conn))
-            .await?;
+        // One server per SQLite file: what it left running is nobody's. On
+        // PostgreSQL other nodes may be running those jobs; leases decide.
+        let recovered = if platform.db().engine() == crate::storage::EngineKind::Sqlite {
+            platform
+                .db()
+                .call(|conn| crate::runtime::jobs::recover(conn))
+                .await?
+        } else {
+            0
+        };
         if recovered > 0 {
             tracing::info!(
                 recovered,

@@ -22,6 +22,7 @@ mod hardening;
 mod isolation;
 mod jobs;
 mod migrations;
+mod nodes;
 mod ops;
 mod plugins;
 mod postgres;

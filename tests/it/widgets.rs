@@ -74,6 +74,10 @@ impl Plugin for Widgets {
             if ctx.attempt <= fail_times {
                 return Err(format!("planned failure {}", ctx.attempt));
             }
+            if let Some(ms) = ctx.payload["sleep_ms"].as_u64() {
+                // A long job: longer than its lease in the lease tests.
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             let id = ctx.payload["id"].as_str().unwrap_or_default().to_string();
             ctx.platform
                 .db()

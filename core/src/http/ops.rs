@@ -46,6 +46,9 @@ struct Readiness {
     database: CheckStatus,
     /// Every migration of this build is applied.
     migrations: CheckStatus,
+    /// Other processes' changes reach this node's caches (PostgreSQL: its LISTEN
+    /// connection is up; SQLite: one process sees every change itself).
+    changes: CheckStatus,
 }
 
 #[derive(ApiResponse)]
@@ -109,11 +112,18 @@ impl OpsApi {
                 None,
             )))
         };
+        let listening = self.platform.db().engine() == crate::storage::EngineKind::Sqlite
+            || self.platform.change_listener().is_some_and(|l| l.listening());
         match check.await {
+            Ok(true) if !listening => not_ready(
+                "the change listener is not connected (reconnecting): this node's caches may miss other nodes' changes"
+                    .into(),
+            ),
             Ok(true) => ReadyResponse::Ready(Json(Readiness {
                 status: ReadyStatus::Ready,
                 database: CheckStatus::Ok,
                 migrations: CheckStatus::Ok,
+                changes: CheckStatus::Ok,
             })),
             Ok(false) => not_ready("migrations are pending; run `plinth migrate`".into()),
             Err(e) => {
@@ -181,6 +191,18 @@ impl OpsApi {
                     ("uptime_seconds", self.platform.uptime().as_secs() as i64),
                     ("database_bytes", sizes.0),
                     ("wal_bytes", sizes.1),
+                    (
+                        "change_listener_up",
+                        i64::from(self.platform.change_listener().is_some_and(|l| l.listening())),
+                    ),
+                    (
+                        "change_listener_losses",
+                        self.platform.change_listener().map_or(0, |l| l.losses() as i64),
+                    ),
+                    (
+                        "change_notes_received",
+                        self.platform.change_listener().map_or(0, |l| l.received() as i64),
+                    ),
                 ];
                 // Both pools that write: system and tenant.
                 let (system, tenant) = (db.group_commits(), self.platform.tenancy().pool().group_commits());

@@ -40,6 +40,8 @@ struct Inner {
     feature_flags: Option<Arc<dyn FeatureFlags>>,
     started: std::time::Instant,
     plugins: std::sync::OnceLock<Vec<PluginInfo>>,
+    /// PostgreSQL's change listener, once serving started it.
+    listener: std::sync::OnceLock<Arc<crate::storage::postgres::listen::ListenerState>>,
 }
 
 impl Platform {
@@ -63,6 +65,19 @@ impl Platform {
         metrics.register_cache(identity.session_cache());
         metrics.register_cache(identity.token_cache());
         metrics.register_cache(tenancy.membership_cache());
+        if logins.is_some() {
+            // Several nodes may share PostgreSQL: what one node revokes must reach
+            // the others' caches too, which only change notes do (explicit
+            // invalidation reaches this node's).
+            for table in ["sessions", "users"] {
+                let cache = identity.session_cache().clone();
+                db.changes().watch(table, move || cache.invalidate_all());
+            }
+            for table in ["tenant_memberships", "organizations"] {
+                let cache = tenancy.membership_cache().clone();
+                db.changes().watch(table, move || cache.invalidate_all());
+            }
+        }
         Ok(Platform {
             inner: Arc::new(Inner {
                 config,
@@ -78,6 +93,7 @@ impl Platform {
                 feature_flags,
                 started: std::time::Instant::now(),
                 plugins: std::sync::OnceLock::new(),
+                listener: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -94,6 +110,25 @@ impl Platform {
     /// Core's unrestricted handle: migrations and cross-tenant reads of tenancy.
     pub(crate) fn root(&self) -> &Db {
         &self.inner.root
+    }
+
+    /// Starts listening for other nodes' changes (PostgreSQL; nothing on SQLite,
+    /// whose one process sees every change itself).
+    pub(crate) fn start_change_listener(&self) -> Result<()> {
+        if let Some(logins) = &self.inner.logins
+            && self.inner.listener.get().is_none()
+        {
+            let state =
+                crate::storage::postgres::listen::spawn(logins.owner.clone(), self.inner.db.changes_handle())
+                    .map_err(crate::error::Error::internal)?;
+            let _ = self.inner.listener.set(state);
+        }
+        Ok(())
+    }
+
+    /// The change listener's state (`None` on SQLite, or before serving).
+    pub fn change_listener(&self) -> Option<&crate::storage::postgres::listen::ListenerState> {
+        self.inner.listener.get().map(|s| s.as_ref())
     }
 
     pub(crate) fn postgres_logins(&self) -> Option<&crate::storage::postgres::logins::Logins> {

@@ -125,6 +125,7 @@ pub struct Jobs {
     wake: Arc<Notify>,
     max_attempts: u32,
     backoff_base: Duration,
+    lease: Duration,
 }
 
 impl Jobs {
@@ -133,7 +134,14 @@ impl Jobs {
             wake: Arc::new(Notify::new()),
             max_attempts,
             backoff_base,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// Leases running jobs for `lease` (renewed at a third of it while they run).
+    pub(crate) fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(300));
+        self
     }
 
     /// Enqueues a job on `conn`, normally the caller's open transaction.
@@ -194,8 +202,13 @@ impl Jobs {
     }
 }
 
+/// How long a running job is leased when no configuration says otherwise.
+const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
 /// Queues again the jobs a previous process left running. Called once at start-up,
-/// before any worker runs, so no live job is touched.
+/// before any worker runs, so no live job is touched: on SQLite only, whose file
+/// has one server. Several nodes on PostgreSQL rely on leases instead (another
+/// node's running job is not this one's to requeue).
 pub fn recover(conn: &impl Handle) -> Result<usize> {
     let conn = &Sql::from(conn);
     let n = conn.execute(
@@ -229,25 +242,31 @@ struct Claimed {
     attempts: u32,
 }
 
-/// The claim statement for `kinds` handled kinds (one cached statement per count).
+/// The claim statement for `kinds` handled kinds (one cached statement per count):
+/// a due queued job, or a running one whose lease ran out (its node died), leased
+/// to this worker.
 fn claim_sql(kinds: usize) -> String {
-    let placeholders: Vec<String> = (0..kinds).map(|i| format!("?{}", i + 3)).collect();
+    let placeholders: Vec<String> = (0..kinds).map(|i| format!("?{}", i + 4)).collect();
     // SKIP LOCKED: on PostgreSQL two workers would otherwise pick the same row
     // under READ COMMITTED (SQLite's single writer needs no lock; the facade
-    // drops the clause there).
+    // drops the clause there). A lease never set (a job running before leases
+    // existed) counts as run out.
     format!(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, updated_at = ?2, lease_until = ?3
              WHERE id = (SELECT id FROM jobs
-                         WHERE status = 'queued' AND run_at <= ?1 AND kind IN ({})
+                         WHERE ((status = 'queued' AND run_at <= ?1)
+                                OR (status = 'running' AND coalesce(lease_until, 0) < ?1))
+                           AND kind IN ({})
                          ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
              RETURNING id, kind, payload, attempts",
         placeholders.join(", ")
     )
 }
 
-fn claim(conn: &Sql<'_>, sql: &str, kinds: &[String]) -> Result<Option<Claimed>> {
+fn claim(conn: &Sql<'_>, sql: &str, kinds: &[String], lease: Duration) -> Result<Option<Claimed>> {
     let (now, at) = (now_millis(), now_rfc3339());
-    let mut values: Vec<&dyn ToSql> = vec![&now, &at];
+    let until = now + lease.as_millis() as i64;
+    let mut values: Vec<&dyn ToSql> = vec![&now, &at, &until];
     values.extend(kinds.iter().map(|k| k as &dyn ToSql));
     let row = conn.query_opt(sql, &values, |r| {
         Ok((
@@ -266,6 +285,17 @@ fn claim(conn: &Sql<'_>, sql: &str, kinds: &[String]) -> Result<Option<Claimed>>
         payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
         attempts,
     }))
+}
+
+/// Extends a running job's lease; false when the job is no longer this worker's
+/// to run (finished elsewhere after its lease ran out).
+fn renew(conn: &Sql<'_>, id: &str, lease: Duration) -> Result<bool> {
+    let until = now_millis() + lease.as_millis() as i64;
+    let n = conn.execute(
+        "UPDATE jobs SET lease_until = ?2 WHERE id = ?1 AND status = 'running'",
+        params![id, until],
+    )?;
+    Ok(n == 1)
 }
 
 fn finish(conn: &Sql<'_>, id: &str) -> Result<()> {
@@ -362,9 +392,9 @@ async fn worker<H: JobHost>(
             return;
         }
         let db = platform.db().clone();
-        let (k, sql) = (kinds.clone(), claim_sql.clone());
+        let (k, sql, lease) = (kinds.clone(), claim_sql.clone(), platform.jobs().lease);
         let claimed = db
-            .call(move |conn| claim(conn, &sql, &k))
+            .call(move |conn| claim(conn, &sql, &k, lease))
             .await
             .inspect_err(|e| tracing::error!(error = %e, "could not claim a job"))
             .ok()
@@ -395,7 +425,25 @@ async fn run_one<H: JobHost>(platform: &H, handlers: &HashMap<String, JobHandler
     };
     let started = std::time::Instant::now();
     // Spawned so that a panicking handler fails its job instead of killing the worker.
-    let outcome = match tokio::spawn((handler.run)(ctx)).await {
+    let mut running = tokio::spawn((handler.run)(ctx));
+    // The lease is renewed while the handler runs, so no other node takes the job.
+    let lease = platform.jobs().lease;
+    let mut renewals = tokio::time::interval(lease / 3);
+    renewals.tick().await;
+    let joined = loop {
+        tokio::select! {
+            joined = &mut running => break joined,
+            _ = renewals.tick() => {
+                let (db, id) = (platform.db().clone(), job.id.clone());
+                match db.call(move |conn| renew(conn, &id, lease)).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(job = %job.id, "the job's lease ran out and it is no longer this worker's"),
+                    Err(e) => tracing::warn!(job = %job.id, error = %e, "could not renew a job's lease"),
+                }
+            }
+        }
+    };
+    let outcome = match joined {
         Ok(result) => result,
         Err(join) => Err(if join.is_panic() {
             "handler panicked".to_string()
@@ -462,7 +510,8 @@ mod postgres_tests {
                 std::thread::spawn(move || {
                     let conn = PgConn::connect(&url).expect("system role");
                     let mut mine = Vec::new();
-                    while let Some(job) = claim(&Sql::of(&conn), &sql, &kinds).expect("claim") {
+                    while let Some(job) = claim(&Sql::of(&conn), &sql, &kinds, DEFAULT_LEASE).expect("claim")
+                    {
                         mine.push(job.id);
                     }
                     mine

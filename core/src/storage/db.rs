@@ -132,6 +132,10 @@ impl Db {
         &self.changes
     }
 
+    pub(crate) fn changes_handle(&self) -> Arc<Changes> {
+        self.changes.clone()
+    }
+
     /// The SQLite file, when the engine is SQLite.
     pub fn path(&self) -> Option<&Path> {
         self.sqlite().map(SqliteDb::path)

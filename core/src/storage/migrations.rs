@@ -215,6 +215,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0006_create_audit_log.sql",
             "0007_create_tenancy.sql",
             "0008_chain_audit_log.sql",
+            "0009_job_leases.sql",
         ],
         postgres: [
             "0001_create_jobs.sql",
@@ -225,6 +226,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0006_create_audit_log.sql",
             "0007_create_tenancy.sql",
             "0008_chain_audit_log.sql",
+            "0009_job_leases.sql",
         ]
     )?)
 }

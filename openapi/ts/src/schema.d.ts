@@ -2124,6 +2124,11 @@ export interface components {
         };
         /** Readiness */
         Readiness: {
+            /**
+             * @description Other processes' changes reach this node's caches (PostgreSQL: its LISTEN
+             *     connection is up; SQLite: one process sees every change itself).
+             */
+            changes: components["schemas"]["CheckStatus"] & unknown;
             /** @description A query succeeded. */
             database: components["schemas"]["CheckStatus"] & unknown;
             /** @description Every migration of this build is applied. */

@@ -6,6 +6,7 @@ pub(crate) mod bind;
 pub(crate) mod copy;
 pub(crate) mod dialect;
 pub(crate) mod isolation;
+pub mod listen;
 pub(crate) mod logins;
 pub(crate) mod migrate;
 pub(crate) mod notes;

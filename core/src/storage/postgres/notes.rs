@@ -1,7 +1,8 @@
 //! Change notes on PostgreSQL (see [`crate::storage::changes`]), from the database
 //! itself: a statement trigger on every table adds the table's name to the
-//! session setting `plinth.changed`, so writes by triggers, cascades and any SQL
-//! path are seen. A setting changed inside a transaction is rolled back with it,
+//! session setting `plinth.changed` (for this node) and notifies it on the
+//! channel every node listens to (see [`super::listen`]), so writes by triggers,
+//! cascades and any SQL path are seen. A setting changed inside a transaction is rolled back with it,
 //! so only committed changes remain; the pool reads and clears it as a
 //! connection comes back, and announces them before the writer is answered.
 
@@ -19,6 +20,9 @@ const NOTE: &str = "CREATE OR REPLACE FUNCTION plinth_note_change() RETURNS trig
             PERFORM set_config('plinth.changed',
                 CASE WHEN noted = '' THEN ',' ELSE noted END || TG_TABLE_NAME || ',', false);
         END IF;
+        -- Every node's listener (storage::postgres::listen), at commit; PostgreSQL
+        -- sends one per table and transaction however many statements notify.
+        PERFORM pg_notify('plinth_changes', TG_TABLE_NAME);
         RETURN NULL;
     END $$";
 

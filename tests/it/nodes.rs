@@ -1,0 +1,280 @@
+//! Several nodes on one PostgreSQL database (the PostgreSQL half of the suite; a
+//! SQLite file serves one process): what one node commits reaches the other's
+//! caches within a second, through the database's change notes and each node's
+//! LISTEN connection. Each delay is measured over 20 trials; the medians are
+//! printed for the record.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::acme::Acme;
+use crate::harness::{TestApp, on_postgres};
+
+const TRIALS: usize = 20;
+const WITHIN: Duration = Duration::from_secs(1);
+
+/// Two nodes on Acme's database: `a` is Acme's own server, `b` a second one.
+async fn two_nodes() -> (Acme, TestApp) {
+    // Logins per account are rate limited; the trials log in 20 times.
+    let limits = |builder: crate::harness::TestAppBuilder| {
+        builder
+            .var("PLINTH_AUTH_RATE_PER_ACCOUNT", "1000")
+            .var("PLINTH_AUTH_RATE_PER_IP", "1000")
+    };
+    let acme = Acme::start_with(limits(TestApp::builder())).await;
+    let b = limits(TestApp::builder())
+        .builtins()
+        .in_dir(acme.app.dir.clone())
+        .spawn()
+        .await;
+    (acme, b)
+}
+
+async fn get(node: &TestApp, token: &str, path: &str) -> (u16, Value) {
+    let resp = node
+        .client
+        .get(node.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `seen` on the other node until it holds; the time it took.
+async fn delay<F, Fut>(mut seen: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while !seen().await {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "never seen on the other node"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    t0.elapsed()
+}
+
+fn report(what: &str, mut delays: Vec<Duration>) {
+    delays.sort();
+    let median = delays[delays.len() / 2];
+    let worst = delays[delays.len() - 1];
+    let _ = writeln!(
+        std::io::stderr(),
+        "cross-node delay, {what}: median {:.1} ms, worst {:.1} ms over {} trials",
+        median.as_secs_f64() * 1000.0,
+        worst.as_secs_f64() * 1000.0,
+        delays.len()
+    );
+    assert!(worst < WITHIN, "{what}: {worst:?} on the other node");
+}
+
+#[tokio::test]
+async fn a_profile_change_on_one_node_shows_on_the_other_within_a_second() {
+    if !on_postgres() {
+        return;
+    }
+    let (acme, b) = two_nodes().await;
+    let token = acme.token("member").to_string();
+    let mut delays = Vec::new();
+    for trial in 0..TRIALS {
+        let name = format!("Member {trial}");
+        // b has the profile cached before a changes it.
+        assert_eq!(get(&b, &token, "/api/auth/me").await.0, 200);
+        let (status, _) = acme
+            .send("PATCH", "member", "/api/auth/me", Some(json!({ "name": name })))
+            .await;
+        assert_eq!(status.as_u16(), 200);
+        delays
+            .push(delay(|| async { get(&b, &token, "/api/auth/me").await.1["name"] == name.as_str() }).await);
+    }
+    report("profile (PATCH /api/auth/me)", delays);
+}
+
+#[tokio::test]
+async fn a_logout_or_a_disabled_user_on_one_node_stops_the_token_on_the_other() {
+    if !on_postgres() {
+        return;
+    }
+    let (acme, b) = two_nodes().await;
+    let mut delays = Vec::new();
+    for _ in 0..TRIALS {
+        let (access, _) =
+            crate::auth::tokens(&acme.app, "member@acme.test", crate::acme::DEMO_PASSWORD).await;
+        assert_eq!(get(&b, &access, "/api/auth/me").await.0, 200, "cached live on b");
+        let resp = acme
+            .app
+            .client
+            .post(acme.app.url("/api/auth/logout"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("logout");
+        assert_eq!(resp.status().as_u16(), 204);
+        delays.push(delay(|| async { get(&b, &access, "/api/auth/me").await.0 == 401 }).await);
+    }
+    report("logout", delays);
+
+    // Staff disable the viewer on a; the viewer's token stops on b.
+    let viewer = acme.id("viewer");
+    let mut delays = Vec::new();
+    for _ in 0..TRIALS {
+        let (token, _) = crate::auth::tokens(&acme.app, "viewer@acme.test", crate::acme::DEMO_PASSWORD).await;
+        assert_eq!(get(&b, &token, "/api/auth/me").await.0, 200);
+        let (status, body) = acme
+            .send(
+                "POST",
+                "stranger",
+                &format!("/api/admin/users/{viewer}/disable"),
+                None,
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+        delays.push(delay(|| async { get(&b, &token, "/api/auth/me").await.0 == 401 }).await);
+        let (status, body) = acme
+            .send(
+                "POST",
+                "stranger",
+                &format!("/api/admin/users/{viewer}/enable"),
+                None,
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+    }
+    report("disabled user", delays);
+}
+
+#[tokio::test]
+async fn a_role_change_on_one_node_applies_on_the_other_within_a_second() {
+    if !on_postgres() {
+        return;
+    }
+    let (acme, b) = two_nodes().await;
+    let (member, token) = (acme.id("member"), acme.token("member").to_string());
+    let org = format!("/api/orgs/{}", acme.org);
+    let mut delays = Vec::new();
+    for trial in 0..TRIALS {
+        let role = if trial % 2 == 0 { "viewer" } else { "member" };
+        assert_eq!(get(&b, &token, &org).await.0, 200, "b has the membership cached");
+        let (status, body) = acme
+            .send(
+                "PATCH",
+                "owner",
+                &format!("{org}/members/{member}"),
+                Some(json!({ "role": role })),
+            )
+            .await;
+        assert!(status.is_success(), "{status} {body}");
+        delays.push(delay(|| async { get(&b, &token, &org).await.1["role"] == role }).await);
+    }
+    report("role change (PATCH .../members/{id})", delays);
+}
+
+#[tokio::test]
+async fn a_flag_change_on_one_node_applies_on_the_other_within_a_second() {
+    if !on_postgres() {
+        return;
+    }
+    let (acme, b) = two_nodes().await;
+    let token = acme.token("owner").to_string();
+    let flags = format!("/api/orgs/{}/flags", acme.org);
+    let mut delays = Vec::new();
+    for trial in 0..TRIALS {
+        let enabled = trial % 2 == 1;
+        let before = get(&b, &token, &flags).await.1;
+        let (status, _) = acme
+            .send(
+                "PATCH",
+                "stranger",
+                "/api/admin/flags/new-dashboard",
+                Some(json!({ "enabled": enabled })),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 200);
+        delays.push(
+            delay(|| async {
+                let now = get(&b, &token, &flags).await.1;
+                now != before
+            })
+            .await,
+        );
+    }
+    report("flag (PATCH /api/admin/flags/...)", delays);
+}
+
+/// Jobs on several nodes: a job that outlives its lease on a live node is renewed
+/// and runs once; a job a dead node left running (its lease run out) runs again
+/// on another node, once.
+#[tokio::test]
+async fn leased_jobs_run_once_across_nodes_and_a_dead_nodes_job_runs_again() {
+    if !on_postgres() {
+        return;
+    }
+    let node = |dir: Option<std::sync::Arc<tempfile::TempDir>>| {
+        let builder = TestApp::builder()
+            .plugin(crate::widgets::Widgets::default())
+            .var("PLINTH_JOB_LEASE_SECS", "1")
+            .var("PLINTH_JOB_POLL_MS", "20");
+        match dir {
+            Some(dir) => builder.in_dir(dir),
+            None => builder,
+        }
+    };
+    let a = node(None).spawn().await;
+    let b = node(Some(a.dir.clone())).spawn().await;
+    let conn = a.conn();
+    conn.execute(
+        "INSERT INTO widgets (id, name) VALUES ('w-long', 'long'), ('w-dead', 'dead')",
+        args![],
+    )
+    .expect("widgets");
+    // Three seconds of work on a one-second lease, with two nodes polling.
+    let jobs = a.platform.jobs().clone();
+    a.platform
+        .db()
+        .write(move |tx| jobs.enqueue(tx, "widgets.process", &json!({"id": "w-long", "sleep_ms": 3000})))
+        .await
+        .expect("enqueue");
+    // What a node killed mid-job leaves: running, its lease run out.
+    conn.execute(
+        "INSERT INTO jobs (id, kind, payload, status, attempts, max_attempts, run_at, lease_until, created_at, updated_at)
+         VALUES ('01900000-0000-7000-8000-0000000000d1', 'widgets.process', '{\"id\":\"w-dead\"}', 'running', 1, 5, 0, 1, 'x', 'x')",
+        args![],
+    )
+    .expect("a dead node's job");
+    crate::harness::eventually("both jobs are done", || async {
+        conn.query_row(
+            "SELECT count(*) FROM jobs WHERE kind = 'widgets.process' AND status = 'done'",
+            args![],
+            |r| r.get::<i64>(0),
+        )
+        .expect("jobs")
+            == 2
+    })
+    .await;
+    let processed: Vec<(String, i64)> = conn
+        .query_all("SELECT id, processed FROM widgets ORDER BY id", args![], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("widgets");
+    assert_eq!(
+        processed,
+        [("w-dead".to_string(), 1), ("w-long".to_string(), 1)],
+        "each job ran once"
+    );
+    let attempts: i64 = conn
+        .query_row(
+            "SELECT attempts FROM jobs WHERE payload LIKE '%w-long%'",
+            args![],
+            |r| r.get(0),
+        )
+        .expect("attempts");
+    assert_eq!(attempts, 1, "the long job was never taken by the other node");
+    drop(b);
+}
