@@ -278,3 +278,39 @@ async fn leased_jobs_run_once_across_nodes_and_a_dead_nodes_job_runs_again() {
     assert_eq!(attempts, 1, "the long job was never taken by the other node");
     drop(b);
 }
+
+/// Sign-in limits count every node's requests: an account limited to 4 attempts a
+/// minute gets 2 on each node, then 429 on both.
+#[tokio::test]
+async fn sign_in_limits_count_across_nodes() {
+    if !on_postgres() {
+        return;
+    }
+    let node = |dir: Option<std::sync::Arc<tempfile::TempDir>>| {
+        let builder = TestApp::builder().var("PLINTH_AUTH_RATE_PER_ACCOUNT", "4");
+        match dir {
+            Some(dir) => builder.in_dir(dir),
+            None => builder,
+        }
+    };
+    let a = node(None).spawn().await;
+    let b = node(Some(a.dir.clone())).spawn().await;
+    let attempt = |node: &TestApp| {
+        let (client, url) = (node.client.clone(), node.url("/api/auth/login"));
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": "nobody@example.com", "password": "wrong password"}))
+                .send()
+                .await
+                .expect("login")
+                .status()
+                .as_u16()
+        }
+    };
+    for node in [&a, &b, &a, &b] {
+        assert_eq!(attempt(node).await, 401);
+    }
+    assert_eq!(attempt(&a).await, 429, "the fifth attempt, on a");
+    assert_eq!(attempt(&b).await, 429, "and on b");
+}

@@ -84,7 +84,16 @@ struct Inner {
 }
 
 impl Identity {
-    pub(crate) fn new(config: &Config) -> Self {
+    /// `shared_limits`: the database whose `rate_buckets` every node counts in
+    /// (several nodes on PostgreSQL); `None` counts in this process's memory.
+    pub(crate) fn new(config: &Config, shared_limits: Option<Db>) -> Self {
+        let limiter = |per_minute| {
+            let limiter = RateLimiter::per_minute(per_minute, 100_000);
+            match &shared_limits {
+                Some(db) => limiter.shared(db.clone(), config.secret_key.clone()),
+                None => limiter,
+            }
+        };
         Identity {
             inner: Arc::new(Inner {
                 jwt: JwtKeys::new(config),
@@ -95,8 +104,8 @@ impl Identity {
                 ),
                 sessions: Cache::new("sessions", 100_000, Some(SESSION_CACHE_TTL)),
                 hasher: Hasher::new(config.password_hash_concurrency),
-                per_ip: RateLimiter::per_minute(config.auth_rate_per_ip, 100_000),
-                per_account: RateLimiter::per_minute(config.auth_rate_per_account, 100_000),
+                per_ip: limiter(config.auth_rate_per_ip),
+                per_account: limiter(config.auth_rate_per_account),
                 dummy_hash: tokio::sync::OnceCell::new(),
             }),
         }

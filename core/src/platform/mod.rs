@@ -59,7 +59,8 @@ impl Platform {
             logins,
         } = Pools::open(&config)?;
         let tenancy = Tenancy::new(root.clone(), tenant, entitlements);
-        let identity = Identity::new(&config);
+        // Several nodes may share PostgreSQL: sign-in limits count in the database.
+        let identity = Identity::new(&config, logins.as_ref().map(|_| db.clone()));
         let mailer = Mailer::new(&config)?;
         let metrics = Metrics::new();
         metrics.register_cache(identity.session_cache());

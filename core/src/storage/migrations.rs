@@ -216,6 +216,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0007_create_tenancy.sql",
             "0008_chain_audit_log.sql",
             "0009_job_leases.sql",
+            "0010_rate_buckets.sql",
         ],
         postgres: [
             "0001_create_jobs.sql",
@@ -227,6 +228,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0007_create_tenancy.sql",
             "0008_chain_audit_log.sql",
             "0009_job_leases.sql",
+            "0010_rate_buckets.sql",
         ]
     )?)
 }

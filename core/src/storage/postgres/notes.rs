@@ -39,13 +39,14 @@ pub(crate) fn parse(noted: &str) -> Vec<String> {
         .collect()
 }
 
-/// Puts the note trigger on every table of the schema but the migration record.
+/// Puts the note trigger on every table of the schema but the migration record
+/// and the rate-limit buckets (written on every sign-in attempt, cached nowhere).
 pub(crate) fn install(sql: &Sql<'_>) -> Result<()> {
     sql.batch(NOTE)?;
     let tables: Vec<String> = sql.query_all(
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
-           AND c.relname <> 'plinth_migrations' AND NOT c.relispartition
+           AND c.relname NOT IN ('plinth_migrations', 'rate_buckets') AND NOT c.relispartition
          ORDER BY c.relname",
         params![],
         |r| r.get(0),
