@@ -407,3 +407,93 @@ async fn racing_writes_on_two_nodes_keep_the_invariants() {
         "{text}"
     );
 }
+
+/// Two `plinth serve` processes share the job queue; one is killed with SIGKILL
+/// while its workers are in the middle of sending mail. Every job is done, none
+/// twice: the dead node's jobs run again on the other after their lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_job_leaves_nothing_undone_and_nothing_done_twice() {
+    if !on_postgres() {
+        return;
+    }
+    let sink = crate::smtp::SmtpSink::start_slow(Duration::from_millis(800)).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let url = crate::harness::database_url(dir.path());
+    let smtp = sink.url();
+    let node = {
+        let (dir, url, smtp) = (dir.path().to_path_buf(), url.clone(), smtp.clone());
+        move || {
+            let vars = [
+                ("DATABASE_URL", url.as_str()),
+                ("SMTP_URL", smtp.as_str()),
+                ("PLINTH_JOB_LEASE_SECS", "2"),
+                ("PLINTH_JOB_POLL_MS", "50"),
+                ("PLINTH_JOB_BACKOFF_MS", "50"),
+                ("PLINTH_AUTH_RATE_PER_IP", "10000"),
+            ];
+            crate::cli::spawn_plinth_with(&dir, crate::cli::free_port(), &[], &vars)
+        }
+    };
+    let (mut a, base_a) = tokio::task::spawn_blocking(node.clone()).await.expect("a");
+    let (mut b, base_b) = tokio::task::spawn_blocking(node).await.expect("b");
+    let client = reqwest::Client::new();
+    let register = |base: &str, i: usize| {
+        client
+            .post(format!("{base}/api/auth/register"))
+            .json(&json!({"email": format!("n{i}@example.com"), "password": "a decent passphrase", "name": "N"}))
+            .send()
+    };
+    let total = 16;
+    for i in 0..total / 2 {
+        assert_eq!(
+            register(&base_a, i).await.expect("register").status().as_u16(),
+            202
+        );
+    }
+    // a's workers are each inside an 800 ms send now.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.kill().expect("SIGKILL");
+    let _ = a.wait();
+    for i in total / 2..total {
+        assert_eq!(
+            register(&base_b, i).await.expect("register").status().as_u16(),
+            202
+        );
+    }
+    let conn = crate::harness::TestConn::open(dir.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (done, retried) = loop {
+        let (done, retried): (i64, i64) = conn
+            .query_row(
+                "SELECT count(*) FILTER (WHERE status = 'done'), count(*) FILTER (WHERE attempts > 1)
+                 FROM jobs WHERE kind = 'mail.send'",
+                args![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("jobs");
+        if done == total as i64 || Instant::now() > deadline {
+            break (done, retried);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = b.kill();
+    let _ = b.wait();
+    let mut delivered: Vec<String> = sink.messages().into_iter().flat_map(|m| m.to).collect();
+    delivered.sort();
+    let unique = {
+        let mut u = delivered.clone();
+        u.dedup();
+        u.len()
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "node killed mid-job: {total} mail jobs enqueued, {done} done, {retried} run again after the dead node's lease, \
+         {} delivered, {} delivered twice",
+        delivered.len(),
+        delivered.len() - unique
+    );
+    assert_eq!(done, total as i64, "every job is done");
+    assert_eq!(unique, total, "every account got its mail");
+    assert_eq!(delivered.len(), unique, "no mail went out twice");
+    assert!(retried >= 1, "the killed node was running jobs: {retried}");
+}

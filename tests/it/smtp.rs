@@ -29,13 +29,19 @@ impl Drop for SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
+        Self::start_slow(std::time::Duration::ZERO).await
+    }
+
+    /// A sink that waits `delay` before it accepts a message's content (after
+    /// DATA): a sender killed meanwhile has delivered nothing.
+    pub async fn start_slow(delay: std::time::Duration) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let store = received.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, store.clone()));
+                tokio::spawn(serve(socket, store.clone(), delay));
             }
         });
         SmtpSink { addr, received, task }
@@ -50,7 +56,7 @@ impl SmtpSink {
     }
 }
 
-async fn serve(socket: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>) {
+async fn serve(socket: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>, delay: std::time::Duration) {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read).lines();
     let _ = write.write_all(b"220 sink ESMTP ready\r\n").await;
@@ -67,13 +73,20 @@ async fn serve(socket: tokio::net::TcpStream, store: Arc<Mutex<Vec<Received>>>) 
             to.push(line[8..].trim().to_string());
             b"250 OK\r\n"
         } else if upper == "DATA" {
+            tokio::time::sleep(delay).await;
             let _ = write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await;
             let mut data = Vec::new();
+            let mut complete = false;
             while let Ok(Some(l)) = lines.next_line().await {
                 if l == "." {
+                    complete = true;
                     break;
                 }
                 data.push(l.strip_prefix('.').map(str::to_string).unwrap_or(l));
+            }
+            if !complete {
+                // The sender went away mid-message: nothing was delivered.
+                return;
             }
             store.lock().expect("lock").push(Received {
                 from: std::mem::take(&mut from),
