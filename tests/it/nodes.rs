@@ -497,3 +497,49 @@ async fn a_node_killed_mid_job_leaves_nothing_undone_and_nothing_done_twice() {
     assert_eq!(delivered.len(), unique, "no mail went out twice");
     assert!(retried >= 1, "the killed node was running jobs: {retried}");
 }
+
+/// A node whose change listener loses its connection says so: /readyz answers
+/// 503 until it is back, /metrics counts the loss, and it listens again.
+#[tokio::test]
+async fn a_lost_listener_makes_the_node_unready_until_it_reconnects() {
+    if !on_postgres() {
+        return;
+    }
+    let app = TestApp::builder().spawn().await;
+    assert_eq!(app.get("/readyz").await.status().as_u16(), 200);
+    // What a restart of PostgreSQL or a network cut does to the LISTEN connection.
+    let killed: i64 = app
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE datname = current_database() AND query LIKE 'LISTEN%') AS t",
+            args![],
+            |r| r.get(0),
+        )
+        .expect("terminate");
+    assert_eq!(killed, 1, "one listener connection");
+    let t0 = Instant::now();
+    let mut saw_unready = false;
+    loop {
+        let status = app.get("/readyz").await.status().as_u16();
+        if status == 503 {
+            saw_unready = true;
+        }
+        if status == 200 && saw_unready {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the listener never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let metrics = app.get("/metrics").await.text().await.expect("metrics");
+    let losses = metrics
+        .lines()
+        .find(|l| l.contains("change_listener_losses") && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("a losses figure");
+    assert!(losses >= 1.0, "{losses}");
+}
