@@ -19,13 +19,12 @@ ENGINE=postgres
 db=$(new_db bench)
 DATABASE_URL="$db" PLINTH_LOG=warn "$bin" seed --demo --orgs 10000 --members 20 > /dev/null
 
-node() { # -> "pid base"
+node() { # -> "pid base" (run in a subshell: the caller records the pid)
     local port
     port=$(free_port)
     DATABASE_URL="$db" PLINTH_LOG=warn PLINTH_ADDR="127.0.0.1:$port" \
         PLINTH_AUTH_RATE_PER_IP=100000 PLINTH_AUTH_RATE_PER_ACCOUNT=100000 \
         "$bin" serve > "$work/node-$port.log" 2>&1 &
-    pids+=("$!")
     until curl -sf "http://127.0.0.1:$port/readyz" > /dev/null 2>&1; do sleep 0.01; done
     echo "$! http://127.0.0.1:$port"
 }
@@ -33,6 +32,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 
 read -r pid_a base_a <<< "$(node)"
+pids+=("$pid_a")
 export TOKEN
 TOKEN=$(curl -sf -X POST "$base_a/api/auth/login" -H 'content-type: application/json' \
     -d '{"email":"member@acme.test","password":"demo-password-1"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -51,6 +51,7 @@ for e in $endpoints; do
 done
 
 read -r pid_b base_b <<< "$(node)"
+pids+=("$pid_b")
 hz=$(getconf CLK_TCK)
 for e in $endpoints; do
     for run in $(seq 1 "$RUNS"); do
