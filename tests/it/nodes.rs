@@ -32,6 +32,13 @@ async fn two_nodes() -> (Acme, TestApp) {
     (acme, b)
 }
 
+/// Two nodes built alike, the second on the first's database.
+async fn pair(builder: impl Fn() -> crate::harness::TestAppBuilder) -> (TestApp, TestApp) {
+    let a = builder().spawn().await;
+    let b = builder().in_dir(a.dir.clone()).spawn().await;
+    (a, b)
+}
+
 async fn get(node: &TestApp, token: &str, path: &str) -> (u16, Value) {
     let resp = node
         .client
@@ -216,18 +223,13 @@ async fn leased_jobs_run_once_across_nodes_and_a_dead_nodes_job_runs_again() {
     if !on_postgres() {
         return;
     }
-    let node = |dir: Option<std::sync::Arc<tempfile::TempDir>>| {
-        let builder = TestApp::builder()
+    let (a, b) = pair(|| {
+        TestApp::builder()
             .plugin(crate::widgets::Widgets::default())
             .var("PLINTH_JOB_LEASE_SECS", "1")
-            .var("PLINTH_JOB_POLL_MS", "20");
-        match dir {
-            Some(dir) => builder.in_dir(dir),
-            None => builder,
-        }
-    };
-    let a = node(None).spawn().await;
-    let b = node(Some(a.dir.clone())).spawn().await;
+            .var("PLINTH_JOB_POLL_MS", "20")
+    })
+    .await;
     let conn = a.conn();
     conn.execute(
         "INSERT INTO widgets (id, name) VALUES ('w-long', 'long'), ('w-dead', 'dead')",
@@ -286,15 +288,7 @@ async fn sign_in_limits_count_across_nodes() {
     if !on_postgres() {
         return;
     }
-    let node = |dir: Option<std::sync::Arc<tempfile::TempDir>>| {
-        let builder = TestApp::builder().var("PLINTH_AUTH_RATE_PER_ACCOUNT", "4");
-        match dir {
-            Some(dir) => builder.in_dir(dir),
-            None => builder,
-        }
-    };
-    let a = node(None).spawn().await;
-    let b = node(Some(a.dir.clone())).spawn().await;
+    let (a, b) = pair(|| TestApp::builder().var("PLINTH_AUTH_RATE_PER_ACCOUNT", "4")).await;
     let attempt = |node: &TestApp| {
         let (client, url) = (node.client.clone(), node.url("/api/auth/login"));
         async move {

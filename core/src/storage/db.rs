@@ -41,7 +41,6 @@ const ROOT_POOL_SIZE: u32 = 4;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
-    kind: Kind,
     changes: Arc<Changes>,
 }
 
@@ -67,19 +66,13 @@ impl Pools {
     pub(crate) fn open(config: &Config) -> Result<Self> {
         let changes = Arc::new(Changes::default());
         let size = config.db_pool_size;
-        let db = |pool, kind| Db {
+        let db = |pool| Db {
             pool,
-            kind,
             changes: changes.clone(),
         };
         Ok(match &config.database {
             Database::Sqlite(path) => {
-                let open = |size, kind| {
-                    db(
-                        Pool::Sqlite(SqliteDb::open(path, size, kind, changes.clone())),
-                        kind,
-                    )
-                };
+                let open = |size, kind| db(Pool::Sqlite(SqliteDb::open(path, size, kind, changes.clone())));
                 Pools {
                     root: open(ROOT_POOL_SIZE, Kind::Root),
                     system: open(size, Kind::System),
@@ -89,12 +82,7 @@ impl Pools {
             }
             Database::Postgres(pg) => {
                 let logins = Logins::from_config(pg, &config.secret_key)?;
-                let open = |size, kind| {
-                    db(
-                        Pool::Postgres(PgDb::login(&logins, kind, size, changes.clone())),
-                        kind,
-                    )
-                };
+                let open = |size, kind| db(Pool::Postgres(PgDb::login(&logins, kind, size, changes.clone())));
                 Pools {
                     root: open(ROOT_POOL_SIZE, Kind::Root),
                     system: open(size, Kind::System),
@@ -121,10 +109,6 @@ impl Db {
             Pool::Sqlite(_) => EngineKind::Sqlite,
             Pool::Postgres(_) => EngineKind::Postgres,
         }
-    }
-
-    pub fn kind(&self) -> Kind {
-        self.kind
     }
 
     /// The watched tables of this database (see [`crate::storage::changes`]).

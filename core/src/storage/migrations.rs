@@ -175,10 +175,14 @@ impl Migration {
 /// Embeds migration files of one owner:
 /// `embed_migrations!("teams", "../../data/migrations/teams/", ["0001_create_invitations.sql"])`,
 /// and where PostgreSQL needs its own text, `postgres: ["0001_create_invitations.sql"]`
-/// read from the `postgres/` folder beside them. The directory is relative to the
-/// calling crate's Cargo.toml.
+/// read from the `postgres/` folder beside them (`postgres: each` when every file
+/// has one). The directory is relative to the calling crate's Cargo.toml.
 #[macro_export]
 macro_rules! embed_migrations {
+    // Every listed migration has a PostgreSQL text of the same name.
+    ($owner:literal, $dir:literal, [$($file:literal),* $(,)?], postgres: each $(,)?) => {
+        $crate::embed_migrations!($owner, $dir, [$($file),*], postgres: [$($file),*])
+    };
     ($owner:literal, $dir:literal, [$($file:literal),* $(,)?] $(, postgres: [$($pg:literal),* $(,)?])? $(,)?) => {
         vec![$(
             $crate::storage::migrations::Migration::from_file(
@@ -218,18 +222,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0009_job_leases.sql",
             "0010_rate_buckets.sql",
         ],
-        postgres: [
-            "0001_create_jobs.sql",
-            "0002_create_users.sql",
-            "0003_create_sessions.sql",
-            "0004_create_user_tokens.sql",
-            "0005_create_mail_outbox.sql",
-            "0006_create_audit_log.sql",
-            "0007_create_tenancy.sql",
-            "0008_chain_audit_log.sql",
-            "0009_job_leases.sql",
-            "0010_rate_buckets.sql",
-        ]
+        postgres: each
     )?)
 }
 

@@ -1,9 +1,9 @@
 //! Storage: the SQL facade every area speaks, migrations, change notes, and the
 //! engine behind them.
 //!
-//! Nothing outside `storage::sqlite` names the engine: the rest of core and every
-//! plugin reach the database through [`sql::Sql`], the pools in [`db`] and the
-//! migration set in [`migrations`].
+//! Nothing outside `storage::sqlite` and `storage::postgres` names an engine: the
+//! rest of core and every plugin reach the database through [`sql::Sql`], the
+//! engine-neutral pools in [`db`] and the migration set in [`migrations`].
 
 pub mod changes;
 pub mod db;

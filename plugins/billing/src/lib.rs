@@ -191,7 +191,7 @@ impl Plugin for Billing {
             "billing",
             "../../data/migrations/billing/",
             ["0001_create_billing.sql", "0002_usage_totals.sql"],
-            postgres: ["0001_create_billing.sql", "0002_usage_totals.sql"]
+            postgres: each
         )?)
     }
 

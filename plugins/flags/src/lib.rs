@@ -59,7 +59,7 @@ impl Plugin for Flags {
             "flags",
             "../../data/migrations/flags/",
             ["0001_create_flags.sql"],
-            postgres: ["0001_create_flags.sql"]
+            postgres: each
         )?)
     }
 

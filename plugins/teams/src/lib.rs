@@ -50,7 +50,7 @@ impl Plugin for Teams {
             "teams",
             "../../data/migrations/teams/",
             ["0001_create_invitations.sql", "0002_create_activity.sql"],
-            postgres: ["0001_create_invitations.sql", "0002_create_activity.sql"]
+            postgres: each
         )?)
     }
 
