@@ -47,6 +47,30 @@ fn the_document_is_openapi_3_with_bearer_security_and_problem_schema() {
     }
 }
 
+/// A nullable wrapper around a `$ref` must say the referenced type: schemathesis found
+/// `rule_kind: "attribute"` rejected because an optional enum was typed `object`.
+#[test]
+fn every_optional_reference_keeps_the_type_it_refers_to() {
+    let doc: Value = serde_json::from_str(COMMITTED).expect("json");
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let mut checked = 0;
+    for (name, schema) in schemas {
+        for (prop, value) in schema["properties"].as_object().into_iter().flatten() {
+            let Some(target) = value.pointer("/allOf/0/$ref").and_then(Value::as_str) else {
+                continue;
+            };
+            if value["nullable"] != true {
+                continue;
+            }
+            let referred = &schemas[target.trim_start_matches("#/components/schemas/")];
+            let referred_type = referred.get("type").cloned().unwrap_or("object".into());
+            assert_eq!(value["type"], referred_type, "{name}.{prop} refers to {target}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} optional references");
+}
+
 #[tokio::test]
 async fn the_served_document_is_the_assembled_one() {
     let (app, _dir) = TestApp::builder().build();

@@ -171,7 +171,8 @@ pub fn merge<'a>(parts: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Resul
 /// Optional fields are serialized as `null` when absent, as the HTTP contract says
 /// (`next_cursor: string|null`); poem-openapi documents them only as optional.
 /// Every non-required property is therefore marked nullable (a `$ref` is wrapped
-/// in `allOf`, since OpenAPI 3.0 ignores siblings of `$ref`).
+/// in `allOf`, since OpenAPI 3.0 ignores siblings of `$ref`, and the wrapper carries
+/// the referenced schema's type: an optional enum is a nullable string, not an object).
 fn mark_optional_nullable(doc: &mut Value) {
     let Some(schemas) = doc
         .pointer_mut("/components/schemas")
@@ -179,6 +180,13 @@ fn mark_optional_nullable(doc: &mut Value) {
     else {
         return;
     };
+    let types: HashMap<String, Value> = schemas
+        .iter()
+        .map(|(name, schema)| {
+            let ty = schema.get("type").cloned().unwrap_or_else(|| json!("object"));
+            (format!("#/components/schemas/{name}"), ty)
+        })
+        .collect();
     for schema in schemas.values_mut() {
         let required: Vec<String> = schema
             .get("required")
@@ -193,8 +201,13 @@ fn mark_optional_nullable(doc: &mut Value) {
                 continue;
             }
             if let Some(reference) = prop.get("$ref").cloned() {
+                let ty = reference
+                    .as_str()
+                    .and_then(|r| types.get(r))
+                    .cloned()
+                    .unwrap_or_else(|| json!("object"));
                 let mut wrapped =
-                    json!({ "type": "object", "allOf": [{ "$ref": reference }], "nullable": true });
+                    json!({ "type": ty, "allOf": [{ "$ref": reference }], "nullable": true });
                 if let Some(description) = prop.get("description") {
                     wrapped["description"] = description.clone();
                 }
@@ -290,6 +303,31 @@ mod tests {
             merge([("a", &a), ("c", &other_schema)]),
             Err(SpecError::SchemaClash { .. })
         ));
+    }
+
+    #[test]
+    fn an_optional_reference_is_nullable_with_the_type_it_refers_to() {
+        let doc = json!({
+            "components": { "schemas": {
+                "Kind": { "type": "string", "enum": ["a", "b"] },
+                "Inner": { "type": "object" },
+                "Outer": {
+                    "type": "object",
+                    "required": ["kind"],
+                    "properties": {
+                        "kind": { "$ref": "#/components/schemas/Kind" },
+                        "maybe_kind": { "$ref": "#/components/schemas/Kind" },
+                        "maybe_inner": { "$ref": "#/components/schemas/Inner" }
+                    }
+                }
+            }}
+        });
+        let doc = merge([("a", &doc)]).expect("merge");
+        let props = &doc["components"]["schemas"]["Outer"]["properties"];
+        assert_eq!(props["kind"], json!({ "$ref": "#/components/schemas/Kind" }));
+        assert_eq!(props["maybe_kind"]["type"], "string");
+        assert_eq!(props["maybe_kind"]["nullable"], true);
+        assert_eq!(props["maybe_inner"]["type"], "object");
     }
 
     #[test]
