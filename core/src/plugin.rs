@@ -91,7 +91,9 @@ pub trait Plugin: Send + Sync + 'static {
 }
 
 /// A periodic job: `kind` is enqueued (payload `{}`) every `every`, the first time
-/// one period after start-up.
+/// one period after the schedule is first recorded. The period is kept in the
+/// database: a restart does not reset it, and with several nodes one of them
+/// enqueues each run (see [`crate::runtime::schedule`]).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     pub kind: &'static str,

@@ -26,6 +26,7 @@ use crate::platform::Platform;
 use crate::plugin::{ApiPart, Plugin, PluginInfo, RouteTable};
 use crate::runtime::events::EventBusBuilder;
 use crate::runtime::jobs::{Jobs, Workers};
+use crate::runtime::schedule::{FirstTurn, run_every};
 use crate::seed::SeedContext;
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
 use crate::storage::isolation::{CORE_TENANT_TABLES, TenantTable};
@@ -462,42 +463,52 @@ impl App {
         }
         let identity = platform.identity().clone();
         tokio::spawn(async move { identity.warm_up().await });
+        // Periodic work takes its turn in the database, so with several nodes each
+        // period's run happens on one of them.
         if let Some(days) = config.audit_retention_days {
             let p = platform.clone();
-            tokio::spawn(async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-                loop {
-                    every.tick().await;
+            tokio::spawn(run_every(
+                platform.db().clone(),
+                "core.audit_retention",
+                std::time::Duration::from_secs(3600),
+                FirstTurn::Now,
+                move || {
                     let q = p.clone();
-                    match tokio::task::spawn_blocking(move || archive_audit(&q, days)).await {
-                        Ok(Ok((0, _))) => {}
-                        Ok(Ok((n, file))) => {
-                            tracing::info!(archived = n, file = %file.display(), "audit entries archived")
+                    async move {
+                        match tokio::task::spawn_blocking(move || archive_audit(&q, days)).await {
+                            Ok(Ok((0, _))) => {}
+                            Ok(Ok((n, file))) => {
+                                tracing::info!(archived = n, file = %file.display(), "audit entries archived")
+                            }
+                            Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
+                            Err(e) => tracing::error!(error = %e, "audit retention failed"),
                         }
-                        Ok(Err(e)) => tracing::error!(error = %e, "audit retention failed"),
-                        Err(e) => tracing::error!(error = %e, "audit retention failed"),
                     }
-                }
-            });
+                },
+            ));
         }
         for schedule in self.schedules.clone() {
             let p = platform.clone();
-            tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(schedule.every);
-                ticks.tick().await;
-                loop {
-                    ticks.tick().await;
-                    let jobs = p.jobs().clone();
-                    let kind = schedule.kind;
-                    let queued = p
-                        .db()
-                        .write(move |tx| jobs.enqueue_unique(tx, kind, &serde_json::json!({})))
-                        .await;
-                    if let Err(e) = queued {
-                        tracing::error!(kind, error = %e, "could not enqueue a scheduled job");
+            let kind = schedule.kind;
+            tokio::spawn(run_every(
+                platform.db().clone(),
+                kind,
+                schedule.every,
+                FirstTurn::AfterOnePeriod,
+                move || {
+                    let p = p.clone();
+                    async move {
+                        let jobs = p.jobs().clone();
+                        let queued = p
+                            .db()
+                            .write(move |tx| jobs.enqueue_unique(tx, kind, &serde_json::json!({})))
+                            .await;
+                        if let Err(e) = queued {
+                            tracing::error!(kind, error = %e, "could not enqueue a scheduled job");
+                        }
                     }
-                }
-            });
+                },
+            ));
         }
         let workers = Workers::start(
             platform.clone(),

@@ -13,6 +13,17 @@ fn job_state(app: &TestApp) -> (String, i64, Option<String>) {
         .expect("one job")
 }
 
+/// How many `widgets.tick` jobs were enqueued by the widgets' schedule.
+pub fn ticks(app: &TestApp) -> i64 {
+    app.conn()
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE kind = 'widgets.tick'",
+            args![],
+            |r| r.get(0),
+        )
+        .expect("count")
+}
+
 async fn create_widget(app: &TestApp, body: serde_json::Value) {
     let resp = app
         .client
@@ -34,6 +45,40 @@ async fn an_event_enqueues_a_job_that_runs() {
         .query_row("SELECT processed FROM widgets", args![], |r| r.get(0))
         .expect("row");
     assert_eq!(processed, 1);
+}
+
+/// A schedule's first run comes one period after it is first recorded, then one
+/// each period; its next due time is kept in the database, so a restart keeps it.
+#[tokio::test]
+async fn a_schedule_enqueues_its_job_once_a_period() {
+    let app = TestApp::builder()
+        .plugin(Widgets {
+            tick_every: Some(std::time::Duration::from_millis(400)),
+            ..Default::default()
+        })
+        .var("PLINTH_JOB_POLL_MS", "20")
+        .spawn()
+        .await;
+    assert_eq!(ticks(&app), 0, "nothing before one period");
+    eventually("two runs", || async { ticks(&app) >= 2 }).await;
+    let done: i64 = app
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM jobs WHERE kind = 'widgets.tick' AND status = 'done'",
+            args![],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert!(done >= 1, "the scheduled job runs");
+    let due: i64 = app
+        .conn()
+        .query_row(
+            "SELECT due_at FROM schedules WHERE kind = 'widgets.tick'",
+            args![],
+            |r| r.get(0),
+        )
+        .expect("the next due time is recorded");
+    assert!(due > 0);
 }
 
 #[tokio::test]

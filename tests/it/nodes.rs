@@ -281,6 +281,37 @@ async fn leased_jobs_run_once_across_nodes_and_a_dead_nodes_job_runs_again() {
     drop(b);
 }
 
+/// Periodic work takes its turn in the database: three nodes, each looking several
+/// times a period, enqueue a 600 ms schedule about once a period between them, as
+/// one node does (each node ticking on its own clock would give three times that).
+#[tokio::test]
+async fn periodic_work_runs_once_a_period_across_three_nodes() {
+    if !on_postgres() {
+        return;
+    }
+    let every = Duration::from_millis(600);
+    let node = || {
+        TestApp::builder()
+            .plugin(crate::widgets::Widgets {
+                tick_every: Some(every),
+                ..Default::default()
+            })
+            .var("PLINTH_JOB_POLL_MS", "20")
+    };
+    let (a, b) = pair(node).await;
+    let c = node().in_dir(a.dir.clone()).spawn().await;
+    let window = Duration::from_secs(6);
+    tokio::time::sleep(window).await;
+    let ticks = crate::jobs::ticks(&a);
+    let most = (window.as_millis() / every.as_millis()) as i64 + 1;
+    let _ = writeln!(
+        std::io::stderr(),
+        "three nodes, a {every:?} schedule, {window:?}: {ticks} runs (at most {most})"
+    );
+    assert!((3..=most).contains(&ticks), "{ticks} runs in {window:?}");
+    drop((b, c));
+}
+
 /// Sign-in limits count every node's requests: an account limited to 4 attempts a
 /// minute gets 2 on each node, then 429 on both.
 #[tokio::test]

@@ -9,7 +9,7 @@ use plinth_core::platform::JobHandler;
 use plinth_core::runtime::events::Event;
 use plinth_core::seed::SeedOptions;
 use plinth_core::storage::migrations::Migration;
-use plinth_core::{ApiPart, Error, Platform, Plugin, Result};
+use plinth_core::{ApiPart, Error, Platform, Plugin, Result, Schedule};
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi, Tags};
@@ -27,6 +27,8 @@ pub struct Widgets {
     pub migrations_dir: Option<PathBuf>,
     /// Registered under another name (to test name clashes).
     pub name: Option<&'static str>,
+    /// Enqueue a `widgets.tick` job this often.
+    pub tick_every: Option<Duration>,
 }
 
 impl Plugin for Widgets {
@@ -65,32 +67,45 @@ impl Plugin for Widgets {
         });
     }
 
+    fn schedules(&self) -> Vec<Schedule> {
+        self.tick_every
+            .map(|every| Schedule {
+                kind: "widgets.tick",
+                every,
+            })
+            .into_iter()
+            .collect()
+    }
+
     fn jobs(&self) -> Vec<JobHandler> {
-        vec![JobHandler::new("widgets.process", |ctx| async move {
-            let fail_times = ctx.payload["fail_times"].as_u64().unwrap_or(0) as u32;
-            if ctx.payload["panic"].as_bool() == Some(true) {
-                panic!("widget job panicked on purpose");
-            }
-            if ctx.attempt <= fail_times {
-                return Err(format!("planned failure {}", ctx.attempt));
-            }
-            if let Some(ms) = ctx.payload["sleep_ms"].as_u64() {
-                // A long job: longer than its lease in the lease tests.
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            let id = ctx.payload["id"].as_str().unwrap_or_default().to_string();
-            ctx.platform
-                .db()
-                .call(move |conn| {
-                    conn.execute(
-                        "UPDATE widgets SET processed = processed + 1 WHERE id = ?1",
-                        params![id],
-                    )?;
-                    Ok(())
-                })
-                .await
-                .map_err(|e| e.to_string())
-        })]
+        vec![
+            JobHandler::new("widgets.tick", |_| async { Ok(()) }),
+            JobHandler::new("widgets.process", |ctx| async move {
+                let fail_times = ctx.payload["fail_times"].as_u64().unwrap_or(0) as u32;
+                if ctx.payload["panic"].as_bool() == Some(true) {
+                    panic!("widget job panicked on purpose");
+                }
+                if ctx.attempt <= fail_times {
+                    return Err(format!("planned failure {}", ctx.attempt));
+                }
+                if let Some(ms) = ctx.payload["sleep_ms"].as_u64() {
+                    // A long job: longer than its lease in the lease tests.
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                let id = ctx.payload["id"].as_str().unwrap_or_default().to_string();
+                ctx.platform
+                    .db()
+                    .call(move |conn| {
+                        conn.execute(
+                            "UPDATE widgets SET processed = processed + 1 WHERE id = ?1",
+                            params![id],
+                        )?;
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ]
     }
 
     fn seed(&self, tx: &plinth_core::seed::SeedContext<'_>, options: &SeedOptions) -> Result<()> {

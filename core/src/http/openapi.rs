@@ -206,8 +206,7 @@ fn mark_optional_nullable(doc: &mut Value) {
                     .and_then(|r| types.get(r))
                     .cloned()
                     .unwrap_or_else(|| json!("object"));
-                let mut wrapped =
-                    json!({ "type": ty, "allOf": [{ "$ref": reference }], "nullable": true });
+                let mut wrapped = json!({ "type": ty, "allOf": [{ "$ref": reference }], "nullable": true });
                 if let Some(description) = prop.get("description") {
                     wrapped["description"] = description.clone();
                 }

@@ -8,4 +8,5 @@ pub mod logging;
 pub mod mail;
 pub mod metrics;
 pub mod ratelimit;
+pub mod schedule;
 pub(crate) mod stall;

@@ -221,6 +221,7 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0008_chain_audit_log.sql",
             "0009_job_leases.sql",
             "0010_rate_buckets.sql",
+            "0011_schedules.sql",
         ],
         postgres: each
     )?)
