@@ -1,6 +1,7 @@
 //! The pieces of an authenticated, org-scoped request, each on its own, on a real
 //! SQLite file seeded with the demo tenant and 1,000 synthetic orgs of 20 members:
-//! access-token verification, authentication (token + cached session), tenant
+//! access-token verification, API key verification, authentication (token +
+//! cached session), tenant
 //! context (membership cache hit and miss), the members page query on a bound
 //! connection, and an audit write (hash chain, one immediate transaction).
 //! Run: `cargo bench -p plinth-core`. Flag evaluation: `cargo bench -p plinth-flags`.
@@ -13,7 +14,8 @@ use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
 use plinth_core::identity::sessions;
 use plinth_core::seed::SeedOptions;
-use plinth_core::tenancy::{Role, bound};
+use plinth_core::tenancy::api_keys::NewKey;
+use plinth_core::tenancy::{Permissions, bound};
 use plinth_core::{App, Config};
 use uuid::Uuid;
 
@@ -91,7 +93,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("tenant_context_hit", |b| {
         b.iter(|| {
             black_box(
-                rt.block_on(tenancy.resolve(&principal, org, Role::Viewer))
+                rt.block_on(tenancy.resolve(&principal, org, None))
                     .expect("member"),
             )
         })
@@ -100,8 +102,39 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             tenancy.forget_org(org);
             black_box(
-                rt.block_on(tenancy.resolve(&principal, org, Role::Viewer))
+                rt.block_on(tenancy.resolve(&principal, org, None))
                     .expect("member"),
+            )
+        })
+    });
+
+    // An org API key, verified as a request presents it: parse, cached lookup by
+    // prefix, keyed hash of the secret compared in constant time, expiry. Next to
+    // `jwt_verify` above: both are what a request pays to know its caller.
+    let permissions = Permissions::new(["org:read"]);
+    let (_, api_key) = rt
+        .block_on(tenancy.bind(org).write({
+            let keys = tenancy.api_keys().clone();
+            move |tx| {
+                keys.create(
+                    tx,
+                    org,
+                    &NewKey {
+                        name: "bench",
+                        permissions: &permissions,
+                        created_by: "bench",
+                        expires: None,
+                    },
+                )
+            }
+        }))
+        .expect("api key");
+    rt.block_on(tenancy.verify_key(&api_key)).expect("warm");
+    c.bench_function("api_key_verify", |b| {
+        b.iter(|| {
+            black_box(
+                rt.block_on(tenancy.verify_key(black_box(&api_key)))
+                    .expect("valid"),
             )
         })
     });

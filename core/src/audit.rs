@@ -34,7 +34,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// `details` must hold no personal data; put emails and the like in `personal`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditEntry {
-    pub actor_id: Option<Uuid>,
+    /// A user's id, or `api_key:<id>` for an org API key.
+    pub actor_id: Option<String>,
     pub action: Cow<'static, str>,
     pub target_type: Option<Cow<'static, str>>,
     pub target_id: Option<String>,
@@ -54,8 +55,8 @@ impl AuditEntry {
         }
     }
 
-    pub fn actor(mut self, actor: Uuid) -> Self {
-        self.actor_id = Some(actor);
+    pub fn actor(mut self, actor: impl ToString) -> Self {
+        self.actor_id = Some(actor.to_string());
         self
     }
 
@@ -177,7 +178,7 @@ pub fn record(conn: &impl Handle, entry: &AuditEntry) -> Result<Uuid> {
         (salt, data, digest)
     });
     let id_text = id.to_string();
-    let actor = entry.actor_id.map(|a| a.to_string());
+    let actor = entry.actor_id.clone();
     let org = entry.org_id.map(|o| o.to_string());
     let details = entry.details.to_string();
     let hash = chain_hash(
@@ -292,7 +293,8 @@ pub fn verify(conn: &impl Handle) -> Result<Verification> {
 /// Filters of the audit-log queries (admin list and export).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
-    pub actor_id: Option<Uuid>,
+    /// A user's id, or `api_key:<id>`.
+    pub actor_id: Option<String>,
     pub org_id: Option<Uuid>,
     pub action: Option<String>,
     pub target_type: Option<String>,
@@ -347,10 +349,7 @@ pub fn query(
     // of the one that narrows (actor, org, action); a catch-all `(?1 IS NULL OR
     // col = ?1)` form scanned the whole log newest-first instead. Each combination
     // is its own cached statement.
-    let (actor, org) = (
-        filter.actor_id.map(|a| a.to_string()),
-        filter.org_id.map(|o| o.to_string()),
-    );
+    let (actor, org) = (filter.actor_id.clone(), filter.org_id.map(|o| o.to_string()));
     let conditions: [(&str, Option<&str>); 8] = [
         ("a.actor_id = ?", actor.as_deref()),
         ("a.org_id = ?", org.as_deref()),

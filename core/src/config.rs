@@ -122,6 +122,9 @@ pub struct Config {
     pub auth_rate_per_ip: u32,
     /// `PLINTH_AUTH_RATE_PER_ACCOUNT`: the same per account (email), default 10.
     pub auth_rate_per_account: u32,
+    /// `PLINTH_API_KEY_RATE_PER_MINUTE`: requests one org API key may make a
+    /// minute, default 600.
+    pub api_key_rate_per_minute: u32,
     /// `PLINTH_MAIL_FROM`: the sender of every email.
     pub mail_from: String,
     /// `PLINTH_PASSWORD_HASH_CONCURRENCY`: argon2 runs at once, default the CPU count.
@@ -384,6 +387,7 @@ impl Config {
         ));
         let auth_rate_per_ip = number("PLINTH_AUTH_RATE_PER_IP", 30, 1, 100_000) as u32;
         let auth_rate_per_account = number("PLINTH_AUTH_RATE_PER_ACCOUNT", 10, 1, 100_000) as u32;
+        let api_key_rate_per_minute = number("PLINTH_API_KEY_RATE_PER_MINUTE", 600, 1, 1_000_000) as u32;
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
         let password_hash_concurrency = number("PLINTH_PASSWORD_HASH_CONCURRENCY", cpus, 1, 256) as usize;
         let max_in_flight = number("PLINTH_MAX_IN_FLIGHT", 1024, 1, 1_000_000) as usize;
@@ -458,6 +462,7 @@ impl Config {
             trusted_proxies,
             auth_rate_per_ip,
             auth_rate_per_account,
+            api_key_rate_per_minute,
             mail_from,
             password_hash_concurrency,
             audit_archive_dir,

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::audit::{AuditEntry, record};
 use crate::error::{Error, Result};
 use crate::http::RequestId;
+use crate::identity::auth::org_access;
 use crate::platform::JobHandler;
 use crate::platform::Platform;
 use crate::platform::flags::FlagContext;
@@ -34,7 +35,7 @@ use crate::runtime::events::Event;
 use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::Migration;
 use crate::storage::sql::{Sql, ToSql, Value as SqlValue};
-use crate::tenancy::Role;
+use crate::tenancy::{Actor, Permission, Role, RoleName};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,9 +52,22 @@ struct RouteDecl {
     /// Relative to the plugin's prefix, OpenAPI style: `/notes/{id}`.
     path: String,
     scope: Scope,
-    /// For org routes: `owner`, `admin`, `member` or `viewer` (default).
+    /// For org routes: the permission the caller's role or API key must carry
+    /// (declared in `permissions`, by this plugin or another).
+    #[serde(default)]
+    permission: Option<String>,
+    /// For org routes without a `permission`: `owner`, `admin`, `member` or
+    /// `viewer` (default), meaning every permission that preset holds.
     #[serde(default)]
     min_role: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct PermissionDecl {
+    key: String,
+    description: String,
+    /// The lowest preset that holds it: `owner`, `admin`, `member` or `viewer`.
+    preset: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +96,9 @@ struct Manifest {
     tenant_tables: Vec<String>,
     #[serde(default)]
     jobs: Vec<String>,
+    /// The permissions its routes check (see core's permission catalog).
+    #[serde(default)]
+    permissions: Vec<PermissionDecl>,
 }
 
 /// A loaded library and its manifest. The library stays loaded while this lives.
@@ -134,6 +151,29 @@ impl ExternalPlugin {
             .iter()
             .map(|name| TenantTable::new(Box::leak(name.clone().into_boxed_str())))
             .collect()
+    }
+
+    /// Its permissions for the catalog (validated when it was loaded).
+    pub fn permissions(&self) -> Vec<Permission> {
+        self.manifest
+            .permissions
+            .iter()
+            .filter_map(|p| {
+                Some(Permission {
+                    key: p.key.clone().into(),
+                    description: p.description.clone().into(),
+                    preset: Role::parse(&p.preset)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The permissions its routes check, to be found in the catalog.
+    pub fn checked_permissions(&self) -> impl Iterator<Item = &str> {
+        self.manifest
+            .routes
+            .iter()
+            .filter_map(|r| r.permission.as_deref())
     }
 
     pub fn migrations(&self) -> Vec<Migration> {
@@ -240,6 +280,24 @@ fn load_one(path: &Path) -> std::result::Result<ExternalPlugin, String> {
         {
             return Err(format!("bad min_role on {} {}", route.method, route.path));
         }
+        if route
+            .permission
+            .as_deref()
+            .is_some_and(|p| !crate::tenancy::permissions::well_formed(p))
+        {
+            return Err(format!("bad permission on {} {}", route.method, route.path));
+        }
+    }
+    if let Some(p) = plugin
+        .manifest
+        .permissions
+        .iter()
+        .find(|p| !crate::tenancy::permissions::well_formed(&p.key) || Role::parse(&p.preset).is_none())
+    {
+        return Err(format!(
+            "bad permission declaration `{}` (preset `{}`)",
+            p.key, p.preset
+        ));
     }
     if let Some(paths) = plugin.manifest.openapi.get("paths").and_then(Value::as_object) {
         let (org, user) = (plugin.prefix(Scope::Org), plugin.prefix(Scope::User));
@@ -310,7 +368,7 @@ pub fn jobs(plugin: &Arc<ExternalPlugin>) -> Vec<JobHandler> {
                         "body": ctx.payload["payload"].to_string(),
                         "context": { "user_id": user, "org_id": org, "role": null, "request_id": ctx.id },
                     });
-                    let binding = org.map(|o| (o, user.unwrap_or_default(), None));
+                    let binding = org.map(|o| (o, user, None));
                     let answer = invoke(plugin, ctx.platform.clone(), binding, request, true)
                         .await
                         .map_err(|e| e.to_string())?;
@@ -336,7 +394,7 @@ struct HostCtx<'a> {
     tx: Option<&'a Sql<'a>>,
     org: Option<Uuid>,
     user: Option<Uuid>,
-    role: Option<Role>,
+    role: Option<RoleName>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -345,7 +403,7 @@ struct HostCtx<'a> {
 async fn invoke(
     plugin: Arc<ExternalPlugin>,
     platform: Platform,
-    binding: Option<(Uuid, Uuid, Option<Role>)>,
+    binding: Option<(Uuid, Option<Uuid>, Option<RoleName>)>,
     request: Value,
     write: bool,
 ) -> Result<Answer> {
@@ -364,7 +422,7 @@ async fn invoke(
                         platform: &platform,
                         tx: Some(tx),
                         org: Some(org),
-                        user: Some(user),
+                        user,
                         role,
                         runtime,
                     };
@@ -476,7 +534,7 @@ fn op(ctx: &HostCtx<'_>, r: &Value) -> Result<Value> {
             let flag_ctx = FlagContext {
                 org_id: org,
                 user_id: ctx.user,
-                role: ctx.role,
+                role: ctx.role.clone(),
             };
             let value = ctx.runtime.block_on(ctx.platform.flag(&flag_ctx, key))?;
             Ok(json!({ "value": value }))
@@ -586,11 +644,6 @@ impl Endpoint for ExtEndpoint {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| Error::Unauthorized("a bearer access token is required".into()))?
             .to_string();
-        let principal = self
-            .platform
-            .identity()
-            .authenticate(self.platform.db(), &token)
-            .await?;
         let mut params: HashMap<String, String> = HashMap::new();
         for seg in self.route.path.split('/') {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
@@ -599,23 +652,45 @@ impl Endpoint for ExtEndpoint {
                 params.insert(name.to_string(), value.to_string());
             }
         }
-        let (binding, role) = match self.route.scope {
-            Scope::User => (None, None),
+        // Who calls: (org binding, user, role, API key).
+        let (binding, user, role, api_key) = match self.route.scope {
+            Scope::User => {
+                let principal = self
+                    .platform
+                    .identity()
+                    .authenticate(self.platform.db(), &token)
+                    .await?;
+                (None, Some(principal.user_id), None, None)
+            }
             Scope::Org => {
-                let org = req
-                    .raw_path_param("org_id")
-                    .and_then(|o| Uuid::parse_str(o).ok())
-                    .ok_or_else(|| Error::NotFound("no such organization".into()))?;
-                let min = self
-                    .route
-                    .min_role
-                    .as_deref()
-                    .and_then(Role::parse)
-                    .unwrap_or(Role::Viewer);
-                let tenant = self.platform.tenancy().resolve(&principal, org, min).await?;
+                let bearer = poem_openapi::auth::Bearer { token };
+                let tenant = match &self.route.permission {
+                    Some(permission) => org_access(&req, bearer, Some(permission)).await?,
+                    None => {
+                        // A minimum role means every permission of that preset.
+                        let min = self
+                            .route
+                            .min_role
+                            .as_deref()
+                            .and_then(Role::parse)
+                            .unwrap_or(Role::Viewer);
+                        let tenant = org_access(&req, bearer, Some("org:read")).await?;
+                        for permission in self.platform.tenancy().catalog().preset(min).iter() {
+                            tenant.require(permission)?;
+                        }
+                        tenant
+                    }
+                };
+                let key = match &tenant.actor {
+                    Actor::ApiKey(id) => Some(*id),
+                    Actor::User(_) => None,
+                };
+                let user = tenant.user_id();
                 (
-                    Some((tenant.org_id, tenant.user_id(), Some(tenant.role))),
-                    Some(tenant.role),
+                    Some((tenant.org_id, user, tenant.role.clone())),
+                    user,
+                    tenant.role,
+                    key,
                 )
             }
         };
@@ -628,6 +703,7 @@ impl Endpoint for ExtEndpoint {
         let relative = {
             let path = req.uri().path();
             let org_prefix = binding
+                .as_ref()
                 .map(|(o, _, _)| prefix.replace("{org_id}", &o.to_string()))
                 .unwrap_or(prefix);
             path.strip_prefix(&org_prefix).unwrap_or(path).to_string()
@@ -640,9 +716,10 @@ impl Endpoint for ExtEndpoint {
             "query": req.uri().query().unwrap_or_default(),
             "body": body,
             "context": {
-                "user_id": principal.user_id,
-                "org_id": binding.map(|(o, _, _)| o),
-                "role": role.map(Role::as_str),
+                "user_id": user,
+                "api_key_id": api_key,
+                "org_id": binding.as_ref().map(|(o, _, _)| *o),
+                "role": role.as_ref().map(RoleName::as_str),
                 "request_id": req.data::<RequestId>().map(|r| r.0.to_string()),
             },
         });

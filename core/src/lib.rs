@@ -41,3 +41,11 @@ pub use server::App;
 /// (The database engine is not: plugins use [`sql`].)
 pub use poem;
 pub use poem_openapi;
+
+/// What [`org_permission!`] expands to needs, so plugins need not name poem.
+#[doc(hidden)]
+pub mod __private {
+    pub use poem::Request;
+    pub use poem::Result as PoemResult;
+    pub use poem_openapi::auth::Bearer;
+}

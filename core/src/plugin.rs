@@ -24,7 +24,7 @@ use crate::seed::SeedContext;
 use crate::seed::SeedOptions;
 use crate::storage::isolation::TenantTable;
 use crate::storage::migrations::Migration;
-use crate::tenancy::Entitlements;
+use crate::tenancy::{Entitlements, Permission};
 
 /// Routes of an API in poem's path syntax, as poem-openapi produces them.
 pub(crate) type RouteTable = HashMap<String, HashMap<Method, BoxEndpoint<'static>>>;
@@ -53,6 +53,12 @@ pub trait Plugin: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The permissions its operations check, each with the lowest preset role that
+    /// holds it (see [`crate::tenancy::permissions`]).
+    fn permissions(&self) -> Vec<Permission> {
+        Vec::new()
+    }
+
     /// Its HTTP API, built from a poem-openapi type with [`ApiPart::new`].
     fn api(&self, _platform: &Platform) -> Result<Option<ApiPart>> {
         Ok(None)
@@ -66,8 +72,8 @@ pub trait Plugin: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// Job kinds to enqueue periodically (reconciliation, period closing). The
-    /// server enqueues one whenever none of that kind is waiting or running.
+    /// Job kinds to enqueue periodically (reconciliation, period closing): once a
+    /// period across all nodes, skipped while one of that kind is waiting or running.
     fn schedules(&self) -> Vec<Schedule> {
         Vec::new()
     }
@@ -114,6 +120,39 @@ impl ApiPart {
         let mut routes = RouteTable::new();
         api.add_routes(&mut routes);
         Ok(ApiPart { spec, routes })
+    }
+
+    /// Documents the permission each org operation checks (`(operationId,
+    /// permission)`): the operation gets `x-permission`, a sentence saying so, and
+    /// the API-key security scheme beside the bearer one. An id the part does not
+    /// have is refused, so a renamed operation cannot go undocumented quietly.
+    pub fn permissions(mut self, table: &[(&str, &str)]) -> Result<Self> {
+        for (id, permission) in table {
+            let op = self
+                .spec
+                .get_mut("paths")
+                .and_then(Value::as_object_mut)
+                .into_iter()
+                .flat_map(|paths| paths.values_mut())
+                .filter_map(Value::as_object_mut)
+                .flat_map(|item| item.values_mut())
+                .find(|op| op.get("operationId").and_then(Value::as_str) == Some(id))
+                .ok_or_else(|| {
+                    Error::internal(format!("no operation `{id}` to document `{permission}` on"))
+                })?;
+            op[crate::http::openapi::PERMISSION_EXTENSION] = Value::String(permission.to_string());
+            let sentence = format!("Needs the `{permission}` permission (a member's role or an API key).");
+            let description = match op.get("description").and_then(Value::as_str) {
+                Some(d) if !d.is_empty() => format!("{d}\n\n{sentence}"),
+                _ => sentence,
+            };
+            op["description"] = Value::String(description);
+            op["security"] = serde_json::json!([
+                { crate::http::openapi::BEARER_SCHEME: [] },
+                { crate::http::openapi::API_KEY_SCHEME: [] }
+            ]);
+        }
+        Ok(self)
     }
 
     /// Lists the part's tags in `order`, the order a newcomer should read them in

@@ -143,7 +143,7 @@ pub(crate) fn seed_core(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<
         let (acme, _) = org_by_slug(ctx, DEMO_ORG.0, DEMO_ORG.1, &mut report)?;
         for (user, role) in acme_members {
             if bound::role_of(ctx, user)?.is_none() {
-                bound::add_member(ctx, acme, user, role)?;
+                bound::add_member(ctx, acme, user, &role.into())?;
             }
         }
     }
@@ -161,7 +161,7 @@ pub(crate) fn seed_core(ctx: &SeedContext<'_>, options: &SeedOptions) -> Result<
                 report.users_created += usize::from(new_user);
                 if created || bound::role_of(ctx, user)?.is_none() {
                     let role = if member == 0 { Role::Owner } else { Role::Member };
-                    bound::add_member(ctx, org_id, user, role)?;
+                    bound::add_member(ctx, org_id, user, &role.into())?;
                 }
             }
         }

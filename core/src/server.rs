@@ -31,7 +31,7 @@ use crate::seed::SeedContext;
 use crate::seed::{SeedOptions, SeedReport, refuse_in_production, seed_core};
 use crate::storage::isolation::{CORE_TENANT_TABLES, TenantTable};
 use crate::storage::migrations::{self, Migration};
-use crate::tenancy::Unlimited;
+use crate::tenancy::{Catalog, Unlimited};
 
 /// Owner name of core's migrations and API; no plugin may take it.
 pub const CORE: &str = "core";
@@ -147,7 +147,28 @@ impl App {
             .find_map(|p| p.entitlements())
             .unwrap_or_else(|| Arc::new(Unlimited));
         let feature_flags = enabled.iter().find_map(|p| p.feature_flags());
-        let platform = Platform::new(config, bus.build(jobs.clone()), jobs, entitlements, feature_flags)?;
+        let catalog = Catalog::new(
+            enabled
+                .iter()
+                .flat_map(|p| p.permissions())
+                .chain(external_enabled.iter().flat_map(|p| p.permissions())),
+        )?;
+        for plugin in &external_enabled {
+            if let Some(unknown) = plugin.checked_permissions().find(|p| catalog.get(p).is_none()) {
+                return Err(Error::internal(format!(
+                    "external plugin `{}` checks `{unknown}`, which no enabled plugin declares",
+                    plugin.name()
+                )));
+            }
+        }
+        let platform = Platform::new(
+            config,
+            bus.build(jobs.clone()),
+            jobs,
+            entitlements,
+            feature_flags,
+            catalog,
+        )?;
 
         let mut parts: Vec<(String, ApiPart)> = vec![
             (
@@ -463,6 +484,21 @@ impl App {
         }
         let identity = platform.identity().clone();
         tokio::spawn(async move { identity.warm_up().await });
+        // API keys' last use is gathered in memory and written once a minute by
+        // each node, not once per request.
+        {
+            let p = platform.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+                every.tick().await;
+                loop {
+                    every.tick().await;
+                    if let Err(e) = p.tenancy().api_keys().flush_last_used(p.root()).await {
+                        tracing::warn!(error = %e, "could not record API keys' last use");
+                    }
+                }
+            });
+        }
         // Periodic work takes its turn in the database, so with several nodes each
         // period's run happens on one of them.
         if let Some(days) = config.audit_retention_days {

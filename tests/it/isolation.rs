@@ -144,6 +144,25 @@ async fn two_orgs() -> Acme {
             .await;
         assert_eq!(status, StatusCode::OK);
         assert!(closed["invoice"]["number"].is_string(), "{closed}");
+        // A custom role and an API key.
+        let (status, _) = acme
+            .send(
+                "POST",
+                who,
+                &format!("/api/orgs/{org}/roles"),
+                Some(json!({"key": "support", "name": "Support", "permissions": ["org:read"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = acme
+            .send(
+                "POST",
+                who,
+                &format!("/api/orgs/{org}/api-keys"),
+                Some(json!({"name": "fixture", "permissions": ["org:read"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
         let override_path = format!("/api/admin/flags/new-dashboard/overrides/{org}");
         let (status, _) = acme
             .send("PUT", "stranger", &override_path, Some(json!({"value": true})))

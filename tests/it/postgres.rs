@@ -77,11 +77,13 @@ fn every_shipped_migration_applies_on_postgresql_with_tenant_tables_under_forced
         names,
         [
             "tenant_activity",
+            "tenant_api_keys",
             "tenant_billing_accounts",
             "tenant_flag_overrides",
             "tenant_invitations",
             "tenant_invoices",
             "tenant_memberships",
+            "tenant_roles",
             "tenant_usage_events",
             "tenant_usage_totals"
         ]

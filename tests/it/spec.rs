@@ -111,6 +111,8 @@ fn tags_come_in_a_newcomers_order() {
             "Members",
             "Invitations",
             "Activity",
+            "Roles",
+            "ApiKeys",
             "Billing",
             "Usage",
             "Flags",

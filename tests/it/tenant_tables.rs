@@ -300,11 +300,13 @@ fn every_shipped_tenant_table_is_isolated_from_its_declaration() {
         tables,
         [
             "activity",
+            "api_keys",
             "billing_accounts",
             "flag_overrides",
             "invitations",
             "invoices",
             "memberships",
+            "roles",
             "usage_events",
             "usage_totals"
         ]

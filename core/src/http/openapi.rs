@@ -17,6 +17,10 @@ const HTTP_METHODS: [&str; 8] = [
 
 /// The scheme every authenticated operation refers to.
 pub const BEARER_SCHEME: &str = "bearerAuth";
+/// The security scheme of org API keys, offered on operations that check a permission.
+pub const API_KEY_SCHEME: &str = "apiKeyAuth";
+/// The operation extension naming the permission an org operation checks.
+pub const PERMISSION_EXTENSION: &str = "x-permission";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
@@ -49,7 +53,9 @@ fn base_document() -> Value {
             "title": "Plinth API",
             "version": crate::VERSION,
             "description": "Accounts, organizations, roles, billing, feature flags and audit for SaaS products. \
-    Errors are RFC 9457 problem+json documents. Authenticate with `Authorization: Bearer <access token>`.",
+    Errors are RFC 9457 problem+json documents. Authenticate with `Authorization: Bearer <access token>`; \
+    an org's API key (`Authorization: Bearer plk_...`) works on that org's operations within its permissions. \
+    Each org operation names the permission it needs in `x-permission` (GET /api/permissions lists them).",
             "license": { "name": "MIT" }
         },
         "servers": [{ "url": "/", "description": "This server" }],
@@ -63,6 +69,12 @@ fn base_document() -> Value {
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
                     "description": "A short-lived access token from POST /api/auth/login or /api/auth/refresh."
+                },
+                API_KEY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "plk_<prefix>_<secret>",
+                    "description": "An org API key (POST /api/orgs/{org_id}/api-keys), on that org's operations only, within the key's permissions."
                 }
             }
         }

@@ -6,9 +6,10 @@
 //! argument: poem-openapi extracts arguments in order, so a caller who may not use
 //! the operation gets 401, 403 or 404 whatever its parameters or body, and learns
 //! nothing about their shape. [`BearerAuth`] is any signed-in user, [`StaffAuth`]
-//! platform staff acting as themselves, and [`OrgViewer`], [`OrgMember`],
-//! [`OrgAdmin`] and [`OrgOwner`] a member of the org named by the `org_id` path
-//! parameter with at least that role (404 to non-members, 403 below the role).
+//! platform staff acting as themselves, [`OrgPerson`] any member of the org named
+//! by the `org_id` path parameter, and the extractors declared with
+//! [`crate::org_permission!`] a member or API key of that org holding one
+//! permission (404 outside the org, 403 without the permission).
 
 use poem::Request;
 use poem_openapi::SecurityScheme;
@@ -20,7 +21,8 @@ use crate::audit::{AuditEntry, record};
 use crate::error::Error;
 use crate::identity::Principal;
 use crate::platform::Platform;
-use crate::tenancy::{Role, Tenant};
+use crate::tenancy::Tenant;
+use crate::tenancy::api_keys::KEY_PREFIX;
 
 /// How an access token is presented: always `Authorization: Bearer <token>`.
 #[derive(poem_openapi::Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,52 +82,97 @@ async fn authenticate_staff(req: &Request, bearer: Bearer) -> poem::Result<Princ
     Ok(principal)
 }
 
-/// The tenant context of the org an org-scoped request names: its path is
-/// `/api/orgs/{org_id}/...` by contract (read from the path itself, since
-/// poem-openapi renames path variables in the route table).
-async fn org_access(req: &Request, bearer: Bearer, min: Role) -> poem::Result<Tenant> {
-    let principal = authenticate(req, bearer).await?;
-    let platform = platform_of(req)?;
-    // Not a UUID: no org by that name, which is what non-members hear too.
-    let org = req
-        .uri()
+/// The org an org-scoped request names: its path is `/api/orgs/{org_id}/...` by
+/// contract (read from the path itself, since poem-openapi renames path variables
+/// in the route table). Not a UUID: no org by that name, which is what non-members
+/// hear too.
+fn org_in_path(req: &Request) -> Result<uuid::Uuid, Error> {
+    req.uri()
         .path()
         .strip_prefix("/api/orgs/")
         .and_then(|rest| rest.split('/').next())
         .and_then(|raw| uuid::Uuid::parse_str(raw).ok())
-        .ok_or_else(|| Error::NotFound("no such organization".into()))?;
-    Ok(platform.tenancy().resolve(&principal, org, min).await?)
+        .ok_or_else(|| Error::NotFound("no such organization".into()))
 }
 
-/// Declares an org-access extractor: `$name(Tenant)` for members of the request's
-/// org with at least `$min`, checked by `$checker` (named twice: the derive wants
-/// its name as a string).
-macro_rules! org_access {
-    ($(#[$doc:meta])* $name:ident, $checker:ident, $checker_name:literal, $min:expr) => {
-        $(#[$doc])*
-        #[derive(SecurityScheme)]
-        #[oai(rename = "bearerAuth", ty = "bearer", bearer_format = "JWT", checker = $checker_name)]
-        pub struct $name(pub Tenant);
+/// The tenant context of an org-scoped request, for a member whose role carries
+/// `permission`, or an API key of that org carrying it (404 outside the org, 403
+/// without the permission). `None` admits any member and no API key: what only a
+/// person may do (leave the org). Every request an API key makes that may change
+/// something is audited, its actor `api_key:<id>`.
+pub async fn org_access(req: &Request, bearer: Bearer, permission: Option<&str>) -> poem::Result<Tenant> {
+    let platform = platform_of(req)?;
+    let tenancy = platform.tenancy();
+    if bearer.token.starts_with(KEY_PREFIX) {
+        let key = tenancy.authenticate_key(&bearer.token).await?;
+        let org = org_in_path(req)?;
+        let Some(permission) = permission else {
+            tenancy.resolve_key(&key, org, None).await?;
+            return Err(
+                Error::Forbidden("this needs a signed-in member; an API key cannot do it".into()).into(),
+            );
+        };
+        let tenant = tenancy.resolve_key(&key, org, Some(permission)).await?;
+        if req.method() != poem::http::Method::GET && req.method() != poem::http::Method::HEAD {
+            let entry = AuditEntry::new("api_key.request")
+                .actor(tenant.actor_id())
+                .org(org)
+                .target("api_key", key.id)
+                .details(json!({ "method": req.method().as_str(), "path": req.uri().path() }));
+            platform
+                .db()
+                .write(move |tx| record(tx, &entry).map(|_| ()))
+                .await?;
+        }
+        return Ok(tenant);
+    }
+    let principal = authenticate(req, bearer).await?;
+    let org = org_in_path(req)?;
+    Ok(tenancy.resolve(&principal, org, permission).await?)
+}
 
-        async fn $checker(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
-            org_access(req, bearer, $min).await
+/// A member of the request's org (`org_id`) with any role, as a person (API keys
+/// get 403): for what every member may do to their own membership.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "org_person"
+)]
+pub struct OrgPerson(pub Tenant);
+
+async fn org_person(req: &Request, bearer: Bearer) -> poem::Result<Tenant> {
+    org_access(req, bearer, None).await
+}
+
+/// Declares an org-access extractor: `$name(Tenant)` for a member whose role, or
+/// an API key of the org, carries `$permission` (see [`org_access`]).
+///
+/// ```ignore
+/// plinth_core::org_permission!(
+///     /// Members of the org who may record usage.
+///     pub RecordUsage = "usage:record"
+/// );
+/// ```
+#[macro_export]
+macro_rules! org_permission {
+    ($(#[$doc:meta])* $vis:vis $name:ident = $permission:literal) => {
+        $(#[$doc])*
+        #[derive(poem_openapi::SecurityScheme)]
+        #[oai(rename = "bearerAuth", ty = "bearer", bearer_format = "JWT", checker = "Self::check")]
+        $vis struct $name(pub $crate::tenancy::Tenant);
+
+        impl $name {
+            /// The permission this access checks.
+            pub const PERMISSION: &'static str = $permission;
+
+            async fn check(
+                req: &$crate::__private::Request,
+                bearer: $crate::__private::Bearer,
+            ) -> $crate::__private::PoemResult<$crate::tenancy::Tenant> {
+                $crate::identity::auth::org_access(req, bearer, Some($permission)).await
+            }
         }
     };
 }
-
-org_access!(
-    /// A member of the request's org (`org_id`) with any role.
-    OrgViewer, org_viewer, "org_viewer", Role::Viewer
-);
-org_access!(
-    /// A member of the request's org (`org_id`) with the member role or higher.
-    OrgMember, org_member, "org_member", Role::Member
-);
-org_access!(
-    /// A member of the request's org (`org_id`) with the admin role or higher.
-    OrgAdmin, org_admin, "org_admin", Role::Admin
-);
-org_access!(
-    /// An owner of the request's org (`org_id`).
-    OrgOwner, org_owner, "org_owner", Role::Owner
-);

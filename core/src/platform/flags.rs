@@ -10,15 +10,15 @@ use uuid::Uuid;
 
 use crate::error::Result;
 use crate::platform::Platform;
-use crate::tenancy::Role;
+use crate::tenancy::RoleName;
 
 /// Who a flag is evaluated for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagContext {
     pub org_id: Uuid,
     pub user_id: Option<Uuid>,
-    /// The user's role in the org, when known.
-    pub role: Option<Role>,
+    /// The user's role in the org (a preset or a custom key), when known.
+    pub role: Option<RoleName>,
 }
 
 pub type FlagFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Value>>> + Send + 'a>>;

@@ -18,7 +18,8 @@ use crate::runtime::jobs::{self, JobHost, Jobs};
 use crate::runtime::mail::Mailer;
 use crate::runtime::metrics::Metrics;
 use crate::storage::db::{Db, Pools};
-use crate::tenancy::{Entitlements, Tenancy};
+use crate::tenancy::api_keys::ApiKeys;
+use crate::tenancy::{Catalog, Entitlements, Tenancy};
 
 #[derive(Clone)]
 pub struct Platform {
@@ -51,6 +52,7 @@ impl Platform {
         jobs: Jobs,
         entitlements: Arc<dyn Entitlements>,
         feature_flags: Option<Arc<dyn FeatureFlags>>,
+        catalog: Catalog,
     ) -> Result<Self> {
         let Pools {
             root,
@@ -58,7 +60,13 @@ impl Platform {
             tenant,
             logins,
         } = Pools::open(&config)?;
-        let tenancy = Tenancy::new(root.clone(), tenant, entitlements);
+        // Several nodes may share PostgreSQL: each key's limit counts in the database.
+        let api_keys = ApiKeys::new(
+            config.secret_key.clone(),
+            config.api_key_rate_per_minute,
+            logins.as_ref().map(|_| db.clone()),
+        );
+        let tenancy = Tenancy::new(root.clone(), tenant, entitlements, Arc::new(catalog), api_keys);
         // Several nodes may share PostgreSQL: sign-in limits count in the database.
         let identity = Identity::new(&config, logins.as_ref().map(|_| db.clone()));
         let mailer = Mailer::new(&config)?;
@@ -66,6 +74,14 @@ impl Platform {
         metrics.register_cache(identity.session_cache());
         metrics.register_cache(identity.token_cache());
         metrics.register_cache(tenancy.membership_cache());
+        metrics.register_cache(tenancy.api_keys().cache());
+        // A revoked key stops at once on every node: its cache follows the table
+        // (explicit invalidation alone would reach this node only).
+        {
+            let cache = tenancy.api_keys().cache().clone();
+            db.changes()
+                .watch("tenant_api_keys", move || cache.invalidate_all());
+        }
         if logins.is_some() {
             // Several nodes may share PostgreSQL: what one node revokes must reach
             // the others' caches too, which only change notes do (explicit
@@ -74,7 +90,7 @@ impl Platform {
                 let cache = identity.session_cache().clone();
                 db.changes().watch(table, move || cache.invalidate_all());
             }
-            for table in ["tenant_memberships", "organizations"] {
+            for table in ["tenant_memberships", "organizations", "tenant_roles"] {
                 let cache = tenancy.membership_cache().clone();
                 db.changes().watch(table, move || cache.invalidate_all());
             }

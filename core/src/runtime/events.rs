@@ -41,8 +41,9 @@ impl Event {
         self
     }
 
-    pub fn actor(mut self, actor_id: Uuid) -> Self {
-        self.actor_id = Some(actor_id);
+    /// Who caused it, when a person did (API keys and the system have no user).
+    pub fn actor(mut self, actor_id: impl Into<Option<Uuid>>) -> Self {
+        self.actor_id = actor_id.into();
         self
     }
 }

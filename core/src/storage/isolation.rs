@@ -138,4 +138,8 @@ pub(crate) fn identifier(name: &str) -> Result<()> {
 }
 
 /// Core's own tenant tables.
-pub(crate) const CORE_TENANT_TABLES: &[TenantTable] = &[TenantTable::new("memberships")];
+pub(crate) const CORE_TENANT_TABLES: &[TenantTable] = &[
+    TenantTable::new("memberships"),
+    TenantTable::new("roles"),
+    TenantTable::new("api_keys"),
+];

@@ -222,6 +222,8 @@ pub fn core_migrations() -> Result<Vec<Migration>> {
             "0009_job_leases.sql",
             "0010_rate_buckets.sql",
             "0011_schedules.sql",
+            "0012_custom_roles.sql",
+            "0013_api_keys.sql",
         ],
         postgres: each
     )?)

@@ -24,6 +24,14 @@ use crate::storage::db::{Db, now_rfc3339};
 pub use crate::storage::isolation::{TenantTable, Writes};
 use crate::storage::sql::{Handle, Row, Sql, is_unique_violation};
 
+pub mod api_keys;
+pub mod permissions;
+pub mod roles;
+
+use api_keys::{ApiKeys, VerifiedKey};
+pub use permissions::{Catalog, Permission, Permissions};
+pub use roles::RoleName;
+
 /// A member's role in an organization, from most to least powerful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum)]
 #[oai(rename_all = "lowercase")]
@@ -160,17 +168,65 @@ impl TenantDb {
     }
 }
 
-/// The caller of an org-scoped request: who, in which org, with which role.
+/// Who acts in an org-scoped request: a signed-in member, or one of the org's
+/// API keys.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    User(Principal),
+    ApiKey(Uuid),
+}
+
+/// The caller of an org-scoped request: who, in which org, with which role and
+/// permissions.
 pub struct Tenant {
     pub org_id: Uuid,
-    pub role: Role,
-    pub principal: Principal,
+    /// The member's role; `None` for an API key.
+    pub role: Option<RoleName>,
+    pub permissions: Permissions,
+    pub actor: Actor,
     db: TenantDb,
 }
 
 impl Tenant {
-    pub fn user_id(&self) -> Uuid {
-        self.principal.user_id
+    /// The signed-in member, when a person (not an API key) is acting.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match &self.actor {
+            Actor::User(p) => Some(p.user_id),
+            Actor::ApiKey(_) => None,
+        }
+    }
+
+    /// The person acting: 403 for an API key, for what only a member may do
+    /// (leave, take or hand over ownership, pay with their email).
+    pub fn person(&self) -> Result<&Principal> {
+        match &self.actor {
+            Actor::User(p) => Ok(p),
+            Actor::ApiKey(_) => Err(Error::Forbidden(
+                "this needs a signed-in member; an API key cannot do it".into(),
+            )),
+        }
+    }
+
+    /// The actor as the audit log names it: the user's id, or `api_key:<id>`.
+    pub fn actor_id(&self) -> String {
+        match &self.actor {
+            Actor::User(p) => p.user_id.to_string(),
+            Actor::ApiKey(id) => format!("api_key:{id}"),
+        }
+    }
+
+    /// 403 unless the caller holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<()> {
+        if self.permissions.contains(permission) {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "this needs the `{permission}` permission, which {} does not carry",
+            match &self.role {
+                Some(role) => format!("your role `{role}`"),
+                None => "this API key".to_string(),
+            }
+        )))
     }
 
     /// The org-bound database handle.
@@ -183,9 +239,10 @@ impl Tenant {
 const MEMBERSHIP_TTL: Duration = Duration::from_secs(300);
 
 /// What the tenant context needs about a caller's membership.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
-    pub role: Role,
+    pub role: RoleName,
+    pub permissions: Permissions,
     /// Suspended orgs answer 403 on every route; their data is kept.
     pub suspended: bool,
 }
@@ -196,15 +253,25 @@ pub struct Tenancy {
     pool: Db,
     memberships: Cache<(Uuid, Uuid), Option<Membership>>,
     entitlements: Arc<dyn Entitlements>,
+    catalog: Arc<Catalog>,
+    api_keys: ApiKeys,
 }
 
 impl Tenancy {
-    pub(crate) fn new(root: Db, pool: Db, entitlements: Arc<dyn Entitlements>) -> Self {
+    pub(crate) fn new(
+        root: Db,
+        pool: Db,
+        entitlements: Arc<dyn Entitlements>,
+        catalog: Arc<Catalog>,
+        api_keys: ApiKeys,
+    ) -> Self {
         Tenancy {
             root,
             pool,
             memberships: Cache::new("memberships", 200_000, Some(MEMBERSHIP_TTL)),
             entitlements,
+            catalog,
+            api_keys,
         }
     }
 
@@ -220,38 +287,104 @@ impl Tenancy {
         self.entitlements.as_ref()
     }
 
+    /// The permission catalog of the enabled plugins.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The orgs' API keys.
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.api_keys
+    }
+
+    /// The live key `token` names, counted against its rate limit (401, 429).
+    pub async fn authenticate_key(&self, token: &str) -> Result<Arc<VerifiedKey>> {
+        let key = self.verify_key(token).await?;
+        self.api_keys.admit(&key).await?;
+        Ok(key)
+    }
+
+    /// The live key `token` names (401 otherwise), not counted.
+    pub async fn verify_key(&self, token: &str) -> Result<Arc<VerifiedKey>> {
+        self.api_keys.verify(&self.root, token).await
+    }
+
     /// The tenant context of an org-scoped request: 404 when the caller is not a
-    /// member (whether or not the org exists), 403 when their role is below `min`.
-    pub async fn resolve(&self, principal: &Principal, org: Uuid, min: Role) -> Result<Tenant> {
+    /// member (whether or not the org exists), 403 when the org is suspended or the
+    /// member's role does not carry `permission` (`None`: any member).
+    pub async fn resolve(
+        &self,
+        principal: &Principal,
+        org: Uuid,
+        permission: Option<&str>,
+    ) -> Result<Tenant> {
         let user = principal.user_id;
-        let root = self.root.clone();
+        let (root, catalog) = (self.root.clone(), self.catalog.clone());
         let membership = self
             .memberships
             .get_or_load((org, user), || async move {
-                root.call(move |conn| membership_of(conn, org, user)).await
+                root.call(move |conn| membership_of(conn, &catalog, org, user))
+                    .await
             })
             .await?;
-        let Some(Membership { role, suspended }) = membership else {
+        let Some(Membership {
+            role,
+            permissions,
+            suspended,
+        }) = membership
+        else {
             return Err(Error::NotFound("no such organization".into()));
         };
         if suspended {
-            return Err(Error::Forbidden(
-                "this organization is suspended; its data is kept, contact support to restore access".into(),
-            ));
+            return Err(suspended_org());
         }
-        if !role.at_least(min) {
-            return Err(Error::Forbidden(format!(
-                "this needs the {} role or higher; yours is {}",
-                min.as_str(),
-                role.as_str()
-            )));
-        }
-        Ok(Tenant {
+        let tenant = Tenant {
             org_id: org,
-            role,
-            principal: principal.clone(),
+            role: Some(role),
+            permissions,
+            actor: Actor::User(principal.clone()),
             db: self.bind(org),
-        })
+        };
+        if let Some(permission) = permission {
+            tenant.require(permission)?;
+        }
+        Ok(tenant)
+    }
+
+    /// The tenant context of a request made with an API key: 404 for another org
+    /// than the key's, 403 without `permission`.
+    pub async fn resolve_key(
+        &self,
+        key: &VerifiedKey,
+        org: Uuid,
+        permission: Option<&str>,
+    ) -> Result<Tenant> {
+        if key.org_id != org {
+            return Err(Error::NotFound("no such organization".into()));
+        }
+        let suspended = self
+            .root
+            .call(move |conn| {
+                conn.exists(
+                    "SELECT 1 FROM organizations WHERE id = ?1 AND suspended_at IS NOT NULL",
+                    params![org],
+                )
+            })
+            .await?;
+        if suspended {
+            return Err(suspended_org());
+        }
+        let tenant = Tenant {
+            org_id: org,
+            role: None,
+            permissions: key.permissions.clone(),
+            actor: Actor::ApiKey(key.id),
+            db: self.bind(org),
+        };
+        if let Some(permission) = permission {
+            tenant.require(permission)?;
+        }
+        Ok(tenant)
     }
 
     /// A handle bound to `org` without a membership check, for flows whose caller
@@ -360,22 +493,39 @@ fn org_of(r: &Row<'_>, at: usize) -> Result<Org> {
     })
 }
 
-fn role_at(r: &Row<'_>, at: usize) -> Result<Role> {
-    let role: String = r.get(at)?;
-    Role::parse(&role).ok_or_else(|| Error::internal(format!("unknown role `{role}`")))
+fn role_at(r: &Row<'_>, at: usize) -> Result<RoleName> {
+    Ok(RoleName(r.get(at)?))
 }
 
-fn membership_of(conn: &Sql<'_>, org: Uuid, user: Uuid) -> Result<Option<Membership>> {
-    conn.query_opt(
-        "SELECT m.role, o.suspended_at IS NOT NULL FROM tenant_memberships m
-         JOIN organizations o ON o.id = m.org_id WHERE m.org_id = ?1 AND m.user_id = ?2",
+fn membership_of(conn: &Sql<'_>, catalog: &Catalog, org: Uuid, user: Uuid) -> Result<Option<Membership>> {
+    let row: Option<(String, bool, Option<String>)> = conn.query_opt(
+        "SELECT m.role, o.suspended_at IS NOT NULL, r.permissions FROM tenant_memberships m
+         JOIN organizations o ON o.id = m.org_id
+         LEFT JOIN tenant_roles r ON r.org_id = m.org_id AND r.key = m.role
+         WHERE m.org_id = ?1 AND m.user_id = ?2",
         params![org, user],
-        |r| {
-            Ok(Membership {
-                role: role_at(r, 0)?,
-                suspended: r.get(1)?,
-            })
-        },
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let Some((role, suspended, custom)) = row else {
+        return Ok(None);
+    };
+    let permissions = match (Role::parse(&role), custom) {
+        (Some(preset), _) => catalog.preset(preset).clone(),
+        (None, Some(stored)) => Permissions::from_json(&stored)?,
+        // A role deleted under a member cannot happen (deletion of a role in use is
+        // refused); should it, the member keeps no permission rather than a guess.
+        (None, None) => Permissions::default(),
+    };
+    Ok(Some(Membership {
+        role: RoleName(role),
+        permissions,
+        suspended,
+    }))
+}
+
+fn suspended_org() -> Error {
+    Error::Forbidden(
+        "this organization is suspended; its data is kept, contact support to restore access".into(),
     )
 }
 
@@ -399,7 +549,7 @@ pub struct OrgSummary {
 pub struct OrgMembership {
     pub membership_id: Uuid,
     pub org: Org,
-    pub role: Role,
+    pub role: RoleName,
 }
 
 /// A member as the bound org sees them.
@@ -409,7 +559,7 @@ pub struct Member {
     pub user_id: Uuid,
     pub email: String,
     pub name: String,
-    pub role: Role,
+    pub role: RoleName,
     pub joined_at: String,
 }
 
@@ -473,7 +623,7 @@ pub mod bound {
         Ok(())
     }
 
-    pub fn add_member(conn: &impl Handle, org: Uuid, user: Uuid, role: Role) -> Result<()> {
+    pub fn add_member(conn: &impl Handle, org: Uuid, user: Uuid, role: &RoleName) -> Result<()> {
         let now = now_rfc3339();
         Sql::from(conn)
             .execute(
@@ -490,7 +640,7 @@ pub mod bound {
         Ok(())
     }
 
-    pub fn role_of(conn: &impl Handle, user: Uuid) -> Result<Option<Role>> {
+    pub fn role_of(conn: &impl Handle, user: Uuid) -> Result<Option<RoleName>> {
         Sql::from(conn).query_opt(
             "SELECT role FROM memberships WHERE user_id = ?1",
             params![user],
@@ -500,7 +650,7 @@ pub mod bound {
 
     /// Changes a member's role. Writes through views report no changed rows, so the
     /// caller checks membership first ([`role_of`]).
-    pub fn set_role(conn: &impl Handle, user: Uuid, role: Role) -> Result<()> {
+    pub fn set_role(conn: &impl Handle, user: Uuid, role: &RoleName) -> Result<()> {
         Sql::from(conn).execute(
             "UPDATE memberships SET role = ?2, updated_at = ?3 WHERE user_id = ?1",
             params![user, role.as_str(), now_rfc3339()],

@@ -897,13 +897,18 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get an organization */
+        /**
+         * Get an organization
+         * @description Needs the `org:read` permission (a member's role or an API key).
+         */
         get: operations["getOrg"];
         put?: never;
         post?: never;
         /**
          * Delete an organization
          * @description Owners only. Removes the organization and all its data in one transaction.
+         *
+         *     Needs the `org:delete` permission (a member's role or an API key).
          */
         delete: operations["deleteOrg"];
         options?: never;
@@ -911,6 +916,8 @@ export interface paths {
         /**
          * Update an organization
          * @description Admins and owners may rename it or change its slug.
+         *
+         *     Needs the `org:update` permission (a member's role or an API key).
          */
         patch: operations["updateOrg"];
         trace?: never;
@@ -925,11 +932,64 @@ export interface paths {
         /**
          * The activity feed
          * @description Who did what in the organization, newest first. Every member can read it.
+         *
+         *     Needs the `org:read` permission (a member's role or an API key).
          */
         get: operations["listActivity"];
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/orgs/{org_id}/api-keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List API keys
+         * @description Oldest first, without their secrets.
+         *
+         *     Needs the `api_keys:manage` permission (a member's role or an API key).
+         */
+        get: operations["listApiKeys"];
+        put?: never;
+        /**
+         * Create an API key
+         * @description With a subset of the caller's permissions. The whole key is in this answer
+         *     only; it is stored as a keyed hash.
+         *
+         *     Needs the `api_keys:manage` permission (a member's role or an API key).
+         */
+        post: operations["createApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/orgs/{org_id}/api-keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke an API key
+         * @description Takes effect at once, on every node.
+         *
+         *     Needs the `api_keys:manage` permission (a member's role or an API key).
+         */
+        delete: operations["revokeApiKey"];
         options?: never;
         head?: never;
         patch?: never;
@@ -945,6 +1005,8 @@ export interface paths {
         /**
          * The organization's audit log
          * @description Security-relevant actions in the organization, newest first. Admins and owners.
+         *
+         *     Needs the `audit:read` permission (a member's role or an API key).
          */
         get: operations["listOrgAuditLogs"];
         put?: never;
@@ -964,7 +1026,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Cancels the subscription at the end of the current period (owner or admin). */
+        /**
+         * Cancels the subscription at the end of the current period (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
+         */
         post: operations["cancelSubscription"];
         delete?: never;
         options?: never;
@@ -984,6 +1049,7 @@ export interface paths {
         /**
          * Starts a Stripe Checkout for a plan; returns the page to send the browser to
          *     (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
          */
         post: operations["createCheckout"];
         delete?: never;
@@ -999,7 +1065,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The org's invoices, newest first (owner or admin). */
+        /**
+         * The org's invoices, newest first (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
+         */
         get: operations["listInvoices"];
         put?: never;
         post?: never;
@@ -1016,7 +1085,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One invoice (owner or admin). */
+        /**
+         * One invoice (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
+         */
         get: operations["getInvoice"];
         put?: never;
         post?: never;
@@ -1033,7 +1105,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The invoice as a printable HTML document (owner or admin). */
+        /**
+         * The invoice as a printable HTML document (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
+         */
         get: operations["getInvoiceHtml"];
         put?: never;
         post?: never;
@@ -1052,7 +1127,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** A Stripe Billing Portal session for the org's customer (owner or admin). */
+        /**
+         * A Stripe Billing Portal session for the org's customer (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
+         */
         post: operations["createPortalSession"];
         delete?: never;
         options?: never;
@@ -1069,7 +1147,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Undoes a cancellation scheduled for the period's end (owner or admin). */
+        /**
+         * Undoes a cancellation scheduled for the period's end (owner or admin).
+         * @description Needs the `billing:manage` permission (a member's role or an API key).
+         */
         post: operations["resumeSubscription"];
         delete?: never;
         options?: never;
@@ -1084,7 +1165,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The org's plan, subscription status, period and seats (any member). */
+        /**
+         * The org's plan, subscription status, period and seats (any member).
+         * @description Needs the `billing:read` permission (a member's role or an API key).
+         */
         get: operations["getSubscription"];
         put?: never;
         post?: never;
@@ -1104,6 +1188,8 @@ export interface paths {
         /**
          * Evaluate every flag
          * @description `{key: value}` for every flag, for this org and the caller. Served from memory.
+         *
+         *     Needs the `flags:read` permission (a member's role or an API key).
          */
         get: operations["listOrgFlags"];
         put?: never;
@@ -1124,6 +1210,8 @@ export interface paths {
         /**
          * Evaluate one flag
          * @description Platform staff also get the reason (which rule matched).
+         *
+         *     Needs the `flags:read` permission (a member's role or an API key).
          */
         get: operations["getOrgFlag"];
         put?: never;
@@ -1145,14 +1233,18 @@ export interface paths {
          * List invitations
          * @description Invitations neither accepted nor revoked, newest first; expired ones are
          *     marked and can be re-sent.
+         *
+         *     Needs the `members:invite` permission (a member's role or an API key).
          */
         get: operations["listInvitations"];
         put?: never;
         /**
          * Invite someone
-         * @description Emails `{APP_URL}/invitations/{token}` (valid 7 days). The role may not be
-         *     above the inviter's. Refused with 409 for a member or an already pending
+         * @description Emails `{APP_URL}/invitations/{token}` (valid 7 days). The inviter must hold
+         *     every permission of the role (owner only by owners). Refused with 409 for a member or an already pending
          *     invitation, and with 402 when the plan has no seat left.
+         *
+         *     Needs the `members:invite` permission (a member's role or an API key).
          */
         post: operations["createInvitation"];
         delete?: never;
@@ -1171,7 +1263,10 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke an invitation */
+        /**
+         * Revoke an invitation
+         * @description Needs the `members:invite` permission (a member's role or an API key).
+         */
         delete: operations["revokeInvitation"];
         options?: never;
         head?: never;
@@ -1190,6 +1285,8 @@ export interface paths {
         /**
          * Re-send an invitation
          * @description Issues a new link (the old one stops working) valid for 7 more days.
+         *
+         *     Needs the `members:invite` permission (a member's role or an API key).
          */
         post: operations["resendInvitation"];
         delete?: never;
@@ -1228,6 +1325,8 @@ export interface paths {
         /**
          * List members
          * @description In the order they joined.
+         *
+         *     Needs the `org:read` permission (a member's role or an API key).
          */
         get: operations["listMembers"];
         put?: never;
@@ -1250,18 +1349,81 @@ export interface paths {
         post?: never;
         /**
          * Remove a member
-         * @description Admins remove members below owner, owners remove anyone; anyone may remove
-         *     themselves (leave). The last owner cannot be removed.
+         * @description Removing someone else needs `members:manage` and every permission of their
+         *     role (an owner also `owners:manage`); any member may remove themselves
+         *     (leave). The last owner cannot be removed.
+         *
+         *     Needs the `members:manage` permission (a member's role or an API key).
          */
         delete: operations["removeMember"];
         options?: never;
         head?: never;
         /**
          * Change a member's role
-         * @description Admins set roles below owner; only owners grant or revoke owner; the last
-         *     owner cannot be demoted.
+         * @description To a preset or a custom role. The caller must hold every permission of both
+         *     the member's current role and the new one; granting or revoking owner is an
+         *     owner power; the last owner cannot be demoted.
+         *
+         *     Needs the `members:manage` permission (a member's role or an API key).
          */
         patch: operations["updateMemberRole"];
+        trace?: never;
+    };
+    "/api/orgs/{org_id}/roles": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List roles
+         * @description The four presets, then the org's custom roles by key.
+         *
+         *     Needs the `org:read` permission (a member's role or an API key).
+         */
+        get: operations["listRoles"];
+        put?: never;
+        /**
+         * Create a custom role
+         * @description The caller must hold every permission of the new role.
+         *
+         *     Needs the `roles:manage` permission (a member's role or an API key).
+         */
+        post: operations["createRole"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/orgs/{org_id}/roles/{key}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete a custom role
+         * @description Refused (409) while a member holds it or a pending invitation names it.
+         *
+         *     Needs the `roles:manage` permission (a member's role or an API key).
+         */
+        delete: operations["deleteRole"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a custom role
+         * @description The caller must hold every permission of the role before and after; the
+         *     change applies to its members at once. Presets cannot be changed (409).
+         *
+         *     Needs the `roles:manage` permission (a member's role or an API key).
+         */
+        patch: operations["updateRole"];
         trace?: never;
     };
     "/api/orgs/{org_id}/transfer-ownership": {
@@ -1275,7 +1437,9 @@ export interface paths {
         put?: never;
         /**
          * Transfer ownership
-         * @description Owners only: the member becomes an owner and the caller an admin.
+         * @description An owner power: the member becomes an owner and the caller an admin.
+         *
+         *     Needs the `owners:manage` permission (a member's role or an API key).
          */
         post: operations["transferOwnership"];
         delete?: never;
@@ -1291,11 +1455,38 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Usage per metric in the current period against the plan's quotas (any member). */
+        /**
+         * Usage per metric in the current period against the plan's quotas (any member).
+         * @description Needs the `usage:read` permission (a member's role or an API key).
+         */
         get: operations["getUsage"];
         put?: never;
-        /** Records metered usage, once per idempotency key (owner, admin or member). */
+        /**
+         * Records metered usage, once per idempotency key (owner, admin or member).
+         * @description Needs the `usage:record` permission (a member's role or an API key).
+         */
         post: operations["recordUsage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/permissions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List the permission catalog
+         * @description Every permission an org operation may check, contributed by the enabled
+         *     plugins, with the lowest preset role holding it.
+         */
+        get: operations["listPermissions"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1399,7 +1590,7 @@ export interface components {
             /** Format: uuid */
             org_id: string;
             org_name: string;
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["RoleName"];
         };
         /**
          * ActivityItem
@@ -1426,7 +1617,7 @@ export interface components {
         /** AdminAuditEntry */
         AdminAuditEntry: {
             action: string;
-            /** Format: uuid */
+            /** @description A user's id, or `api_key:<id>` for an org API key. */
             actor_id?: string | null;
             /** Format: date-time */
             at: string;
@@ -1453,7 +1644,7 @@ export interface components {
         AdminMember: {
             email: string;
             name: string;
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["RoleName"];
             /** Format: uuid */
             user_id: string;
         };
@@ -1513,6 +1704,34 @@ export interface components {
             items: components["schemas"]["AdminUser"][];
             next_cursor?: string | null;
         };
+        /** ApiKeyPage */
+        ApiKeyPage: {
+            items: components["schemas"]["ApiKeyView"][];
+            next_cursor?: string | null;
+        };
+        /**
+         * ApiKeyView
+         * @description An API key as its org lists it (never its secret).
+         */
+        ApiKeyView: {
+            /** Format: date-time */
+            created_at: string;
+            /** @description Who created it: a user's id, or `api_key:<id>`. */
+            created_by: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            /**
+             * Format: date-time
+             * @description Within a minute or so: uses are recorded in batches, not per request.
+             */
+            last_used_at?: string | null;
+            name: string;
+            permissions: string[];
+            /** @description Identifies the key (`plk_<prefix>_...`) in logs and lists. */
+            prefix: string;
+        };
         /** AttributeRule */
         AttributeRule: {
             /**
@@ -1532,7 +1751,7 @@ export interface components {
          */
         AuditLogEntry: {
             action: string;
-            /** Format: uuid */
+            /** @description A user's id, or `api_key:<id>` for one of the org's API keys. */
             actor_id?: string | null;
             /** Format: date-time */
             at: string;
@@ -1635,6 +1854,26 @@ export interface components {
             value_type: components["schemas"]["ValueType"];
         };
         /**
+         * CreateKeyRequest
+         * @example {
+         *       "expires_at": null,
+         *       "name": "usage reporter",
+         *       "permissions": [
+         *         "usage:record"
+         *       ]
+         *     }
+         */
+        CreateKeyRequest: {
+            /**
+             * Format: date-time
+             * @description When it stops working; never when absent.
+             */
+            expires_at?: string | null;
+            name: string;
+            /** @description Permission keys, each held by the caller; owner powers are refused. */
+            permissions: string[];
+        };
+        /**
          * CreateOrgRequest
          * @example {
          *       "name": "Initech",
@@ -1645,6 +1884,48 @@ export interface components {
             name: string;
             /** @description Lowercase letters, digits and hyphens; generated from the name when absent. */
             slug?: string | null;
+        };
+        /**
+         * CreateRoleRequest
+         * @example {
+         *       "description": "Runs the subscription and reads invoices.",
+         *       "key": "billing-manager",
+         *       "name": "Billing manager",
+         *       "permissions": [
+         *         "org:read",
+         *         "billing:read",
+         *         "billing:manage"
+         *       ]
+         *     }
+         */
+        CreateRoleRequest: {
+            /** @default  */
+            description: string | null;
+            /**
+             * @description Lowercase letters, digits, `_` and `-` (1 to 40), not a preset's name;
+             *     immutable once created.
+             */
+            key: string;
+            name: string;
+            /** @description Permission keys from GET /api/permissions; owner powers are refused. */
+            permissions: string[];
+        };
+        /**
+         * CreatedKeyView
+         * @description A new key: the only time its secret is shown.
+         */
+        CreatedKeyView: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** @description `plk_<prefix>_<secret>`: use it as `Authorization: Bearer <key>`. Shown once. */
+            key: string;
+            name: string;
+            permissions: string[];
+            prefix: string;
         };
         /** DayCount */
         DayCount: {
@@ -1673,7 +1954,7 @@ export interface components {
              * @description For `rule`: the matching rule's position (from 0) and kind.
              */
             rule_index?: number | null;
-            rule_kind?: components["schemas"]["RuleKind"] | null;
+            rule_kind?: (string & components["schemas"]["RuleKind"]) | null;
         };
         /** @enum {string} */
         ExportFormat: "csv" | "ndjson";
@@ -1784,7 +2065,7 @@ export interface components {
             inviter_name?: string | null;
             org_name: string;
             org_slug: string;
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["RoleName"];
         };
         /** @enum {string} */
         InvitationStatus: "pending" | "expired";
@@ -1801,7 +2082,7 @@ export interface components {
             /** Format: uuid */
             id: string;
             invited_by?: components["schemas"]["Person"] | null;
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["RoleName"];
             status: components["schemas"]["InvitationStatus"];
         };
         /**
@@ -1813,8 +2094,11 @@ export interface components {
          */
         InviteRequest: {
             email: string;
-            /** @description At most the inviter's own role. */
-            role: components["schemas"]["Role"] & unknown;
+            /**
+             * @description A preset or one of the org's custom roles; the inviter must hold every
+             *     permission it carries.
+             */
+            role: components["schemas"]["RoleName"] & unknown;
         };
         /** InvoicePage */
         InvoicePage: {
@@ -1918,7 +2202,7 @@ export interface components {
             /** Format: date-time */
             joined_at: string;
             name: string;
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["RoleName"];
             /** Format: uuid */
             user_id: string;
         };
@@ -1960,8 +2244,13 @@ export interface components {
             /** Format: uuid */
             id: string;
             name: string;
-            /** @description The caller's role. */
-            role: components["schemas"]["Role"] & unknown;
+            /**
+             * @description What the caller may do in this organization (on GET /api/orgs/{org_id};
+             *     null in lists), so a frontend can show or hide what needs a permission.
+             */
+            permissions?: string[] | null;
+            /** @description The caller's role (null for an API key). */
+            role?: components["schemas"]["RoleName"] & unknown;
             /** @description Unique, URL-friendly name. */
             slug: string;
         };
@@ -1991,6 +2280,23 @@ export interface components {
             /** @description The org's value (of the flag's type); it beats every rule while the flag is on. */
             value: unknown;
         };
+        /** PermissionList */
+        PermissionList: {
+            items: components["schemas"]["PermissionView"][];
+        };
+        /**
+         * PermissionView
+         * @description One permission of the catalog.
+         */
+        PermissionView: {
+            description: string;
+            /** @description `area:action`. */
+            key: string;
+            /** @description An owner power: no custom role or API key may carry it. */
+            owner_only: boolean;
+            /** @description The lowest preset role holding it (every preset above holds it too). */
+            preset: components["schemas"]["Role"] & unknown;
+        };
         /**
          * Person
          * @description A user as other members see them.
@@ -2012,7 +2318,7 @@ export interface components {
             features?: string[] | null;
             /** @description Lowercase letters, digits, `-` and `_`; immutable once created. */
             id?: string | null;
-            interval?: components["schemas"]["Interval"] | null;
+            interval?: (string & components["schemas"]["Interval"]) | null;
             is_default?: boolean | null;
             name?: string | null;
             /** Format: int64 */
@@ -2204,7 +2510,29 @@ export interface components {
          *     }
          */
         RoleChange: {
-            role: components["schemas"]["Role"];
+            /** @description A preset or one of the org's custom roles. */
+            role: components["schemas"]["RoleName"] & unknown;
+        };
+        /** @description A preset role (Role) or the key of one of the org's custom roles. */
+        RoleName: components["schemas"]["Role"] | string;
+        /** RolePage */
+        RolePage: {
+            items: components["schemas"]["RoleView"][];
+            /** @description Always null: an org's roles come in one page. */
+            next_cursor?: string | null;
+        };
+        /**
+         * RoleView
+         * @description A role of the organization: a preset or a custom role.
+         */
+        RoleView: {
+            description: string;
+            /** @description A preset's name or the custom role's key. */
+            key: string;
+            name: string;
+            permissions: string[];
+            /** @description A built-in preset (fixed) rather than a custom role. */
+            preset: boolean;
         };
         /** RolloutRule */
         RolloutRule: {
@@ -2514,6 +2842,23 @@ export interface components {
             name?: string | null;
             slug?: string | null;
         };
+        /**
+         * UpdateRoleRequest
+         * @example {
+         *       "description": null,
+         *       "name": null,
+         *       "permissions": [
+         *         "org:read",
+         *         "billing:read"
+         *       ]
+         *     }
+         */
+        UpdateRoleRequest: {
+            description?: string | null;
+            name?: string | null;
+            /** @description The whole new set (replaces the old one). */
+            permissions?: string[] | null;
+        };
         /** UsageRecorded */
         UsageRecorded: {
             /** @description False when the key was seen before: this is the original record. */
@@ -2561,7 +2906,7 @@ export interface components {
             org_id: string;
             org_name: string;
             org_slug: string;
-            role: components["schemas"]["Role"];
+            role: components["schemas"]["RoleName"];
         };
         /** UserSession */
         UserSession: {
@@ -2640,6 +2985,7 @@ export interface operations {
     adminListAuditLogs: {
         parameters: {
             query?: {
+                /** @description A user's id, or `api_key:<id>`. */
                 actor_id?: string;
                 org_id?: string;
                 action?: string;
@@ -2792,6 +3138,7 @@ export interface operations {
             query?: {
                 /** @description `csv` (default) or `ndjson`. */
                 format?: components["schemas"]["ExportFormat"];
+                /** @description A user's id, or `api_key:<id>`. */
                 actor_id?: string;
                 org_id?: string;
                 action?: string;
@@ -10854,12 +11201,436 @@ export interface operations {
             };
         };
     };
+    listApiKeys: {
+        parameters: {
+            query?: {
+                /** @description Page size, 1 to 100 (default 20). */
+                limit?: number;
+                /** @description `next_cursor` of the previous page. */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ApiKeyPage"];
+                };
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["CreateKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Created; `key` is shown this once. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["CreatedKeyView"];
+                };
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listOrgAuditLogs: {
         parameters: {
             query?: {
                 /** @description Only this action (e.g. `member.role_changed`). */
                 action?: string;
-                /** @description Only entries by this user. */
+                /** @description Only entries by this user (an id) or API key (`api_key:<id>`). */
                 actor_id?: string;
                 /** @description Only entries at or after this time. */
                 since?: string;
@@ -13525,6 +14296,568 @@ export interface operations {
             };
         };
     };
+    listRoles: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["RolePage"];
+                };
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createRole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["CreateRoleRequest"];
+            };
+        };
+        responses: {
+            /** @description Created. */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["RoleView"];
+                };
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteRole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateRole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                key: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json; charset=utf-8": components["schemas"]["UpdateRoleRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["RoleView"];
+                };
+            };
+            /** @description Malformed request (bad JSON or parameter) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The plan does not allow this */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict with the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A service Plinth depends on (e.g. Stripe) refused the request */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Busy (retry after Retry-After) or a dependency is not ready */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     transferOwnership: {
         parameters: {
             query?: never;
@@ -13953,6 +15286,25 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listPermissions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["PermissionList"];
                 };
             };
         };

@@ -33,7 +33,8 @@ struct AdminAuditEntry {
     id: Uuid,
     seq: Option<i64>,
     at: OffsetDateTime,
-    actor_id: Option<Uuid>,
+    /// A user's id, or `api_key:<id>` for an org API key.
+    actor_id: Option<String>,
     action: String,
     target_type: Option<String>,
     target_id: Option<String>,
@@ -51,7 +52,7 @@ impl AdminAuditEntry {
             id: Uuid::parse_str(&r.id).map_err(Error::internal)?,
             seq: r.seq,
             at: parse_time(&r.at)?,
-            actor_id: r.actor_id.and_then(|a| Uuid::parse_str(&a).ok()),
+            actor_id: r.actor_id,
             action: r.action,
             target_type: r.target_type,
             target_id: r.target_id,
@@ -134,7 +135,7 @@ impl ApiResponse for Export {
 use plinth_core::poem;
 
 struct Filters {
-    actor_id: Option<Uuid>,
+    actor_id: Option<String>,
     org_id: Option<Uuid>,
     action: Option<String>,
     target_type: Option<String>,
@@ -182,7 +183,8 @@ impl AuditApi {
     async fn list(
         &self,
         _auth: StaffAuth,
-        actor_id: Query<Option<Uuid>>,
+        /// A user's id, or `api_key:<id>`.
+        actor_id: Query<Option<String>>,
         org_id: Query<Option<Uuid>>,
         action: Query<Option<String>>,
         target_type: Query<Option<String>>,
@@ -243,7 +245,8 @@ impl AuditApi {
         auth: StaffAuth,
         /// `csv` (default) or `ndjson`.
         format: Query<Option<ExportFormat>>,
-        actor_id: Query<Option<Uuid>>,
+        /// A user's id, or `api_key:<id>`.
+        actor_id: Query<Option<String>>,
         org_id: Query<Option<Uuid>>,
         action: Query<Option<String>>,
         target_type: Query<Option<String>>,

@@ -5,7 +5,7 @@ use plinth_core::http::ClientInfo;
 use plinth_core::http::pagination::Page;
 use plinth_core::identity::auth::StaffAuth;
 use plinth_core::runtime::events::Event;
-use plinth_core::tenancy::{OrgSummary, Role, bound};
+use plinth_core::tenancy::{OrgSummary, RoleName, bound};
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -53,7 +53,7 @@ struct AdminMember {
     user_id: Uuid,
     email: String,
     name: String,
-    role: Role,
+    role: RoleName,
 }
 
 #[derive(Object)]

@@ -10,7 +10,7 @@ use plinth_core::identity::auth::{StaffAuth, TokenType};
 use plinth_core::identity::sessions::{self, reason};
 use plinth_core::identity::{Identity, api::enqueue_password_reset, erasure, jwt::Actor, tokens, users};
 use plinth_core::storage::sql::Sql;
-use plinth_core::tenancy::Role;
+use plinth_core::tenancy::RoleName;
 use plinth_core::{Error, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -63,7 +63,7 @@ struct UserMembership {
     org_id: Uuid,
     org_name: String,
     org_slug: String,
-    role: Role,
+    role: RoleName,
 }
 
 #[derive(Object)]

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
 use plinth_core::http::pagination::Page;
-use plinth_core::identity::auth::{OrgAdmin, OrgMember, OrgViewer, StaffAuth};
+use plinth_core::identity::auth::StaffAuth;
+
+use crate::access::{ManageBilling, ReadBilling, ReadUsage, RecordUsage};
 use plinth_core::params;
 use plinth_core::storage::sql::Row;
 use plinth_core::tenancy::{Tenant, bound};
@@ -662,7 +664,7 @@ impl OrgBillingApi {
     )]
     async fn subscription(
         &self,
-        access: OrgViewer,
+        access: ReadBilling,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<Json<SubscriptionView>> {
         let tenant = access.0;
@@ -678,7 +680,7 @@ impl OrgBillingApi {
     )]
     async fn checkout(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<CheckoutRequest>,
@@ -736,14 +738,17 @@ impl OrgBillingApi {
         let customer = match account.stripe_customer_id.clone() {
             Some(c) => c,
             None => {
-                let user = tenant.user_id();
-                let email = self
-                    .0
-                    .platform
-                    .db()
-                    .call(move |conn| plinth_core::identity::users::get(conn, user))
-                    .await?
-                    .map(|u| u.email);
+                // A member's email goes to Stripe; an API key has none.
+                let email = match tenant.user_id() {
+                    Some(user) => self
+                        .0
+                        .platform
+                        .db()
+                        .call(move |conn| plinth_core::identity::users::get(conn, user))
+                        .await?
+                        .map(|u| u.email),
+                    None => None,
+                };
                 let customer = stripe.create_customer(org, &org_name, email.as_deref()).await?;
                 webhooks::link_customer(&self.0.platform, customer.clone(), org).await?;
                 let (c, id) = (catalog.clone(), customer.clone());
@@ -769,7 +774,7 @@ impl OrgBillingApi {
                 &cancel,
             )
             .await?;
-        let user = tenant.user_id();
+        let user = tenant.actor_id();
         tenant
             .db()
             .write(move |tx| {
@@ -796,7 +801,7 @@ impl OrgBillingApi {
     )]
     async fn portal(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<PortalRequest>,
@@ -822,7 +827,7 @@ impl OrgBillingApi {
             ));
         };
         let url = stripe.portal(&customer, &back).await?;
-        let user = tenant.user_id();
+        let user = tenant.actor_id();
         tenant
             .db()
             .write(move |tx| {
@@ -848,7 +853,7 @@ impl OrgBillingApi {
     )]
     async fn cancel(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<Json<SubscriptionView>> {
         self.set_cancel(access.0, true).await
@@ -862,7 +867,7 @@ impl OrgBillingApi {
     )]
     async fn resume(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<Json<SubscriptionView>> {
         self.set_cancel(access.0, false).await
@@ -876,7 +881,7 @@ impl OrgBillingApi {
     )]
     async fn invoices(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
@@ -906,7 +911,7 @@ impl OrgBillingApi {
     )]
     async fn invoice(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         invoice_id: Path<Uuid>,
     ) -> Result<Json<InvoiceView>> {
@@ -928,7 +933,7 @@ impl OrgBillingApi {
     )]
     async fn invoice_html(
         &self,
-        access: OrgAdmin,
+        access: ManageBilling,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         invoice_id: Path<Uuid>,
     ) -> Result<Html<String>> {
@@ -965,7 +970,7 @@ impl OrgBillingApi {
         if account.cancel_at_period_end == cancel {
             return Ok(Json(self.0.subscription_view(org).await?));
         }
-        let user = tenant.user_id();
+        let user = tenant.actor_id();
         match (
             self.0.shared.stripe(self.0.platform.config())?.cloned(),
             &account.stripe_subscription_id,
@@ -1008,7 +1013,7 @@ impl OrgBillingApi {
                             &catalog,
                             &before,
                             &account,
-                            Some(user),
+                            Some(&user),
                             "by a member",
                         )?;
                         Ok(())
@@ -1033,7 +1038,7 @@ impl UsageApi {
     )]
     async fn record(
         &self,
-        access: OrgMember,
+        access: RecordUsage,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<UsageRequest>,
     ) -> Result<UsageResponse> {
@@ -1065,7 +1070,7 @@ impl UsageApi {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let (org, user) = (tenant.org_id, tenant.user_id());
+        let (org, actor) = (tenant.org_id, tenant.actor_id());
         let (platform, shared) = (self.0.platform.clone(), self.0.shared.clone());
         let recorded = tenant
             .db()
@@ -1075,7 +1080,7 @@ impl UsageApi {
                     &platform,
                     &shared,
                     org,
-                    user,
+                    &actor,
                     &metric,
                     quantity,
                     &idempotency_key,
@@ -1103,7 +1108,7 @@ impl UsageApi {
     #[oai(path = "/api/orgs/:org_id/usage", method = "get", operation_id = "getUsage")]
     async fn summary(
         &self,
-        access: OrgViewer,
+        access: ReadUsage,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<Json<UsageSummary>> {
         let tenant = access.0;
@@ -1375,14 +1380,14 @@ impl AdminBillingApi {
                     &catalog,
                     &before,
                     &account,
-                    Some(actor),
+                    Some(&actor.to_string()),
                     &by,
                 )? {
                     record_change(
                         tx,
                         &platform,
                         org,
-                        Some(actor),
+                        Some(&actor.to_string()),
                         "subscription.changed",
                         by,
                         json!({}),

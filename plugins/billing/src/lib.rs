@@ -3,6 +3,7 @@
 //! limits, quotas and plan features). Without STRIPE_SECRET_KEY it runs in local
 //! mode: staff set plans, and Plinth issues its own invoices at each period end.
 
+mod access;
 mod account;
 mod api;
 mod catalog_sync;
@@ -84,7 +85,7 @@ pub(crate) fn record_change(
     tx: &Sql<'_>,
     platform: &Platform,
     org: Uuid,
-    actor: Option<Uuid>,
+    actor: Option<&str>,
     action: &'static str,
     summary: String,
     details: Value,
@@ -97,10 +98,11 @@ pub(crate) fn record_change(
         entry = entry.actor(actor);
     }
     record(tx, &entry)?;
-    let mut event = Event::new(action, json!({ "summary": summary, "details": details })).org(org);
-    if let Some(actor) = actor {
-        event = event.actor(actor);
-    }
+    // Activity names people: an API key's change (`api_key:<id>`) has no user.
+    let user = actor.and_then(|a| Uuid::parse_str(a).ok());
+    let event = Event::new(action, json!({ "summary": summary, "details": details }))
+        .org(org)
+        .actor(user);
     platform.events().publish(tx, &event)
 }
 
@@ -218,14 +220,31 @@ impl Plugin for Billing {
             platform: platform.clone(),
             shared: self.shared.clone(),
         };
-        ApiPart::new((
+        let part = ApiPart::new((
             api::PlansApi(api.clone()),
             api::OrgBillingApi(api.clone()),
             api::UsageApi(api.clone()),
             api::WebhookApi(api.clone()),
             api::AdminBillingApi(api),
-        ))
-        .map(|part| Some(part.tag_order(&["Billing", "Usage"])))
+        ))?
+        .tag_order(&["Billing", "Usage"])
+        .permissions(&[
+            ("getSubscription", "billing:read"),
+            ("createCheckout", "billing:manage"),
+            ("createPortalSession", "billing:manage"),
+            ("cancelSubscription", "billing:manage"),
+            ("resumeSubscription", "billing:manage"),
+            ("listInvoices", "billing:manage"),
+            ("getInvoice", "billing:manage"),
+            ("getInvoiceHtml", "billing:manage"),
+            ("recordUsage", "usage:record"),
+            ("getUsage", "usage:read"),
+        ])?;
+        Ok(Some(part))
+    }
+
+    fn permissions(&self) -> Vec<plinth_core::tenancy::Permission> {
+        access::permissions()
     }
 
     fn subscribe(&self, bus: &mut EventBusBuilder) {

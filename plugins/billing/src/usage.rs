@@ -71,7 +71,7 @@ pub fn record(
     platform: &Platform,
     shared: &Shared,
     org: Uuid,
-    actor: Uuid,
+    actor: &str,
     metric: &str,
     quantity: i64,
     key: &str,
@@ -118,7 +118,7 @@ pub fn record(
     let id = Uuid::now_v7().to_string();
     let at = now_rfc3339();
     tx.execute("INSERT INTO usage_events (id, org_id, metric, quantity, idempotency_key, actor_id, period_start, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![id, org.to_string(), metric, quantity, key, actor.to_string(), period, at])?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", params![id, org.to_string(), metric, quantity, key, actor, period, at])?;
     if account.stripe_customer_id.is_some() && shared.stripe(platform.config())?.is_some() {
         platform
             .jobs()

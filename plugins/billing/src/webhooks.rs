@@ -473,7 +473,7 @@ pub(crate) fn log_transition(
     catalog: &Catalog,
     before: &Account,
     after: &Account,
-    actor: Option<Uuid>,
+    actor: Option<&str>,
     by: &str,
 ) -> Result<bool> {
     let view = |a: &Account| {

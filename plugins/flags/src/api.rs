@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
-use plinth_core::identity::auth::{OrgViewer, StaffAuth};
+use plinth_core::identity::auth::StaffAuth;
 use plinth_core::params;
 use plinth_core::platform::flags::FlagContext;
 use plinth_core::tenancy::bound;
@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use crate::ReadFlags;
 use crate::model::{self, Flag, Operator, Reason, Rule, RuleKind, Subject, ValueType};
 use crate::store::{self, Evaluations, Store};
 
@@ -866,13 +867,18 @@ impl OrgFlagsApi {
     )]
     async fn all(
         &self,
-        access: OrgViewer,
+        access: ReadFlags,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<Evaluations> {
         let tenant = access.0;
         self.0
             .store
-            .evaluations(&self.0.platform, tenant.org_id, tenant.user_id(), tenant.role)
+            .evaluations(
+                &self.0.platform,
+                tenant.org_id,
+                tenant.user_id(),
+                tenant.role.clone(),
+            )
             .await
     }
 
@@ -886,15 +892,15 @@ impl OrgFlagsApi {
     )]
     async fn one(
         &self,
-        access: OrgViewer,
+        access: ReadFlags,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         key: Path<String>,
     ) -> Result<Json<FlagValue>> {
         let tenant = access.0;
         let ctx = FlagContext {
             org_id: tenant.org_id,
-            user_id: Some(tenant.user_id()),
-            role: Some(tenant.role),
+            user_id: tenant.user_id(),
+            role: tenant.role.clone(),
         };
         let evaluated = self
             .0
@@ -902,7 +908,7 @@ impl OrgFlagsApi {
             .evaluate_one(&self.0.platform, &ctx, &key.0)
             .await?
             .ok_or_else(|| unknown(&key.0))?;
-        let staff = tenant.principal.require_staff().is_ok();
+        let staff = tenant.person().is_ok_and(|p| p.require_staff().is_ok());
         Ok(Json(FlagValue {
             key: key.0,
             value: evaluated.value,

@@ -4,6 +4,14 @@
 //! `FeatureFlags` seam (`Platform::flag`).
 
 mod api;
+
+/// The one permission of this area.
+const READ_FLAGS: &str = "flags:read";
+
+plinth_core::org_permission!(
+    /// A member or API key that may evaluate the org's flags.
+    pub(crate) ReadFlags = "flags:read"
+);
 pub mod model;
 mod seed;
 mod store;
@@ -73,7 +81,17 @@ impl Plugin for Flags {
             platform: platform.clone(),
             store: self.store.clone(),
         };
-        ApiPart::new((api::AdminFlagsApi(api.clone()), api::OrgFlagsApi(api))).map(Some)
+        let part = ApiPart::new((api::AdminFlagsApi(api.clone()), api::OrgFlagsApi(api)))?
+            .permissions(&[("listOrgFlags", READ_FLAGS), ("getOrgFlag", READ_FLAGS)])?;
+        Ok(Some(part))
+    }
+
+    fn permissions(&self) -> Vec<plinth_core::tenancy::Permission> {
+        vec![plinth_core::tenancy::Permission::new(
+            READ_FLAGS,
+            plinth_core::tenancy::Role::Viewer,
+            "Evaluate the feature flags for the organization.",
+        )]
     }
 
     fn feature_flags(&self) -> Option<Arc<dyn FeatureFlags>> {

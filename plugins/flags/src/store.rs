@@ -13,7 +13,7 @@ use plinth_core::platform::flags::FlagContext;
 use plinth_core::runtime::cache::Cache;
 use plinth_core::storage::db::now_rfc3339;
 use plinth_core::storage::sql::{Row, Sql, is_unique_violation};
-use plinth_core::tenancy::{Role, bound};
+use plinth_core::tenancy::{RoleName, bound};
 use plinth_core::{Error, Platform, Result};
 use serde_json::Value;
 use uuid::Uuid;
@@ -40,7 +40,7 @@ pub struct OrgData {
 
 pub type Definitions = Arc<BTreeMap<String, Arc<Flag>>>;
 
-/// Every flag for one caller (org, user, role), rendered.
+/// Every flag for one caller (org, user, role; an API key has neither), rendered.
 pub type Evaluations = Rendered<BTreeMap<String, Value>>;
 
 pub struct Store {
@@ -48,7 +48,7 @@ pub struct Store {
     pub orgs: Cache<Uuid, Arc<OrgData>>,
     pub users: Cache<Uuid, Option<String>>,
     /// `GET /api/orgs/{org}/flags` answers (a few hundred bytes each).
-    pub evaluations: Cache<(Uuid, Uuid, Role), Evaluations>,
+    pub evaluations: Cache<(Uuid, Option<Uuid>, Option<RoleName>), Evaluations>,
 }
 
 impl Default for Store {
@@ -204,15 +204,15 @@ impl Store {
         &self,
         platform: &Platform,
         org: Uuid,
-        user: Uuid,
-        role: Role,
+        user: Option<Uuid>,
+        role: Option<RoleName>,
     ) -> Result<Evaluations> {
         self.evaluations
-            .get_or_load((org, user, role), || async move {
+            .get_or_load((org, user, role.clone()), || async move {
                 let ctx = FlagContext {
                     org_id: org,
-                    user_id: Some(user),
-                    role: Some(role),
+                    user_id: user,
+                    role,
                 };
                 Ok(Rendered::new(&self.evaluate_all(platform, &ctx).await?))
             })
@@ -285,7 +285,7 @@ impl Store {
             plan: org.plan.clone(),
             user_id: ctx.user_id,
             email,
-            role: ctx.role.map(|r| r.as_str().to_string()),
+            role: ctx.role.as_ref().map(|r| r.as_str().to_string()),
         };
         Ok((subjects, org))
     }

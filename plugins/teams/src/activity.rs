@@ -1,8 +1,8 @@
 //! The activity feed (every org event becomes an item, visible to all members) and
 //! the org's audit log (admins and owners, with filters).
 
+use crate::access::{ReadAudit, ReadOrg};
 use plinth_core::http::pagination::Page;
-use plinth_core::identity::auth::{OrgAdmin, OrgViewer};
 use plinth_core::params;
 use plinth_core::runtime::events::{ALL_EVENTS, Event, EventBusBuilder};
 use plinth_core::seed::SeedContext;
@@ -136,7 +136,8 @@ struct ActivityPage {
 struct AuditLogEntry {
     id: Uuid,
     at: OffsetDateTime,
-    actor_id: Option<Uuid>,
+    /// A user's id, or `api_key:<id>` for one of the org's API keys.
+    actor_id: Option<String>,
     action: String,
     target_type: Option<String>,
     target_id: Option<String>,
@@ -175,7 +176,7 @@ impl ActivityApi {
     )]
     async fn activity(
         &self,
-        access: OrgViewer,
+        access: ReadOrg,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
@@ -244,12 +245,12 @@ impl ActivityApi {
     )]
     async fn audit_logs(
         &self,
-        access: OrgAdmin,
+        access: ReadAudit,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Only this action (e.g. `member.role_changed`).
         action: Query<Option<String>>,
-        /// Only entries by this user.
-        actor_id: Query<Option<Uuid>>,
+        /// Only entries by this user (an id) or API key (`api_key:<id>`).
+        actor_id: Query<Option<String>>,
         /// Only entries at or after this time.
         since: Query<Option<OffsetDateTime>>,
         /// Only entries before this time.
@@ -270,7 +271,7 @@ impl ActivityApi {
             .transpose()
         };
         let (since, until) = (format(since.0)?, format(until.0)?);
-        let (action, actor) = (action.0, actor_id.0.map(|a| a.to_string()));
+        let (action, actor) = (action.0, actor_id.0);
         let items = tenant
             .db()
             .call(move |conn| {
@@ -305,7 +306,7 @@ impl ActivityApi {
                             Ok(AuditLogEntry {
                                 id: parse_uuid(&id)?,
                                 at: parse_time(&at)?,
-                                actor_id: actor_id.map(|a| parse_uuid(&a)).transpose()?,
+                                actor_id,
                                 action,
                                 target_type,
                                 target_id,

@@ -21,6 +21,10 @@ pub(crate) enum TeamsTag {
     Invitations,
     /// The activity feed and audit log of an organization.
     Activity,
+    /// The permission catalog, and an organization's preset and custom roles.
+    Roles,
+    /// An organization's API keys (service accounts).
+    ApiKeys,
 }
 
 #[derive(ApiResponse)]

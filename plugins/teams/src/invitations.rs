@@ -9,14 +9,15 @@
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
 use plinth_core::http::pagination::Page;
-use plinth_core::identity::auth::{BearerAuth, OrgAdmin};
+use plinth_core::identity::auth::BearerAuth;
 use plinth_core::identity::{tokens, users};
 use plinth_core::params;
 use plinth_core::runtime::events::Event;
 use plinth_core::runtime::mail::render;
 use plinth_core::storage::db::{now_millis, now_rfc3339};
 use plinth_core::storage::sql::{Row as SqlRow, Sql};
-use plinth_core::tenancy::{Role, bound};
+use plinth_core::tenancy::permissions::require_covers;
+use plinth_core::tenancy::{Role, RoleName, bound, roles};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -26,6 +27,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::access::InviteMembers;
 use crate::api::{NoContent, Person, TeamsApi, TeamsTag, millis_to_time, parse_time, parse_uuid};
 
 const LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -45,7 +47,7 @@ enum InvitationStatus {
 struct InvitationView {
     id: Uuid,
     email: String,
-    role: Role,
+    role: RoleName,
     invited_by: Option<Person>,
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
@@ -62,15 +64,16 @@ struct InvitationPage {
 #[oai(example)]
 struct InviteRequest {
     email: String,
-    /// At most the inviter's own role.
-    role: Role,
+    /// A preset or one of the org's custom roles; the inviter must hold every
+    /// permission it carries.
+    role: RoleName,
 }
 
 impl Example for InviteRequest {
     fn example() -> Self {
         InviteRequest {
             email: "teammate@example.com".into(),
-            role: Role::Member,
+            role: Role::Member.into(),
         }
     }
 }
@@ -82,7 +85,7 @@ struct InvitationPreview {
     org_slug: String,
     inviter_name: Option<String>,
     email: String,
-    role: Role,
+    role: RoleName,
     expires_at: OffsetDateTime,
 }
 
@@ -91,7 +94,7 @@ struct InvitationPreview {
 struct AcceptedInvitation {
     org_id: Uuid,
     org_name: String,
-    role: Role,
+    role: RoleName,
 }
 
 #[derive(ApiResponse)]
@@ -104,7 +107,7 @@ enum CreatedInvitation {
 struct Row {
     id: Uuid,
     email: String,
-    role: Role,
+    role: RoleName,
     invited_by: Option<Uuid>,
     created_at: String,
     expires_at: i64,
@@ -123,7 +126,7 @@ fn to_row(raw: (String, String, String, Option<String>, String, i64)) -> Result<
     Ok(Row {
         id: parse_uuid(&id)?,
         email,
-        role: Role::parse(&role).ok_or_else(|| Error::internal("unknown role"))?,
+        role: RoleName(role),
         invited_by: invited_by.map(|i| parse_uuid(&i)).transpose()?,
         created_at,
         expires_at,
@@ -180,6 +183,15 @@ fn token_org(token: &str) -> Option<Uuid> {
     Uuid::try_parse(org).ok()
 }
 
+/// The name invitation emails give the inviter: the member's, or the org's own
+/// when an API key invites.
+fn inviter_name(tx: &Sql<'_>, user: Option<Uuid>) -> Result<String> {
+    match person(tx, user)? {
+        Some(p) => Ok(p.name),
+        None => Ok(bound::get_org(tx)?.map(|o| o.name).unwrap_or_default()),
+    }
+}
+
 fn not_found() -> Error {
     Error::NotFound("no such invitation, or it expired or was used".into())
 }
@@ -191,7 +203,7 @@ fn send(
     org: Uuid,
     id: Uuid,
     email: &str,
-    role: Role,
+    role: &RoleName,
     inviter: &str,
 ) -> Result<()> {
     let token = format!("{}.{}", org.simple(), tokens::generate()?);
@@ -235,7 +247,7 @@ impl InvitationsApi {
     )]
     async fn list(
         &self,
-        access: OrgAdmin,
+        access: InviteMembers,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
@@ -266,8 +278,8 @@ impl InvitationsApi {
 
     /// Invite someone
     ///
-    /// Emails `{APP_URL}/invitations/{token}` (valid 7 days). The role may not be
-    /// above the inviter's. Refused with 409 for a member or an already pending
+    /// Emails `{APP_URL}/invitations/{token}` (valid 7 days). The inviter must hold
+    /// every permission of the role (owner only by owners). Refused with 409 for a member or an already pending
     /// invitation, and with 402 when the plan has no seat left.
     #[oai(
         path = "/api/orgs/:org_id/invitations",
@@ -276,7 +288,7 @@ impl InvitationsApi {
     )]
     async fn create(
         &self,
-        access: OrgAdmin,
+        access: InviteMembers,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<InviteRequest>,
@@ -287,17 +299,16 @@ impl InvitationsApi {
         if !users::valid_email(&email) {
             return Err(Error::invalid("email", "is not a valid email address"));
         }
-        if !tenant.role.at_least(role) {
-            return Err(Error::Forbidden(format!(
-                "you cannot invite with a role above your own ({})",
-                tenant.role.as_str()
-            )));
-        }
-        let (org, actor) = (tenant.org_id, tenant.user_id());
+        let (org, user, actor) = (tenant.org_id, tenant.user_id(), tenant.actor_id());
+        let held = tenant.permissions.clone();
         let platform = self.0.platform.clone();
         let invitation = tenant
             .db()
             .write(move |tx| {
+                let Some(granted) = roles::permissions_of(tx, platform.tenancy().catalog(), role.as_str())? else {
+                    return Err(Error::invalid("role", format!("the org has no role `{role}`")));
+                };
+                require_covers(&held, &granted, &format!("the role `{role}`"))?;
                 let is_member = tx.exists("SELECT 1 FROM org_users WHERE email = ?1", params![email])?;
                 if is_member {
                     return Err(Error::Conflict(format!("{email} is already a member")));
@@ -329,12 +340,12 @@ impl InvitationsApi {
                     email,
                     role.as_str(),
                     placeholder,
-                    actor.to_string(),
+                    user.map(|u| u.to_string()),
                     now_rfc3339(),
                     now_millis() + LIFETIME_MS
                 ])?;
-                let inviter = person(tx, Some(actor))?.map(|p| p.name).unwrap_or_default();
-                send(tx, &platform, org, id, &email, role, &inviter)?;
+                let inviter = inviter_name(tx, user)?;
+                send(tx, &platform, org, id, &email, &role, &inviter)?;
                 record(
                     tx,
                     &AuditEntry::new("invitation.created")
@@ -352,7 +363,7 @@ impl InvitationsApi {
                         json!({ "summary": format!("invited {email} as {}", role.as_str()), "invitation_id": id }),
                     )
                     .org(org)
-                    .actor(actor),
+                    .actor(user),
                 )?;
                 let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
                 view(tx, row)
@@ -369,13 +380,13 @@ impl InvitationsApi {
     )]
     async fn revoke(
         &self,
-        access: OrgAdmin,
+        access: InviteMembers,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         id: Path<Uuid>,
     ) -> Result<NoContent> {
         let tenant = access.0;
-        let (org, actor, id) = (tenant.org_id, tenant.user_id(), id.0);
+        let (org, user, actor, id) = (tenant.org_id, tenant.user_id(), tenant.actor_id(), id.0);
         let platform = self.0.platform.clone();
         tenant
             .db()
@@ -398,7 +409,7 @@ impl InvitationsApi {
                         json!({ "summary": format!("revoked the invitation of {}", row.email), "invitation_id": id }),
                     )
                     .org(org)
-                    .actor(actor),
+                    .actor(user),
                 )
             })
             .await?;
@@ -415,20 +426,20 @@ impl InvitationsApi {
     )]
     async fn resend(
         &self,
-        access: OrgAdmin,
+        access: InviteMembers,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         id: Path<Uuid>,
     ) -> Result<Json<InvitationView>> {
         let tenant = access.0;
-        let (org, actor, id) = (tenant.org_id, tenant.user_id(), id.0);
+        let (org, user, actor, id) = (tenant.org_id, tenant.user_id(), tenant.actor_id(), id.0);
         let platform = self.0.platform.clone();
         let invitation = tenant
             .db()
             .write(move |tx| {
                 let row = open_by_id(tx, id)?.ok_or_else(not_found)?;
-                let inviter = person(tx, Some(actor))?.map(|p| p.name).unwrap_or_default();
-                send(tx, &platform, org, id, &row.email, row.role, &inviter)?;
+                let inviter = inviter_name(tx, user)?;
+                send(tx, &platform, org, id, &row.email, &row.role, &inviter)?;
                 record(
                     tx,
                     &AuditEntry::new("invitation.resent")
@@ -538,7 +549,7 @@ impl InvitationsApi {
                     "UPDATE invitations SET accepted_at = ?2, accepted_by = ?3 WHERE id = ?1",
                     params![row.id.to_string(), now_rfc3339(), user.id.to_string()],
                 )?;
-                bound::add_member(tx, org, user.id, row.role)?;
+                bound::add_member(tx, org, user.id, &row.role)?;
                 record(
                     tx,
                     &AuditEntry::new("invitation.accepted")

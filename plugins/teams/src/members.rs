@@ -1,17 +1,19 @@
 //! /api/orgs/{org_id}/members: list, change roles, remove, leave, transfer ownership.
 //!
-//! Rules: admins manage roles below owner; only owners grant or revoke owner; an
-//! org always keeps at least one owner.
+//! Rules: `members:manage` changes roles and removes members; touching an owner, or
+//! granting owner, needs `owners:manage` (an owner power); nobody hands out or acts
+//! on a role carrying permissions they lack; an org always keeps at least one owner.
 
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
 use plinth_core::http::pagination::Page;
 use plinth_core::http::rendered::Rendered;
-use plinth_core::identity::auth::{OrgAdmin, OrgOwner, OrgViewer};
+use plinth_core::identity::auth::OrgPerson;
 use plinth_core::runtime::cache::Cache;
 use plinth_core::runtime::events::Event;
 use plinth_core::storage::sql::Sql;
-use plinth_core::tenancy::{Member, Role, Tenant, bound};
+use plinth_core::tenancy::permissions::require_covers;
+use plinth_core::tenancy::{Member, Permissions, Role, RoleName, Tenant, bound, roles};
 use plinth_core::{Error, Platform, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -20,6 +22,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::access::{ManageMembers, ManageOwners, ReadOrg};
 use crate::api::{NoContent, TeamsApi, TeamsTag, parse_time};
 
 #[derive(Clone)]
@@ -48,7 +51,7 @@ struct MemberView {
     user_id: Uuid,
     email: String,
     name: String,
-    role: Role,
+    role: RoleName,
     joined_at: OffsetDateTime,
 }
 
@@ -73,7 +76,8 @@ struct MemberPage {
 #[derive(Object)]
 #[oai(example)]
 struct RoleChange {
-    role: Role,
+    /// A preset or one of the org's custom roles.
+    role: RoleName,
 }
 
 #[derive(Object)]
@@ -91,30 +95,73 @@ fn last_owner() -> Error {
     Error::Conflict("an organization must keep at least one owner".into())
 }
 
+/// Who acts on a membership: the org, the acting member (none for an API key),
+/// the audit actor and what the actor may do.
+#[derive(Clone)]
+struct Acting {
+    org: Uuid,
+    user: Option<Uuid>,
+    actor: String,
+    permissions: Permissions,
+}
+
+impl Acting {
+    fn of(tenant: &Tenant) -> Self {
+        Acting {
+            org: tenant.org_id,
+            user: tenant.user_id(),
+            actor: tenant.actor_id(),
+            permissions: tenant.permissions.clone(),
+        }
+    }
+
+    fn require(&self, permission: &str, why: &str) -> Result<()> {
+        if self.permissions.contains(permission) {
+            return Ok(());
+        }
+        Err(Error::Forbidden(format!(
+            "{why} needs the `{permission}` permission"
+        )))
+    }
+
+    /// The actor may act on a member holding `role` only when it holds every
+    /// permission of that role (nobody manages someone more powerful).
+    fn covers_role(&self, tx: &Sql<'_>, platform: &Platform, role: &RoleName, what: &str) -> Result<()> {
+        let held =
+            roles::permissions_of(tx, platform.tenancy().catalog(), role.as_str())?.unwrap_or_default();
+        require_covers(&self.permissions, &held, what)
+    }
+}
+
 /// Removes `target` (the caller when leaving) after checking the rules; publishes
 /// `member.removed` and audits, in the caller's transaction.
 fn remove(
     tx: &Sql<'_>,
     platform: &Platform,
-    tenant: (Uuid, Uuid, Role),
+    acting: &Acting,
     target: Uuid,
     client: &ClientInfo,
 ) -> Result<()> {
-    let (org, actor, actor_role) = tenant;
-    let leaving = target == actor;
-    if !leaving && !actor_role.at_least(Role::Admin) {
-        return Err(Error::Forbidden(
-            "removing members needs the admin role or higher".into(),
-        ));
+    let leaving = acting.user == Some(target);
+    if !leaving {
+        acting.require("members:manage", "removing members")?;
     }
     let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
-    if member.role == Role::Owner {
-        if !leaving && actor_role != Role::Owner {
-            return Err(Error::Forbidden("only owners can remove an owner".into()));
+    if member.role.is(Role::Owner) {
+        if !leaving {
+            acting.require("owners:manage", "removing an owner")?;
         }
         if bound::count_role(tx, Role::Owner)? <= 1 {
             return Err(last_owner());
         }
+    }
+    if !leaving {
+        acting.covers_role(
+            tx,
+            platform,
+            &member.role,
+            &format!("the member's role `{}`", member.role),
+        )?;
     }
     bound::remove_member(tx, target)?;
     let (action, summary) = if leaving {
@@ -128,8 +175,8 @@ fn remove(
     record(
         tx,
         &AuditEntry::new(action)
-            .actor(actor)
-            .org(org)
+            .actor(&acting.actor)
+            .org(acting.org)
             .target("user", target)
             .client(client)
             .details(json!({ "role": member.role.as_str() }))
@@ -141,8 +188,8 @@ fn remove(
             "member.removed",
             json!({ "summary": summary, "user_id": target, "role": member.role.as_str(), "left": leaving }),
         )
-        .org(org)
-        .actor(actor),
+        .org(acting.org)
+        .actor(acting.user),
     )
 }
 
@@ -154,10 +201,10 @@ impl MembersApi {
         client: ClientInfo,
     ) -> Result<NoContent> {
         let platform = self.0.platform.clone();
-        let who = (tenant.org_id, tenant.user_id(), tenant.role);
+        let acting = Acting::of(tenant);
         tenant
             .db()
-            .write(move |tx| remove(tx, &platform, who, target, &client))
+            .write(move |tx| remove(tx, &platform, &acting, target, &client))
             .await?;
         self.0.platform.tenancy().forget_org(tenant.org_id);
         Ok(NoContent::Done)
@@ -176,7 +223,7 @@ impl MembersApi {
     )]
     async fn list(
         &self,
-        access: OrgViewer,
+        access: ReadOrg,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         /// Page size, 1 to 100 (default 20).
         limit: Query<Option<u32>>,
@@ -201,8 +248,9 @@ impl MembersApi {
 
     /// Change a member's role
     ///
-    /// Admins set roles below owner; only owners grant or revoke owner; the last
-    /// owner cannot be demoted.
+    /// To a preset or a custom role. The caller must hold every permission of both
+    /// the member's current role and the new one; granting or revoking owner is an
+    /// owner power; the last owner cannot be demoted.
     #[oai(
         path = "/api/orgs/:org_id/members/:user_id",
         method = "patch",
@@ -210,42 +258,49 @@ impl MembersApi {
     )]
     async fn change_role(
         &self,
-        access: OrgAdmin,
+        access: ManageMembers,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         user_id: Path<Uuid>,
         body: Json<RoleChange>,
     ) -> Result<Json<MemberView>> {
         let tenant = access.0;
-        let (org, actor, actor_role, target, new_role) = (
-            tenant.org_id,
-            tenant.user_id(),
-            tenant.role,
-            user_id.0,
-            body.0.role,
-        );
+        let acting = Acting::of(&tenant);
+        let (org, target, new_role) = (tenant.org_id, user_id.0, body.0.role);
         let platform = self.0.platform.clone();
         let member = tenant
             .db()
             .write(move |tx| {
                 let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
+                let catalog = platform.tenancy().catalog();
+                let Some(granted) = roles::permissions_of(tx, catalog, new_role.as_str())? else {
+                    return Err(Error::invalid(
+                        "role",
+                        format!("the org has no role `{new_role}`"),
+                    ));
+                };
                 if member.role == new_role {
                     return Ok(member);
                 }
-                if (member.role == Role::Owner || new_role == Role::Owner) && actor_role != Role::Owner {
-                    return Err(Error::Forbidden(
-                        "only owners can grant or revoke the owner role".into(),
-                    ));
+                if member.role.is(Role::Owner) || new_role.is(Role::Owner) {
+                    acting.require("owners:manage", "granting or revoking the owner role")?;
                 }
-                if member.role == Role::Owner && bound::count_role(tx, Role::Owner)? <= 1 {
+                acting.covers_role(
+                    tx,
+                    &platform,
+                    &member.role,
+                    &format!("the member's role `{}`", member.role),
+                )?;
+                require_covers(&acting.permissions, &granted, &format!("the role `{new_role}`"))?;
+                if member.role.is(Role::Owner) && bound::count_role(tx, Role::Owner)? <= 1 {
                     return Err(last_owner());
                 }
-                bound::set_role(tx, target, new_role)?;
+                bound::set_role(tx, target, &new_role)?;
                 let change = json!({ "before": member.role.as_str(), "after": new_role.as_str() });
                 record(
                     tx,
                     &AuditEntry::new("member.role_changed")
-                        .actor(actor)
+                        .actor(&acting.actor)
                         .org(org)
                         .target("user", target)
                         .client(&client)
@@ -262,7 +317,7 @@ impl MembersApi {
                         }),
                     )
                     .org(org)
-                    .actor(actor),
+                    .actor(acting.user),
                 )?;
                 bound::member(tx, target)?.ok_or_else(not_a_member)
             })
@@ -273,8 +328,9 @@ impl MembersApi {
 
     /// Remove a member
     ///
-    /// Admins remove members below owner, owners remove anyone; anyone may remove
-    /// themselves (leave). The last owner cannot be removed.
+    /// Removing someone else needs `members:manage` and every permission of their
+    /// role (an owner also `owners:manage`); any member may remove themselves
+    /// (leave). The last owner cannot be removed.
     #[oai(
         path = "/api/orgs/:org_id/members/:user_id",
         method = "delete",
@@ -282,13 +338,13 @@ impl MembersApi {
     )]
     async fn remove(
         &self,
-        access: OrgViewer,
+        access: ReadOrg,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         user_id: Path<Uuid>,
     ) -> Result<NoContent> {
-        // Any member may leave; removing someone else needs admin (checked in
-        // `remove`, with the owner rules).
+        // Any member may leave; removing someone else needs `members:manage`
+        // (checked in `remove`, with the owner rules).
         self.remove_and_forget(&access.0, user_id.0, client).await
     }
 
@@ -298,18 +354,18 @@ impl MembersApi {
     #[oai(path = "/api/orgs/:org_id/leave", method = "post", operation_id = "leaveOrg")]
     async fn leave(
         &self,
-        access: OrgViewer,
+        access: OrgPerson,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<NoContent> {
         let tenant = access.0;
-        let me = tenant.user_id();
+        let me = tenant.person()?.user_id;
         self.remove_and_forget(&tenant, me, client).await
     }
 
     /// Transfer ownership
     ///
-    /// Owners only: the member becomes an owner and the caller an admin.
+    /// An owner power: the member becomes an owner and the caller an admin.
     #[oai(
         path = "/api/orgs/:org_id/transfer-ownership",
         method = "post",
@@ -317,13 +373,13 @@ impl MembersApi {
     )]
     async fn transfer(
         &self,
-        access: OrgOwner,
+        access: ManageOwners,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<TransferRequest>,
     ) -> Result<Json<MemberView>> {
         let tenant = access.0;
-        let (org, actor, target) = (tenant.org_id, tenant.user_id(), body.0.user_id);
+        let (org, actor, target) = (tenant.org_id, tenant.person()?.user_id, body.0.user_id);
         if target == actor {
             return Err(Error::invalid("user_id", "must be another member"));
         }
@@ -332,8 +388,8 @@ impl MembersApi {
             .db()
             .write(move |tx| {
                 let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
-                bound::set_role(tx, target, Role::Owner)?;
-                bound::set_role(tx, actor, Role::Admin)?;
+                bound::set_role(tx, target, &Role::Owner.into())?;
+                bound::set_role(tx, actor, &Role::Admin.into())?;
                 record(
                     tx,
                     &AuditEntry::new("org.ownership_transferred")
@@ -362,7 +418,9 @@ impl MembersApi {
 
 impl poem_openapi::types::Example for RoleChange {
     fn example() -> Self {
-        RoleChange { role: Role::Admin }
+        RoleChange {
+            role: Role::Admin.into(),
+        }
     }
 }
 

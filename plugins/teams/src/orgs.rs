@@ -3,9 +3,9 @@
 use plinth_core::audit::{AuditEntry, record};
 use plinth_core::http::ClientInfo;
 use plinth_core::http::pagination::Page;
-use plinth_core::identity::auth::{BearerAuth, OrgAdmin, OrgOwner, OrgViewer};
+use plinth_core::identity::auth::BearerAuth;
 use plinth_core::runtime::events::Event;
-use plinth_core::tenancy::{Org, Role, bound};
+use plinth_core::tenancy::{Org, Role, RoleName, Tenant, bound};
 use plinth_core::{Error, FieldError, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -15,6 +15,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::access::{DeleteOrg, ReadOrg, UpdateOrg};
 use crate::api::{NoContent, TeamsApi, TeamsTag, parse_time};
 
 #[derive(Clone)]
@@ -28,18 +29,34 @@ struct OrgView {
     /// Unique, URL-friendly name.
     slug: String,
     created_at: OffsetDateTime,
-    /// The caller's role.
-    role: Role,
+    /// The caller's role (null for an API key).
+    role: Option<RoleName>,
+    /// What the caller may do in this organization (on GET /api/orgs/{org_id};
+    /// null in lists), so a frontend can show or hide what needs a permission.
+    permissions: Option<Vec<String>>,
 }
 
 impl OrgView {
-    fn new(org: Org, role: Role) -> Result<Self> {
+    fn new(org: Org, role: RoleName) -> Result<Self> {
         Ok(OrgView {
             id: org.id,
             name: org.name,
             slug: org.slug,
             created_at: parse_time(&org.created_at)?,
-            role,
+            role: Some(role),
+            permissions: None,
+        })
+    }
+
+    /// The org as the caller of an org-scoped request sees it.
+    fn of(org: Org, tenant: &Tenant) -> Result<Self> {
+        Ok(OrgView {
+            id: org.id,
+            name: org.name,
+            slug: org.slug,
+            created_at: parse_time(&org.created_at)?,
+            role: tenant.role.clone(),
+            permissions: Some(tenant.permissions.to_vec()),
         })
     }
 }
@@ -197,7 +214,7 @@ impl OrgsApi {
             .bind(id)
             .write(move |tx| {
                 bound::create_org(tx, id, &name, &slug)?;
-                bound::add_member(tx, id, user, Role::Owner)?;
+                bound::add_member(tx, id, user, &Role::Owner.into())?;
                 record(
                     tx,
                     &AuditEntry::new("org.created")
@@ -220,14 +237,14 @@ impl OrgsApi {
             })
             .await?;
         tenancy.forget_org(id);
-        Ok(Created::Org(Json(OrgView::new(org, Role::Owner)?)))
+        Ok(Created::Org(Json(OrgView::new(org, Role::Owner.into())?)))
     }
 
     /// Get an organization
     #[oai(path = "/api/orgs/:org_id", method = "get", operation_id = "getOrg")]
     async fn get(
         &self,
-        access: OrgViewer,
+        access: ReadOrg,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<Json<OrgView>> {
         let tenant = access.0;
@@ -236,7 +253,7 @@ impl OrgsApi {
             .call(|conn| bound::get_org(conn))
             .await?
             .ok_or_else(|| Error::NotFound("no such organization".into()))?;
-        Ok(Json(OrgView::new(org, tenant.role)?))
+        Ok(Json(OrgView::of(org, &tenant)?))
     }
 
     /// Update an organization
@@ -245,7 +262,7 @@ impl OrgsApi {
     #[oai(path = "/api/orgs/:org_id", method = "patch", operation_id = "updateOrg")]
     async fn update(
         &self,
-        access: OrgAdmin,
+        access: UpdateOrg,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
         body: Json<UpdateOrgRequest>,
@@ -264,7 +281,7 @@ impl OrgsApi {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let (org, user) = (tenant.org_id, tenant.user_id());
+        let (org, user, actor) = (tenant.org_id, tenant.user_id(), tenant.actor_id());
         let platform = self.0.platform.clone();
         let updated = tenant
             .db()
@@ -286,7 +303,7 @@ impl OrgsApi {
                 record(
                     tx,
                     &AuditEntry::new("org.updated")
-                        .actor(user)
+                        .actor(actor)
                         .org(org)
                         .target("org", org)
                         .client(&client)
@@ -304,7 +321,7 @@ impl OrgsApi {
                 bound::get_org(tx)?.ok_or_else(|| Error::NotFound("no such organization".into()))
             })
             .await?;
-        Ok(Json(OrgView::new(updated, tenant.role)?))
+        Ok(Json(OrgView::of(updated, &tenant)?))
     }
 
     /// Delete an organization
@@ -313,12 +330,12 @@ impl OrgsApi {
     #[oai(path = "/api/orgs/:org_id", method = "delete", operation_id = "deleteOrg")]
     async fn delete(
         &self,
-        access: OrgOwner,
+        access: DeleteOrg,
         client: ClientInfo,
         #[oai(name = "org_id")] _org_id: Path<Uuid>,
     ) -> Result<NoContent> {
         let tenant = access.0;
-        let (org, user) = (tenant.org_id, tenant.user_id());
+        let (org, user, actor) = (tenant.org_id, tenant.user_id(), tenant.actor_id());
         let platform = self.0.platform.clone();
         tenant
             .db()
@@ -340,7 +357,7 @@ impl OrgsApi {
                 record(
                     tx,
                     &AuditEntry::new("org.deleted")
-                        .actor(user)
+                        .actor(actor)
                         .org(org)
                         .target("org", org)
                         .client(&client)
