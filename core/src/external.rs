@@ -341,7 +341,20 @@ pub fn api(plugin: &Arc<ExternalPlugin>, platform: &Platform) -> (Value, RouteTa
             .or_default()
             .insert(method, poem::EndpointExt::boxed(endpoint));
     }
-    (plugin.manifest.openapi.clone(), routes)
+    let mut spec = plugin.manifest.openapi.clone();
+    for route in &plugin.manifest.routes {
+        let full = format!("{}{}", plugin.prefix(route.scope), route.path);
+        let method = route.method.to_lowercase();
+        if let (Some(permission), Some(op)) = (
+            &route.permission,
+            spec.get_mut("paths")
+                .and_then(|p| p.get_mut(&full))
+                .and_then(|item| item.get_mut(&method)),
+        ) {
+            crate::http::openapi::document_permission(op, permission);
+        }
+    }
+    (spec, routes)
 }
 
 /// Job handlers for its declared job kinds (`ext.<name>.<kind>`).

@@ -140,17 +140,7 @@ impl ApiPart {
                 .ok_or_else(|| {
                     Error::internal(format!("no operation `{id}` to document `{permission}` on"))
                 })?;
-            op[crate::http::openapi::PERMISSION_EXTENSION] = Value::String(permission.to_string());
-            let sentence = format!("Needs the `{permission}` permission (a member's role or an API key).");
-            let description = match op.get("description").and_then(Value::as_str) {
-                Some(d) if !d.is_empty() => format!("{d}\n\n{sentence}"),
-                _ => sentence,
-            };
-            op["description"] = Value::String(description);
-            op["security"] = serde_json::json!([
-                { crate::http::openapi::BEARER_SCHEME: [] },
-                { crate::http::openapi::API_KEY_SCHEME: [] }
-            ]);
+            crate::http::openapi::document_permission(op, permission);
         }
         Ok(self)
     }

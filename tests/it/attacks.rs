@@ -930,6 +930,100 @@ async fn the_attack_suite() {
         );
     }
 
+    // --- Org API keys: forged, truncated, misused --------------------------------
+    let (status, created) = s
+        .acme
+        .send(
+            "POST",
+            "owner",
+            &s.acme.path("/api-keys"),
+            Some(json!({"name": "attack target", "permissions": ["org:read", "usage:read"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["key"].as_str().expect("key").to_string();
+    let (prefix_part, secret_part) = key
+        .strip_prefix("plk_")
+        .and_then(|k| k.split_once('_'))
+        .expect("plk_<prefix>_<secret>");
+    let flipped = |s: &str, at: usize| {
+        let mut b = s.as_bytes().to_vec();
+        b[at] = if b[at] == b'0' { b'1' } else { b'0' };
+        String::from_utf8(b).expect("ascii")
+    };
+    let forged_keys = [
+        ("truncated key", key[..key.len() - 1].to_string()),
+        ("key cut to its prefix", format!("plk_{prefix_part}_")),
+        ("key with a byte more", format!("{key}0")),
+        (
+            "secret with one digit changed",
+            format!("plk_{prefix_part}_{}", flipped(secret_part, 10)),
+        ),
+        (
+            "prefix with one digit changed",
+            format!("plk_{}_{secret_part}", flipped(prefix_part, 3)),
+        ),
+        (
+            "secret of the right length, made up",
+            format!("plk_{prefix_part}_{}", "ab".repeat(32)),
+        ),
+        ("key in capitals", key.to_uppercase()),
+        ("only the scheme's prefix", "plk_".to_string()),
+        (
+            "prefix and secret swapped",
+            format!("plk_{secret_part}_{prefix_part}"),
+        ),
+    ];
+    for (name, token) in forged_keys {
+        let shaped_like_a_key = token.starts_with("plk_");
+        let body = s
+            .run(attack(
+                name,
+                Auth::Token(token),
+                "GET",
+                s.acme.path("/members"),
+                Body::None,
+                401,
+            ))
+            .await;
+        // One answer for every wrong key: a probe learns nothing about which part.
+        if shaped_like_a_key {
+            assert_eq!(body["detail"], "invalid or revoked API key", "{name}");
+        }
+    }
+    // The genuine key: its org's routes within its permissions, nothing else.
+    let misuse = [
+        ("key on its org", "GET", s.acme.path("/members"), 200),
+        (
+            "key on another org",
+            "GET",
+            format!("/api/orgs/{globex}/members"),
+            404,
+        ),
+        (
+            "key beyond its permissions",
+            "GET",
+            s.acme.path("/audit-logs"),
+            403,
+        ),
+        ("key on a personal route", "GET", "/api/auth/me".to_string(), 401),
+        ("key listing orgs", "GET", "/api/orgs".to_string(), 401),
+        ("key on a staff route", "GET", "/api/admin/users".to_string(), 401),
+        ("key leaving the org", "POST", s.acme.path("/leave"), 403),
+        ("key deleting the org", "DELETE", s.acme.path(""), 403),
+    ];
+    for (name, method, path, expect) in misuse {
+        s.run(attack(
+            name,
+            Auth::Token(key.clone()),
+            method,
+            path,
+            Body::None,
+            expect,
+        ))
+        .await;
+    }
+
     eprintln!(
         "attack suite: {} cases, all refused as expected with the database unchanged",
         s.cases

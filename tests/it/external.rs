@@ -83,6 +83,86 @@ async fn with_notes(extra: &[(&str, &str)], vars: &[(&str, &str)]) -> (Acme, tem
     (Acme::start_with(builder).await, dir)
 }
 
+/// An external plugin's permissions join the catalog through its manifest: its
+/// routes check them for members' roles (presets and custom) and for API keys,
+/// and the document names them.
+#[tokio::test]
+async fn an_external_plugins_permissions_serve_custom_roles_and_api_keys() {
+    let (acme, _dir) = with_notes(&[], &[]).await;
+    let notes = acme.path("/ext/notes/notes");
+    let (_, catalog) = acme.send("GET", "viewer", "/api/permissions", None).await;
+    let keys: Vec<&str> = catalog["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|p| p["key"].as_str())
+        .filter(|k| k.starts_with("notes:"))
+        .collect();
+    assert_eq!(keys, ["notes:delete", "notes:read", "notes:write"]);
+    let spec: Value = acme
+        .app
+        .get("/api/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("spec");
+    let create = &spec["paths"]["/api/orgs/{org_id}/ext/notes/notes"]["post"];
+    assert_eq!(create["x-permission"], "notes:write");
+
+    // A custom role with `notes:write` writes; the viewer preset does not.
+    let (status, _) = acme
+        .send(
+            "POST",
+            "owner",
+            &acme.path("/roles"),
+            Some(json!({"key": "scribe", "name": "Scribe", "permissions": ["org:read", "notes:read", "notes:write"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let viewer = acme.id("viewer");
+    let (status, _) = acme
+        .send(
+            "PATCH",
+            "owner",
+            &acme.path(&format!("/members/{viewer}")),
+            Some(json!({"role": "scribe"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = acme
+        .send("POST", "viewer", &notes, Some(json!({"title": "by a scribe"})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = acme.send("DELETE", "viewer", &format!("{notes}/x"), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no notes:delete");
+
+    // A key reads with `notes:read` and is refused without it.
+    for (permissions, expect) in [
+        (json!(["org:read", "notes:read"]), StatusCode::OK),
+        (json!(["org:read", "notes:write"]), StatusCode::FORBIDDEN),
+    ] {
+        let (status, created) = acme
+            .send(
+                "POST",
+                "owner",
+                &acme.path("/api-keys"),
+                Some(json!({"name": "k", "permissions": permissions})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let key = created["key"].as_str().expect("key");
+        let resp = acme
+            .app
+            .client
+            .get(acme.app.url(&notes))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), expect);
+    }
+}
+
 #[tokio::test]
 async fn the_example_plugin_serves_both_orgs_in_isolation_with_every_host_service() {
     let (acme, _dir) = with_notes(&[], &[]).await;

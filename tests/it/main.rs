@@ -24,6 +24,7 @@ mod jobs;
 mod migrations;
 mod nodes;
 mod ops;
+mod permissions;
 mod plugins;
 mod postgres;
 mod problems;

@@ -184,6 +184,78 @@ async fn a_role_change_on_one_node_applies_on_the_other_within_a_second() {
 }
 
 #[tokio::test]
+async fn a_revoked_key_or_a_narrowed_custom_role_stops_on_the_other_node_within_a_second() {
+    if !on_postgres() {
+        return;
+    }
+    let (acme, b) = two_nodes().await;
+    let org = format!("/api/orgs/{}", acme.org);
+    let mut delays = Vec::new();
+    for _ in 0..TRIALS {
+        let (status, created) = acme
+            .send(
+                "POST",
+                "owner",
+                &format!("{org}/api-keys"),
+                Some(json!({"name": "trial", "permissions": ["org:read"]})),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 201, "{created}");
+        let key = created["key"].as_str().expect("key").to_string();
+        assert_eq!(get(&b, &key, &org).await.0, 200, "b has the key cached");
+        let id = created["id"].as_str().expect("id");
+        let (status, _) = acme
+            .send("DELETE", "owner", &format!("{org}/api-keys/{id}"), None)
+            .await;
+        assert_eq!(status.as_u16(), 204);
+        delays.push(delay(|| async { get(&b, &key, &org).await.0 == 401 }).await);
+    }
+    report("API key revoked (DELETE .../api-keys/{id})", delays);
+
+    // A custom role narrowed on a: its holder loses the permission on b.
+    let (status, _) = acme
+        .send(
+            "POST",
+            "owner",
+            &format!("{org}/roles"),
+            Some(json!({"key": "auditor", "name": "Auditor", "permissions": ["org:read", "audit:read"]})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201);
+    let viewer = acme.id("viewer");
+    let (status, _) = acme
+        .send(
+            "PATCH",
+            "owner",
+            &format!("{org}/members/{viewer}"),
+            Some(json!({"role": "auditor"})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200);
+    let token = acme.token("viewer").to_string();
+    let audit = format!("{org}/audit-logs");
+    let mut delays = Vec::new();
+    for trial in 0..TRIALS {
+        let (permissions, status) = if trial % 2 == 0 {
+            (json!(["org:read"]), 403)
+        } else {
+            (json!(["org:read", "audit:read"]), 200)
+        };
+        let (changed, body) = acme
+            .send(
+                "PATCH",
+                "owner",
+                &format!("{org}/roles/auditor"),
+                Some(json!({"permissions": permissions})),
+            )
+            .await;
+        assert_eq!(changed.as_u16(), 200, "{body}");
+        delays.push(delay(|| async { get(&b, &token, &audit).await.0 == status }).await);
+    }
+    report("custom role changed (PATCH .../roles/{key})", delays);
+}
+
+#[tokio::test]
 async fn a_flag_change_on_one_node_applies_on_the_other_within_a_second() {
     if !on_postgres() {
         return;

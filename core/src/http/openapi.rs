@@ -231,6 +231,19 @@ fn mark_optional_nullable(doc: &mut Value) {
     }
 }
 
+/// Marks an operation as checking `permission`: `x-permission`, a sentence in its
+/// description, and the API-key scheme offered beside the bearer token.
+pub(crate) fn document_permission(op: &mut Value, permission: &str) {
+    op[PERMISSION_EXTENSION] = Value::String(permission.to_string());
+    let sentence = format!("Needs the `{permission}` permission (a member's role or an API key).");
+    let description = match op.get("description").and_then(Value::as_str) {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{sentence}"),
+        _ => sentence,
+    };
+    op["description"] = Value::String(description);
+    op["security"] = json!([{ BEARER_SCHEME: [] }, { API_KEY_SCHEME: [] }]);
+}
+
 /// The object at `path` inside `doc`, created empty where missing.
 fn object_at<'a>(doc: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> {
     let mut cur = doc;

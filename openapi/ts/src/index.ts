@@ -5,7 +5,10 @@ import type { paths, components } from "./schema.js";
 export type { paths, components };
 export type Schemas = components["schemas"];
 
-/** A client for `baseUrl`; `token()` supplies the current access token, if any. */
+/**
+ * A client for `baseUrl`; `token()` supplies the credential, if any: a member's
+ * access token, or an org API key (`plk_...`) for that org's operations.
+ */
 export function createPlinthClient(baseUrl: string, token: () => string | undefined = () => undefined) {
   const client = createClient<paths>({ baseUrl });
   const auth: Middleware = {

@@ -185,6 +185,31 @@ test("register, verify, log in, build a team, read it, refresh and log out", asy
   assert.ok(actions.includes("member.role_changed"), actions.join(", "));
   assert.ok(actions.includes("member.added"), actions.join(", "));
 
+  // A custom role, and an API key the org's own systems use instead of a person.
+  const role = await ada.client.POST("/api/orgs/{org_id}/roles", {
+    params,
+    body: { key: "support", name: "Support", description: "", permissions: ["org:read", "audit:read"] },
+  });
+  assert.equal(role.response.status, 201, JSON.stringify(role.error));
+  const roleName: Schemas["RoleName"] = "support";
+  const promoted = await ada.client.PATCH("/api/orgs/{org_id}/members/{user_id}", {
+    params: { path: { org_id: orgId, user_id: bob.user.id } },
+    body: { role: roleName },
+  });
+  assert.equal(promoted.data?.role, "support");
+  const created = await ada.client.POST("/api/orgs/{org_id}/api-keys", {
+    params,
+    body: { name: "reporting", permissions: ["org:read", "usage:read"] },
+  });
+  assert.equal(created.response.status, 201, JSON.stringify(created.error));
+  assert.ok(created.data?.key.startsWith("plk_"));
+  const machine = createPlinthClient(base, () => created.data?.key);
+  const seen = await machine.GET("/api/orgs/{org_id}", { params });
+  assert.equal(seen.data?.role, null);
+  assert.deepEqual(seen.data?.permissions, ["org:read", "usage:read"]);
+  assert.equal((await machine.GET("/api/auth/me")).response.status, 401);
+  assert.equal((await machine.GET("/api/orgs/{org_id}/audit-logs", { params })).response.status, 403);
+
   const refreshed = await createPlinthClient(base).POST("/api/auth/refresh", { body: { refresh_token: ada.session.refresh } });
   assert.ok(refreshed.data, JSON.stringify(refreshed.error));
   ada.session.access = refreshed.data.access_token;

@@ -131,11 +131,16 @@ fn manifest() -> Vec<u8> {
         "version": env!("CARGO_PKG_VERSION"),
         "description": "Per-org notes (example external plugin)",
         "routes": [
-            { "method": "GET", "path": "/notes", "scope": "org", "min_role": "viewer" },
-            { "method": "POST", "path": "/notes", "scope": "org", "min_role": "member" },
+            { "method": "GET", "path": "/notes", "scope": "org", "permission": "notes:read" },
+            { "method": "POST", "path": "/notes", "scope": "org", "permission": "notes:write" },
             { "method": "GET", "path": "/notes/{id}", "scope": "org", "min_role": "viewer" },
-            { "method": "DELETE", "path": "/notes/{id}", "scope": "org", "min_role": "admin" },
+            { "method": "DELETE", "path": "/notes/{id}", "scope": "org", "permission": "notes:delete" },
             { "method": "GET", "path": "/hello", "scope": "user" }
+        ],
+        "permissions": [
+            { "key": "notes:read", "description": "Read the org's notes.", "preset": "viewer" },
+            { "key": "notes:write", "description": "Write notes.", "preset": "member" },
+            { "key": "notes:delete", "description": "Delete any note.", "preset": "admin" }
         ],
         "jobs": ["index"],
         "migrations": [{ "version": 1, "name": "create_notes", "sql": MIGRATION, "postgres": MIGRATION_POSTGRES }],
