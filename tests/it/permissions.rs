@@ -855,3 +855,45 @@ async fn an_expired_key_is_refused_and_each_key_is_rate_limited() {
     let (status, body) = send(app, &short, "GET", &acme.path(""), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
+
+/// "A role in use cannot be deleted" against a racing assignment: each round
+/// assigns a fresh custom role and deletes it at the same moment; never do both
+/// succeed (a member left holding a deleted role). Org writes take turns (one
+/// SQLite writer; the org's writer lock on PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_role_while_it_is_assigned_never_leaves_a_member_holding_nothing() {
+    let acme = Acme::start().await;
+    let viewer = acme.id("viewer");
+    let mut outcomes = BTreeMap::new();
+    for round in 0..12 {
+        let key = format!("racer-{round}");
+        custom_role(&acme, &key, &["org:read"]).await;
+        let (member_path, role_path) = (
+            acme.path(&format!("/members/{viewer}")),
+            acme.path(&format!("/roles/{key}")),
+        );
+        let assign = acme.send("PATCH", "owner", &member_path, Some(json!({"role": key})));
+        let delete = acme.send("DELETE", "owner", &role_path, None);
+        let ((assigned, _), (deleted, _)) = tokio::join!(assign, delete);
+        assert!(
+            !(assigned == StatusCode::OK && deleted == StatusCode::NO_CONTENT),
+            "round {round}: both the assignment and the deletion succeeded"
+        );
+        *outcomes
+            .entry(format!("assign {} / delete {}", assigned.as_u16(), deleted.as_u16()))
+            .or_insert(0) += 1;
+        // The viewer's role exists, whichever won.
+        let (_, org) = acme.send("GET", "viewer", &acme.path(""), None).await;
+        let role = org["role"].as_str().expect("role").to_string();
+        let (_, roles) = acme.send("GET", "owner", &acme.path("/roles"), None).await;
+        assert!(
+            roles["items"].as_array().expect("items").iter().any(|r| r["key"] == role),
+            "round {round}: the viewer holds `{role}`, which is gone"
+        );
+        let (status, _) = acme
+            .send("PATCH", "owner", &acme.path(&format!("/members/{viewer}")), Some(json!({"role": "viewer"})))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    eprintln!("racing role assignment and deletion, 12 rounds: {outcomes:?}");
+}
