@@ -92,6 +92,22 @@ impl Acme {
         (status, body)
     }
 
+    /// Creates an API key of Acme as `who` holding `permissions`; its whole text
+    /// (`plk_<prefix>_<secret>`) and the answer.
+    pub async fn api_key<S: serde::Serialize>(&self, who: &str, permissions: &[S]) -> (String, Value) {
+        let (status, created) = self
+            .send(
+                "POST",
+                who,
+                &self.path("/api-keys"),
+                Some(json!({"name": "test key", "permissions": permissions})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let key = created["key"].as_str().expect("key").to_string();
+        (key, created)
+    }
+
     pub fn path(&self, rest: &str) -> String {
         format!("/api/orgs/{}{rest}", self.org)
     }

@@ -931,17 +931,7 @@ async fn the_attack_suite() {
     }
 
     // --- Org API keys: forged, truncated, misused --------------------------------
-    let (status, created) = s
-        .acme
-        .send(
-            "POST",
-            "owner",
-            &s.acme.path("/api-keys"),
-            Some(json!({"name": "attack target", "permissions": ["org:read", "usage:read"]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let key = created["key"].as_str().expect("key").to_string();
+    let (key, _) = s.acme.api_key("owner", &["org:read", "usage:read"]).await;
     let (prefix_part, secret_part) = key
         .strip_prefix("plk_")
         .and_then(|k| k.split_once('_'))

@@ -138,19 +138,10 @@ async fn an_external_plugins_permissions_serve_custom_roles_and_api_keys() {
 
     // A key reads with `notes:read` and is refused without it.
     for (permissions, expect) in [
-        (json!(["org:read", "notes:read"]), StatusCode::OK),
-        (json!(["org:read", "notes:write"]), StatusCode::FORBIDDEN),
+        (["org:read", "notes:read"], StatusCode::OK),
+        (["org:read", "notes:write"], StatusCode::FORBIDDEN),
     ] {
-        let (status, created) = acme
-            .send(
-                "POST",
-                "owner",
-                &acme.path("/api-keys"),
-                Some(json!({"name": "k", "permissions": permissions})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let key = created["key"].as_str().expect("key");
+        let (key, _) = acme.api_key("owner", &permissions).await;
         let resp = acme
             .app
             .client

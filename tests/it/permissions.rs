@@ -59,16 +59,8 @@ async fn send(
 
 /// A key of Acme created by `who` with `permissions`; its whole text.
 async fn key(acme: &Acme, who: &str, permissions: &BTreeSet<String>) -> String {
-    let (status, body) = acme
-        .send(
-            "POST",
-            who,
-            &acme.path("/api-keys"),
-            Some(json!({"name": "test key", "permissions": permissions})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["key"].as_str().expect("key").to_string()
+    let permissions: Vec<&String> = permissions.iter().collect();
+    acme.api_key(who, &permissions).await.0
 }
 
 /// Creates Acme's custom role `key` as the owner.
@@ -880,18 +872,31 @@ async fn deleting_a_role_while_it_is_assigned_never_leaves_a_member_holding_noth
             "round {round}: both the assignment and the deletion succeeded"
         );
         *outcomes
-            .entry(format!("assign {} / delete {}", assigned.as_u16(), deleted.as_u16()))
+            .entry(format!(
+                "assign {} / delete {}",
+                assigned.as_u16(),
+                deleted.as_u16()
+            ))
             .or_insert(0) += 1;
         // The viewer's role exists, whichever won.
         let (_, org) = acme.send("GET", "viewer", &acme.path(""), None).await;
         let role = org["role"].as_str().expect("role").to_string();
         let (_, roles) = acme.send("GET", "owner", &acme.path("/roles"), None).await;
         assert!(
-            roles["items"].as_array().expect("items").iter().any(|r| r["key"] == role),
+            roles["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .any(|r| r["key"] == role),
             "round {round}: the viewer holds `{role}`, which is gone"
         );
         let (status, _) = acme
-            .send("PATCH", "owner", &acme.path(&format!("/members/{viewer}")), Some(json!({"role": "viewer"})))
+            .send(
+                "PATCH",
+                "owner",
+                &acme.path(&format!("/members/{viewer}")),
+                Some(json!({"role": "viewer"})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
     }
