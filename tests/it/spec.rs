@@ -164,8 +164,10 @@ fn undeclared_sets(node: &Value, path: &str, inherited: Option<&str>, found: &mu
         Value::Object(map) => {
             let description = map.get("description").and_then(Value::as_str).or(inherited);
             let is_string = map.get("type").and_then(Value::as_str) == Some("string");
+            // A wrapper around a `$ref` (`allOf`) takes its values from the target.
             if is_string
                 && !map.contains_key("enum")
+                && !map.contains_key("allOf")
                 && let Some(why) = description.and_then(documented_values)
             {
                 found.push(format!("{path}: {why}"));

@@ -212,7 +212,17 @@ fn mark_optional_nullable(doc: &mut Value) {
             if required.contains(name) {
                 continue;
             }
-            if let Some(reference) = prop.get("$ref").cloned() {
+            let described_ref = prop
+                .pointer("/allOf/0/$ref")
+                .and_then(Value::as_str)
+                .filter(|_| prop.get("type").is_none())
+                .map(str::to_string);
+            if let Some(reference) = described_ref {
+                // poem's own wrapper of a described `$ref`: type it and admit null.
+                let ty = types.get(&reference).cloned().unwrap_or_else(|| json!("object"));
+                prop["type"] = ty;
+                prop["nullable"] = Value::Bool(true);
+            } else if let Some(reference) = prop.get("$ref").cloned() {
                 let ty = reference
                     .as_str()
                     .and_then(|r| types.get(r))

@@ -82,7 +82,7 @@ impl Type for RoleName {
                     <Role as Type>::schema_ref(),
                     MetaSchemaRef::Inline(Box::new(custom)),
                 ],
-                ..MetaSchema::ANY
+                ..MetaSchema::new("string")
             }
         });
     }

@@ -1600,7 +1600,7 @@ export interface components {
             /** @description The event, `area.verb`. */
             action: string;
             /** @description Who did it; absent for the system or a former member. */
-            actor?: components["schemas"]["Person"] & unknown;
+            actor?: (components["schemas"]["Person"] & unknown) | null;
             /** Format: date-time */
             created_at: string;
             details: unknown;
@@ -1821,7 +1821,7 @@ export interface components {
         /** ClosedPeriod */
         ClosedPeriod: {
             /** @description The invoice issued for the closed period; absent when there was nothing to charge. */
-            invoice?: components["schemas"]["InvoiceView"] & unknown;
+            invoice?: (components["schemas"]["InvoiceView"] & unknown) | null;
         };
         /**
          * CreateFlag
@@ -1981,7 +1981,7 @@ export interface components {
         FlagValue: {
             key: string;
             /** @description Only for platform staff, for debugging. */
-            reason?: components["schemas"]["EvaluationReason"] & unknown;
+            reason?: (components["schemas"]["EvaluationReason"] & unknown) | null;
             value: unknown;
         };
         /**
@@ -2215,7 +2215,7 @@ export interface components {
             limit?: number | null;
             metric: string;
             /** @description Null without a quota. */
-            over?: components["schemas"]["Over"] & unknown;
+            over?: (string & (components["schemas"]["Over"] & unknown)) | null;
             /**
              * Format: int64
              * @description What the overage costs so far, in minor units.
@@ -2250,7 +2250,7 @@ export interface components {
              */
             permissions?: string[] | null;
             /** @description The caller's role (null for an API key). */
-            role?: components["schemas"]["RoleName"] & unknown;
+            role?: (string & (components["schemas"]["RoleName"] & unknown)) | null;
             /** @description Unique, URL-friendly name. */
             slug: string;
         };
@@ -2514,7 +2514,7 @@ export interface components {
             role: components["schemas"]["RoleName"] & unknown;
         };
         /** @description A preset role (Role) or the key of one of the org's custom roles. */
-        RoleName: components["schemas"]["Role"] | string;
+        RoleName: string | components["schemas"]["Role"];
         /** RolePage */
         RolePage: {
             items: components["schemas"]["RoleView"][];
@@ -2540,7 +2540,7 @@ export interface components {
              * @description Whose id is hashed into the bucket (default `org`).
              * @default org
              */
-            by: components["schemas"]["RuleSubject"] & unknown;
+            by: (string & (components["schemas"]["RuleSubject"] & unknown)) | null;
             /**
              * Format: double
              * @description The share that matches, 0 to 100.
@@ -2684,7 +2684,7 @@ export interface components {
              * @description Default `active` (`trialing` with `trial_days`); any Stripe status, to
              *     represent e.g. an unpaid local account.
              */
-            status?: components["schemas"]["SubscriptionStatus"] & unknown;
+            status?: (string & (components["schemas"]["SubscriptionStatus"] & unknown)) | null;
             /**
              * Format: uint32
              * @description Trial length in days from now (sets status `trialing`).
