@@ -208,7 +208,7 @@ impl RolesApi {
     /// Every permission an org operation may check, contributed by the enabled
     /// plugins, with the lowest preset role holding it.
     #[oai(path = "/api/permissions", method = "get", operation_id = "listPermissions")]
-    async fn permissions(&self, _auth: BearerAuth) -> Json<PermissionList> {
+    async fn permissions(&self, _auth: BearerAuth) -> Result<Json<PermissionList>> {
         let items = self
             .0
             .platform
@@ -223,7 +223,7 @@ impl RolesApi {
                 owner_only: p.owner_only(),
             })
             .collect();
-        Json(PermissionList { items })
+        Ok(Json(PermissionList { items }))
     }
 
     /// List roles
