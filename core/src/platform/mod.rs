@@ -75,12 +75,11 @@ impl Platform {
         metrics.register_cache(identity.token_cache());
         metrics.register_cache(tenancy.membership_cache());
         metrics.register_cache(tenancy.api_keys().cache());
-        // A revoked key stops at once on every node: its cache follows the table
-        // (explicit invalidation alone would reach this node only).
-        {
+        // A revoked key, or its suspended org, stops at once on every node: the
+        // cache follows the tables (explicit invalidation reaches this node only).
+        for table in ["tenant_api_keys", "organizations"] {
             let cache = tenancy.api_keys().cache().clone();
-            db.changes()
-                .watch("tenant_api_keys", move || cache.invalidate_all());
+            db.changes().watch(table, move || cache.invalidate_all());
         }
         if logins.is_some() {
             // Several nodes may share PostgreSQL: what one node revokes must reach

@@ -1,8 +1,9 @@
 //! Org API keys (service accounts): `plk_<prefix>_<secret>`. The prefix finds the
 //! key; only HMAC-SHA256(SECRET_KEY, secret) is stored and compared in constant
-//! time. Verified keys are cached by prefix and dropped on every change to
-//! `tenant_api_keys` (on every node, through the change notes), so a revocation
-//! applies at once. `last_used_at` is kept in memory and written once a minute,
+//! time. Verified keys are cached by prefix (with their org's suspension) and
+//! dropped on every change to `tenant_api_keys` or `organizations` (on every
+//! node, through the change notes), so a revocation applies at once and a request
+//! made with a key costs no query on a warm cache. `last_used_at` is kept in memory and written once a minute,
 //! not on every request.
 
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub struct VerifiedKey {
     pub id: Uuid,
     pub org_id: Uuid,
     pub permissions: Permissions,
+    /// Whether its org is suspended (the cache also follows `organizations`).
+    pub org_suspended: bool,
     expires_ms: Option<i64>,
     secret_hash: String,
 }
@@ -138,7 +141,8 @@ impl ApiKeys {
             .get_or_load(owned.clone(), || async move {
                 root.call(move |sql| {
                     sql.query_opt(
-                        "SELECT id, org_id, permissions, expires_ms, secret_hash FROM tenant_api_keys WHERE prefix = ?1",
+                        "SELECT k.id, k.org_id, k.permissions, k.expires_ms, k.secret_hash, o.suspended_at IS NOT NULL
+                         FROM tenant_api_keys k JOIN organizations o ON o.id = k.org_id WHERE k.prefix = ?1",
                         params![owned],
                         |r| {
                             Ok(Arc::new(VerifiedKey {
@@ -147,6 +151,7 @@ impl ApiKeys {
                                 permissions: Permissions::from_json(&r.get::<String>(2)?)?,
                                 expires_ms: r.get(3)?,
                                 secret_hash: r.get(4)?,
+                                org_suspended: r.get(5)?,
                             }))
                         },
                     )

@@ -362,16 +362,7 @@ impl Tenancy {
         if key.org_id != org {
             return Err(Error::NotFound("no such organization".into()));
         }
-        let suspended = self
-            .root
-            .call(move |conn| {
-                conn.exists(
-                    "SELECT 1 FROM organizations WHERE id = ?1 AND suspended_at IS NOT NULL",
-                    params![org],
-                )
-            })
-            .await?;
-        if suspended {
+        if key.org_suspended {
             return Err(suspended_org());
         }
         let tenant = Tenant {
