@@ -757,7 +757,12 @@ async fn an_api_key_works_within_its_org_until_revoked_and_outlives_its_creator(
     // A suspended org's keys are refused too, and work again once it is restored.
     for (action, expect) in [("suspend", StatusCode::FORBIDDEN), ("unsuspend", StatusCode::OK)] {
         let (status, _) = acme
-            .send("POST", "stranger", &format!("/api/admin/orgs/{}/{action}", acme.org), None)
+            .send(
+                "POST",
+                "stranger",
+                &format!("/api/admin/orgs/{}/{action}", acme.org),
+                None,
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{action}");
         let (status, _) = send(app, &key, "GET", &acme.path("/usage"), None).await;
