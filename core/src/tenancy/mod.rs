@@ -654,10 +654,11 @@ pub mod bound {
         Ok(())
     }
 
-    pub fn count_role(conn: &impl Handle, role: Role) -> Result<u32> {
+    /// Members holding `role` (a preset's name or a custom role's key).
+    pub fn count_role(conn: &impl Handle, role: &str) -> Result<u32> {
         Sql::from(conn).query_one(
             "SELECT count(*) FROM memberships WHERE role = ?1",
-            params![role.as_str()],
+            params![role],
             |r| r.get(0),
         )
     }

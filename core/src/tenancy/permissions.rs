@@ -164,9 +164,16 @@ impl Catalog {
         &self.presets[at]
     }
 
-    /// The permissions a custom role or an API key may be given: `keys` must be
-    /// in the catalog and none an owner power (422 naming `field` otherwise).
-    pub fn grantable(&self, field: &str, keys: &[String]) -> Result<Permissions> {
+    /// The permissions `held` may put into `what` (a custom role or an API key):
+    /// `keys` must be in the catalog and none an owner power (422 naming `field`
+    /// otherwise), and all held (403, see [`require_covers`]).
+    pub fn grantable(
+        &self,
+        field: &str,
+        keys: &[String],
+        held: &Permissions,
+        what: &str,
+    ) -> Result<Permissions> {
         for key in keys {
             match self.get(key) {
                 None => return Err(Error::invalid(field, format!("unknown permission `{key}`"))),
@@ -179,7 +186,9 @@ impl Catalog {
                 Some(_) => {}
             }
         }
-        Ok(Permissions::new(keys.iter().cloned()))
+        let wanted = Permissions::new(keys.iter().cloned());
+        require_covers(held, &wanted, what)?;
+        Ok(wanted)
     }
 }
 
@@ -227,14 +236,20 @@ mod tests {
     #[test]
     fn owner_powers_and_unknown_keys_are_not_grantable() {
         let c = catalog();
-        assert!(c.grantable("permissions", &["org:update".into()]).is_ok());
+        let owner = c.preset(Role::Owner).clone();
+        let grant = |keys: &[&str], held: &Permissions| {
+            let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            c.grantable("permissions", &keys, held, "the role")
+        };
+        assert!(grant(&["org:update"], &owner).is_ok());
         assert!(matches!(
-            c.grantable("permissions", &["org:delete".into()]),
+            grant(&["org:delete"], &owner),
             Err(Error::Validation(_))
         ));
+        assert!(matches!(grant(&["org:fly"], &owner), Err(Error::Validation(_))));
         assert!(matches!(
-            c.grantable("permissions", &["org:fly".into()]),
-            Err(Error::Validation(_))
+            grant(&["org:update"], c.preset(Role::Member)),
+            Err(Error::Forbidden(_))
         ));
     }
 

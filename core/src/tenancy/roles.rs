@@ -156,6 +156,13 @@ pub fn permissions_of(conn: &impl Handle, catalog: &Catalog, role: &str) -> Resu
     }
 }
 
+/// What `role` carries, for assigning it (to a member or an invitation): 422 on
+/// the field `role` when the bound org has no such role.
+pub fn assignable(conn: &impl Handle, catalog: &Catalog, role: &RoleName) -> Result<Permissions> {
+    permissions_of(conn, catalog, role.as_str())?
+        .ok_or_else(|| Error::invalid("role", format!("the org has no role `{role}`")))
+}
+
 pub fn create(
     conn: &impl Handle,
     org: Uuid,
@@ -206,13 +213,4 @@ pub fn update(
 pub fn delete(conn: &impl Handle, key: &str) -> Result<()> {
     Sql::from(conn).execute("DELETE FROM roles WHERE key = ?1", params![key])?;
     Ok(())
-}
-
-/// Members holding `key` in the bound org.
-pub fn holders(conn: &impl Handle, key: &str) -> Result<u32> {
-    Sql::from(conn).query_one(
-        "SELECT count(*) FROM memberships WHERE role = ?1",
-        params![key],
-        |r| r.get(0),
-    )
 }

@@ -10,7 +10,6 @@ use plinth_core::http::ClientInfo;
 use plinth_core::http::pagination::Page;
 use plinth_core::storage::db::now_millis;
 use plinth_core::tenancy::api_keys::{self, ApiKey, NewKey};
-use plinth_core::tenancy::permissions::require_covers;
 use plinth_core::{Error, FieldError, Result};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -200,13 +199,12 @@ impl ApiKeysApi {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let wanted = self
-            .0
-            .platform
-            .tenancy()
-            .catalog()
-            .grantable("permissions", &permissions)?;
-        require_covers(&tenant.permissions, &wanted, "the key")?;
+        let wanted = self.0.platform.tenancy().catalog().grantable(
+            "permissions",
+            &permissions,
+            &tenant.permissions,
+            "the key",
+        )?;
         let (org, actor) = (tenant.org_id, tenant.actor_id());
         let created_by = match tenant.user_id() {
             Some(user) => user.to_string(),

@@ -305,9 +305,7 @@ impl InvitationsApi {
         let invitation = tenant
             .db()
             .write(move |tx| {
-                let Some(granted) = roles::permissions_of(tx, platform.tenancy().catalog(), role.as_str())? else {
-                    return Err(Error::invalid("role", format!("the org has no role `{role}`")));
-                };
+                let granted = roles::assignable(tx, platform.tenancy().catalog(), &role)?;
                 require_covers(&held, &granted, &format!("the role `{role}`"))?;
                 let is_member = tx.exists("SELECT 1 FROM org_users WHERE email = ?1", params![email])?;
                 if is_member {

@@ -151,7 +151,7 @@ fn remove(
         if !leaving {
             acting.require("owners:manage", "removing an owner")?;
         }
-        if bound::count_role(tx, Role::Owner)? <= 1 {
+        if bound::count_role(tx, Role::Owner.as_str())? <= 1 {
             return Err(last_owner());
         }
     }
@@ -272,13 +272,7 @@ impl MembersApi {
             .db()
             .write(move |tx| {
                 let member = bound::member(tx, target)?.ok_or_else(not_a_member)?;
-                let catalog = platform.tenancy().catalog();
-                let Some(granted) = roles::permissions_of(tx, catalog, new_role.as_str())? else {
-                    return Err(Error::invalid(
-                        "role",
-                        format!("the org has no role `{new_role}`"),
-                    ));
-                };
+                let granted = roles::assignable(tx, platform.tenancy().catalog(), &new_role)?;
                 if member.role == new_role {
                     return Ok(member);
                 }
@@ -292,7 +286,7 @@ impl MembersApi {
                     &format!("the member's role `{}`", member.role),
                 )?;
                 require_covers(&acting.permissions, &granted, &format!("the role `{new_role}`"))?;
-                if member.role.is(Role::Owner) && bound::count_role(tx, Role::Owner)? <= 1 {
+                if member.role.is(Role::Owner) && bound::count_role(tx, Role::Owner.as_str())? <= 1 {
                     return Err(last_owner());
                 }
                 bound::set_role(tx, target, &new_role)?;

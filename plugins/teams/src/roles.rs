@@ -13,7 +13,7 @@ use plinth_core::storage::db::now_millis;
 use plinth_core::storage::sql::Sql;
 use plinth_core::tenancy::permissions::require_covers;
 use plinth_core::tenancy::roles::{self, CustomRole, valid_key};
-use plinth_core::tenancy::{Permissions, Role, Tenant};
+use plinth_core::tenancy::{Role, bound};
 use plinth_core::{Error, FieldError, Platform, Result, params};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -172,7 +172,7 @@ fn text_errors(name: Option<&str>, description: Option<&str>) -> Vec<FieldError>
 
 /// A role in use by a member or a pending invitation cannot go.
 fn in_use(tx: &Sql<'_>, key: &str) -> Result<u32> {
-    let members = roles::holders(tx, key)?;
+    let members = bound::count_role(tx, key)?;
     let invited: u32 = tx.query_one(
         "SELECT count(*) FROM invitations WHERE role = ?1 AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > ?2",
         params![key, now_millis()],
@@ -283,7 +283,8 @@ impl RolesApi {
         if Role::parse(&key).is_some() {
             return Err(Error::Conflict(format!("`{key}` is a preset role")));
         }
-        let granted = self.grantable(&tenant, &permissions)?;
+        let catalog = self.0.platform.tenancy().catalog();
+        let granted = catalog.grantable("permissions", &permissions, &tenant.permissions, "the role")?;
         let who = (tenant.org_id, tenant.actor_id());
         let org = tenant.org_id;
         let role = tenant
@@ -335,7 +336,10 @@ impl RolesApi {
         if !errors.is_empty() {
             return Err(Error::Validation(errors));
         }
-        let granted = permissions.map(|p| self.grantable(&tenant, &p)).transpose()?;
+        let catalog = self.0.platform.tenancy().catalog();
+        let granted = permissions
+            .map(|p| catalog.grantable("permissions", &p, &tenant.permissions, "the role"))
+            .transpose()?;
         let (who, held) = ((tenant.org_id, tenant.actor_id()), tenant.permissions.clone());
         let role = tenant
             .db()
@@ -399,20 +403,5 @@ impl RolesApi {
             .await?;
         self.0.platform.tenancy().forget_org(tenant.org_id);
         Ok(NoContent::Done)
-    }
-}
-
-impl RolesApi {
-    /// `keys` as a role's set: each in the catalog and no owner power (422), all
-    /// held by the caller (403).
-    fn grantable(&self, tenant: &Tenant, keys: &[String]) -> Result<Permissions> {
-        let wanted = self
-            .0
-            .platform
-            .tenancy()
-            .catalog()
-            .grantable("permissions", keys)?;
-        require_covers(&tenant.permissions, &wanted, "the role")?;
-        Ok(wanted)
     }
 }
