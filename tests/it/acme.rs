@@ -108,6 +108,32 @@ impl Acme {
         (key, created)
     }
 
+    /// Creates Acme's custom role `key` (named after it) as the owner.
+    pub async fn create_role(&self, key: &str, permissions: &[&str]) {
+        let (status, body) = self
+            .send(
+                "POST",
+                "owner",
+                &self.path("/roles"),
+                Some(json!({"key": key, "name": key, "permissions": permissions})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Gives Acme's member `user` the role `role`, as the owner.
+    pub async fn set_role(&self, user: Uuid, role: &str) {
+        let (status, body) = self
+            .send(
+                "PATCH",
+                "owner",
+                &self.path(&format!("/members/{user}")),
+                Some(json!({"role": role})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
     pub fn path(&self, rest: &str) -> String {
         format!("/api/orgs/{}{rest}", self.org)
     }

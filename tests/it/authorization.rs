@@ -21,13 +21,7 @@ struct Operation {
 }
 
 async fn operations(acme: &Acme) -> Vec<Operation> {
-    let spec: Value = acme
-        .app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("spec");
+    let spec: Value = acme.app.served_spec().await;
     let mut ops = Vec::new();
     for (template, item) in spec["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("path item") {

@@ -99,36 +99,14 @@ async fn an_external_plugins_permissions_serve_custom_roles_and_api_keys() {
         .filter(|k| k.starts_with("notes:"))
         .collect();
     assert_eq!(keys, ["notes:delete", "notes:read", "notes:write"]);
-    let spec: Value = acme
-        .app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("spec");
+    let spec: Value = acme.app.served_spec().await;
     let create = &spec["paths"]["/api/orgs/{org_id}/ext/notes/notes"]["post"];
     assert_eq!(create["x-permission"], "notes:write");
 
     // A custom role with `notes:write` writes; the viewer preset does not.
-    let (status, _) = acme
-        .send(
-            "POST",
-            "owner",
-            &acme.path("/roles"),
-            Some(json!({"key": "scribe", "name": "Scribe", "permissions": ["org:read", "notes:read", "notes:write"]})),
-        )
+    acme.create_role("scribe", &["org:read", "notes:read", "notes:write"])
         .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let viewer = acme.id("viewer");
-    let (status, _) = acme
-        .send(
-            "PATCH",
-            "owner",
-            &acme.path(&format!("/members/{viewer}")),
-            Some(json!({"role": "scribe"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    acme.set_role(acme.id("viewer"), "scribe").await;
     let (status, body) = acme
         .send("POST", "viewer", &notes, Some(json!({"title": "by a scribe"})))
         .await;
@@ -266,13 +244,7 @@ async fn the_example_plugin_serves_both_orgs_in_isolation_with_every_host_servic
         StatusCode::NO_CONTENT
     );
 
-    let spec: Value = acme
-        .app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("spec");
+    let spec: Value = acme.app.served_spec().await;
     assert!(
         spec.pointer("/paths/~1api~1orgs~1{org_id}~1ext~1notes~1notes/post")
             .is_some()

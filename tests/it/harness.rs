@@ -52,6 +52,11 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The OpenAPI document the server serves.
+    pub async fn served_spec(&self) -> serde_json::Value {
+        self.get("/api/openapi.json").await.json().await.expect("spec")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request")
     }

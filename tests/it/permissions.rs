@@ -63,31 +63,10 @@ async fn key(acme: &Acme, who: &str, permissions: &BTreeSet<String>) -> String {
     acme.api_key(who, &permissions).await.0
 }
 
-/// Creates Acme's custom role `key` as the owner.
-async fn custom_role(acme: &Acme, key: &str, permissions: &[&str]) {
-    let (status, body) = acme
-        .send(
-            "POST",
-            "owner",
-            &acme.path("/roles"),
-            Some(json!({"key": key, "name": key, "permissions": permissions})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 /// A new member of Acme holding `role`: their access token and id.
 async fn member_with(acme: &Acme, email: &str, role: &str) -> (String, Uuid) {
     let (token, id) = acme.join(email).await;
-    let (status, body) = acme
-        .send(
-            "PATCH",
-            "owner",
-            &acme.path(&format!("/members/{id}")),
-            Some(json!({"role": role})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    acme.set_role(id, role).await;
     (token, id)
 }
 
@@ -144,13 +123,7 @@ async fn the_catalog_names_what_every_org_operation_checks_and_presets_match_the
 
     // Every org operation documents its permission (leaving is any member's) and
     // accepts an API key beside the access token.
-    let spec: Value = acme
-        .app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("spec");
+    let spec: Value = acme.app.served_spec().await;
     let mut documented = 0;
     for (path, item) in spec["paths"].as_object().expect("paths") {
         if !path.starts_with("/api/orgs/{org_id}") {
@@ -218,13 +191,7 @@ async fn the_matrix_of_every_org_operation_over_presets_a_custom_role_and_keys()
             .var("PLINTH_AUTH_RATE_PER_ACCOUNT", "1000"),
     )
     .await;
-    let spec: Value = acme
-        .app
-        .get("/api/openapi.json")
-        .await
-        .json()
-        .await
-        .expect("spec");
+    let spec: Value = acme.app.served_spec().await;
     let (_, catalog) = acme.send("GET", "owner", "/api/permissions", None).await;
     let grantable: BTreeSet<String> = catalog["items"]
         .as_array()
@@ -250,7 +217,7 @@ async fn the_matrix_of_every_org_operation_over_presets_a_custom_role_and_keys()
         "flags:read",
         "audit:read",
     ];
-    custom_role(&acme, "support", &support).await;
+    acme.create_role("support", &support).await;
     let (support_token, _) = member_with(&acme, "support@example.com", "support").await;
 
     let mut callers: Vec<Caller> = ["viewer", "member", "admin", "owner"]
@@ -366,8 +333,7 @@ async fn escalation_through_custom_roles_invitations_and_keys_is_refused() {
 
     // A custom role that reads what a viewer reads and may manage roles, invite
     // and manage members, but holds no billing permission beyond reading.
-    custom_role(
-        &acme,
+    acme.create_role(
         "people",
         &[
             "org:read",
@@ -381,7 +347,8 @@ async fn escalation_through_custom_roles_invitations_and_keys_is_refused() {
         ],
     )
     .await;
-    custom_role(&acme, "biller", &["org:read", "billing:read", "billing:manage"]).await;
+    acme.create_role("biller", &["org:read", "billing:read", "billing:manage"])
+        .await;
     let (people, _) = member_with(&acme, "people@example.com", "people").await;
     let (_, biller_id) = member_with(&acme, "biller@example.com", "biller").await;
     let admin = acme.id("admin");
@@ -557,7 +524,7 @@ async fn custom_roles_apply_at_once_and_a_role_in_use_cannot_be_deleted() {
         "usage:read",
         "members:invite",
     ];
-    custom_role(&acme, "inviter", &inviter_holds).await;
+    acme.create_role("inviter", &inviter_holds).await;
     let (inviter, inviter_id) = member_with(&acme, "inviter@example.com", "inviter").await;
     let app = &acme.app;
     let invite = |email: &str| json!({"email": email, "role": "viewer"});
@@ -653,7 +620,7 @@ async fn custom_roles_apply_at_once_and_a_role_in_use_cannot_be_deleted() {
         let (status, answer) = acme.send("POST", "owner", &acme.path("/roles"), Some(body)).await;
         assert_eq!(status, expect, "{answer}");
     }
-    custom_role(&acme, "twice", &["org:read"]).await;
+    acme.create_role("twice", &["org:read"]).await;
     let (status, _) = acme
         .send(
             "POST",
@@ -874,7 +841,7 @@ async fn deleting_a_role_while_it_is_assigned_never_leaves_a_member_holding_noth
     let mut outcomes = BTreeMap::new();
     for round in 0..12 {
         let key = format!("racer-{round}");
-        custom_role(&acme, &key, &["org:read"]).await;
+        acme.create_role(&key, &["org:read"]).await;
         let (member_path, role_path) = (
             acme.path(&format!("/members/{viewer}")),
             acme.path(&format!("/roles/{key}")),

@@ -9,7 +9,7 @@ use crate::widgets::Widgets;
 async fn an_enabled_plugin_serves_its_routes_and_documents_them() {
     let app = TestApp::builder().plugin(Widgets::default()).spawn().await;
     assert_eq!(app.get("/api/widgets").await.status().as_u16(), 200);
-    let spec: Value = app.get("/api/openapi.json").await.json().await.expect("spec");
+    let spec: Value = app.served_spec().await;
     assert!(spec.pointer("/paths/~1api~1widgets/get").is_some());
     assert!(
         spec["tags"]
@@ -29,7 +29,7 @@ async fn a_disabled_plugins_routes_404_and_vanish_from_the_spec() {
         .await;
     let resp = app.get("/api/widgets").await;
     assert_eq!(resp.status().as_u16(), 404);
-    let spec: Value = app.get("/api/openapi.json").await.json().await.expect("spec");
+    let spec: Value = app.served_spec().await;
     let text = spec.to_string();
     assert!(!text.contains("/api/widgets"), "disabled routes documented");
     assert!(!text.contains("NewWidget"), "disabled schemas documented");

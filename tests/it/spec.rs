@@ -93,7 +93,7 @@ async fn the_served_document_is_the_assembled_one() {
     let (app, _dir) = TestApp::builder().build();
     let expected = app.spec().clone();
     let running = TestApp::builder().spawn().await;
-    let served: Value = running.get("/api/openapi.json").await.json().await.expect("json");
+    let served: Value = running.served_spec().await;
     assert_eq!(served, expected);
 }
 
